@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything d2c needs on Debian 12 (as root, idempotent): the compiler
+# toolchain, the numeric libraries, the default dataset and the PyTorch reference.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config
+      libopenblas-openmp-dev liblapacke-dev zlib1g-dev libpng-dev libjpeg-dev libcjson-dev
+      dataset-fashion-mnist
+      python3 python3-numpy python3-scipy python3-torch
+      time)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
