@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "core/util.h"
+
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
 #define PHILOX_W0 0x9E3779B9u
@@ -62,7 +64,7 @@ float rng_normal(Rng *r) {
     double u1 = ((double)rng_u32(r) + 1.0) / 4294967296.0;
     double u2 = (double)rng_u32(r) / 4294967296.0;
     double rad = sqrt(-2.0 * log(u1));
-    double th = 2.0 * 3.14159265358979323846 * u2;
+    double th = 2.0 * D2C_PI * u2;
     r->spare = (float)(rad * sin(th));
     r->has_spare = 1;
     return (float)(rad * cos(th));

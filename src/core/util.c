@@ -31,7 +31,7 @@ static void vreport(const char *kind, const char *fmt, va_list ap) {
     fputc('\n', stderr);
 }
 
-static void die_with(int status, const char *fmt, va_list ap) {
+__attribute__((noreturn)) static void die_with(int status, const char *fmt, va_list ap) {
     vreport("error", fmt, ap);
     if (g_cleanup_path) unlink(g_cleanup_path);
     exit(status);
@@ -190,3 +190,8 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads(void) { return g_threads; }
+
+void check_writable(const char *path) {
+    AtomicFile af = atomic_open(path);
+    atomic_abort(&af);
+}

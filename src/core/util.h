@@ -53,6 +53,10 @@ void atomic_commit(AtomicFile *af);
 /* Removes the temporary file without touching path. */
 void atomic_abort(AtomicFile *af);
 
+/* Dies with status 2 naming path unless a file can be created there (tries and removes
+ * a temporary beside it): call before long work whose result goes to path. */
+void check_writable(const char *path);
+
 /* Parses a whole string as a number; return 0 on success, -1 if malformed or out of range. */
 int parse_long(const char *s, long *out);
 int parse_double(const char *s, double *out);
@@ -61,6 +65,7 @@ int parse_double(const char *s, double *out);
 void set_num_threads(int n);
 int get_num_threads(void);
 
+#define D2C_PI 3.14159265358979323846
 #define D2C_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define D2C_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -1,0 +1,46 @@
+/* Model files (INTERFACE.md "MODEL"): one safetensors tensor per spec parameter, named by
+ * its state_dict key, holding the weights sampling uses (the EMA weights); the raw
+ * training state (weights, Adam moments, step) under "train." names for --resume; the
+ * config, schedule and image size as JSON in the metadata. */
+#ifndef D2C_DIFFUSION_CHECKPOINT_H
+#define D2C_DIFFUSION_CHECKPOINT_H
+
+#include "diffusion/schedule.h"
+#include "model/unet.h"
+
+typedef struct {
+    UNetConfig cfg;
+    ScheduleKind schedule;
+    int H, W;                 /* image size the model was trained on */
+    long step;                /* training steps taken */
+    char *train_json;         /* training options as JSON (owned), may be NULL */
+} ModelInfo;
+
+typedef struct {
+    long step;                /* optimiser steps taken */
+    const float *params;      /* (n_params) raw weights */
+    const float *adam_m, *adam_v;
+    const float *ema;         /* (n_params) EMA weights: the spec-named tensors */
+} TrainState;
+
+/* Writes path atomically. weights: what the spec-named tensors hold; state may be NULL. */
+void checkpoint_save(const char *path, const UNetLayout *lay, const ModelInfo *info,
+                     const float *weights, const TrainState *state);
+
+/* Reads the metadata of a model file (config from "config", defaults where a file written
+ * elsewhere has none: the spec's config, linear schedule, 28x28 for 1 channel, 32x32 for 3).
+ * Dies with status 2, naming the file, if it is not a model file. */
+ModelInfo checkpoint_read_info(const char *path);
+
+/* Loads the spec-named weights into weights (lay->n_params floats). Dies with status 2
+ * naming the file and the tensor when a tensor is missing or has another shape. */
+void checkpoint_load_weights(const char *path, const UNetLayout *lay, float *weights);
+
+/* Loads the raw training state for --resume into caller buffers (n_params floats each);
+ * returns the step. Dies with status 2 if the file holds no training state. */
+long checkpoint_load_state(const char *path, const UNetLayout *lay, float *params, float *adam_m,
+                           float *adam_v, float *ema);
+
+void model_info_free(ModelInfo *info);
+
+#endif

@@ -1,0 +1,29 @@
+/* The DDPM epsilon objective of the spec: loss = mean((eps_theta(x_t, t, c) - eps)^2),
+ * x_t = q_sample(x_0, t, eps), with its backward to the weights, the clean images x_0
+ * and the conditioning vectors. */
+#ifndef D2C_DIFFUSION_DDPM_H
+#define D2C_DIFFUSION_DDPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diffusion/schedule.h"
+#include "model/unet.h"
+
+typedef struct {
+    int cap;        /* images */
+    size_t D;       /* values per image */
+    float *xt, *eps, *deps, *dxt;   /* (cap, D) */
+} DdpmScratch;
+
+void ddpm_scratch_create(DdpmScratch *w, int cap, size_t D);
+void ddpm_scratch_free(DdpmScratch *w);
+
+/* Returns the loss. With backward != 0, runs the backward pass with d loss scaled by
+ * scale: net->grads += scale dL/dtheta; dx0 (B, D) += scale dL/dx0 and dcond (B, E) +=
+ * scale dL/dcond where not NULL. y or cond as in unet_forward. */
+float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+                const int64_t *y, const float *cond, const float *noise, int B, int backward,
+                float scale, float *dx0, float *dcond);
+
+#endif

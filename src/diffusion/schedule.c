@@ -1,0 +1,58 @@
+/* Noise schedules and q_sample. */
+#include "diffusion/schedule.h"
+
+#include "core/util.h"
+
+#include <math.h>
+#include <string.h>
+
+void schedule_init(Schedule *s, ScheduleKind kind) {
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->T = D2C_T_STEPS;
+    const int T = s->T;
+    if (kind == SCHEDULE_LINEAR) {
+        /* torch.linspace in float64: the first half counts up from the start, the second
+         * half down from the end, which makes the endpoints exact. */
+        const double start = 1e-4, end = 0.02, step = (end - start) / (T - 1);
+        double prod = 1.0;
+        for (int i = 0; i < T; i++) {
+            double beta = i < T / 2 ? start + step * i : end - step * (T - 1 - i);
+            prod *= 1.0 - beta;
+            s->alpha_bar[i] = (float)prod;
+        }
+    } else {
+        const double sh = 0.008;
+        double f0 = cos((0.0 / T + sh) / (1 + sh) * (D2C_PI / 2));
+        f0 *= f0;
+        double prod = 1.0;
+        for (int i = 0; i < T; i++) {
+            double a1 = cos(((double)i / T + sh) / (1 + sh) * (D2C_PI / 2));
+            double a2 = cos(((double)(i + 1) / T + sh) / (1 + sh) * (D2C_PI / 2));
+            double beta = 1.0 - (a2 * a2 / f0) / (a1 * a1 / f0);
+            if (beta > 0.999) beta = 0.999;
+            prod *= 1.0 - beta;
+            s->alpha_bar[i] = (float)prod;
+        }
+    }
+}
+
+int schedule_parse(const char *name, ScheduleKind *kind) {
+    if (strcmp(name, "linear") == 0) *kind = SCHEDULE_LINEAR;
+    else if (strcmp(name, "cosine") == 0) *kind = SCHEDULE_COSINE;
+    else return -1;
+    return 0;
+}
+
+const char *schedule_name(ScheduleKind kind) { return kind == SCHEDULE_COSINE ? "cosine" : "linear"; }
+
+void q_sample(float *xt, const float *x0, const float *noise, const int64_t *t, const Schedule *s,
+              int B, size_t D) {
+    for (int b = 0; b < B; b++) {
+        float ab = s->alpha_bar[t[b]];
+        float ca = sqrtf(ab), cn = sqrtf(1.0f - ab);
+        const float *x = x0 + (size_t)b * D, *e = noise + (size_t)b * D;
+        float *o = xt + (size_t)b * D;
+        for (size_t i = 0; i < D; i++) o[i] = ca * x[i] + cn * e[i];
+    }
+}

@@ -1,0 +1,30 @@
+/* Noise schedules (alpha_bar over T = 1000 steps) and the forward noising process
+ * q(x_t | x_0) of reference/d2c_spec.py. */
+#ifndef D2C_DIFFUSION_SCHEDULE_H
+#define D2C_DIFFUSION_SCHEDULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define D2C_T_STEPS 1000
+
+typedef enum { SCHEDULE_LINEAR = 0, SCHEDULE_COSINE = 1 } ScheduleKind;
+
+typedef struct {
+    ScheduleKind kind;
+    int T;
+    float alpha_bar[D2C_T_STEPS];   /* float32, computed in float64 as the spec does */
+} Schedule;
+
+/* linear: betas linspace(1e-4, 0.02, T) in float64, alpha_bar = cumprod(1 - beta).
+ * cosine: Nichol & Dhariwal (s = 0.008), betas clipped at 0.999. */
+void schedule_init(Schedule *s, ScheduleKind kind);
+/* "linear" or "cosine" -> kind; returns -1 for anything else. */
+int schedule_parse(const char *name, ScheduleKind *kind);
+const char *schedule_name(ScheduleKind kind);
+
+/* xt (B, D) = sqrt(ab[t_b]) x0 + sqrt(1 - ab[t_b]) noise, D = values per image. */
+void q_sample(float *xt, const float *x0, const float *noise, const int64_t *t, const Schedule *s,
+              int B, size_t D);
+
+#endif

@@ -1,0 +1,215 @@
+/* The training loop behind `d2c train`. Every random draw of step s comes from a stream
+ * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly. */
+#include "diffusion/train.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "diffusion/checkpoint.h"
+#include "diffusion/ddpm.h"
+#include "io/dataset.h"
+#include "model/adam.h"
+
+TrainOptions train_default_options(void) {
+    TrainOptions o = {0};
+    o.data = "fashion-mnist";
+    o.steps = 2000;
+    o.batch = 64;
+    o.lr = 1e-3;
+    o.warmup = 100;
+    o.grad_clip = 1.0;
+    o.cond_drop = 0.1;
+    o.ema_decay = 0.999;
+    o.ckpt_every = 500;
+    o.cfg = unet_default_config();
+    o.schedule = SCHEDULE_LINEAR;
+    o.seed = 0;
+    return o;
+}
+
+/* The examples of step `step`: position step*B + i of an endless sequence of epochs,
+ * each a permutation of the data keyed by (seed, epoch). */
+typedef struct {
+    int n;
+    int *perm;
+    long epoch;
+    uint64_t seed;
+} EpochSampler;
+
+static void sampler_pick(EpochSampler *s, long step, int B, int *out) {
+    for (int i = 0; i < B; i++) {
+        long pos = step * (long)B + i;
+        long epoch = pos / s->n;
+        if (epoch != s->epoch) {
+            for (int j = 0; j < s->n; j++) s->perm[j] = j;
+            Rng r = rng_stream(s->seed, RNG_BATCH, (uint64_t)epoch);
+            rng_shuffle(&r, s->perm, s->n);
+            s->epoch = epoch;
+        }
+        out[i] = s->perm[pos % s->n];
+    }
+}
+
+static char *options_json(const TrainOptions *o) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "data", o->data);
+    cJSON_AddNumberToObject(j, "steps", (double)o->steps);
+    cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
+    cJSON_AddNumberToObject(j, "grad_clip", o->grad_clip);
+    cJSON_AddNumberToObject(j, "cond_drop", o->cond_drop);
+    cJSON_AddNumberToObject(j, "ema_decay", o->ema_decay);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int same_config(const UNetConfig *a, const UNetConfig *b) {
+    if (a->in_channels != b->in_channels || a->base_channels != b->base_channels ||
+        a->num_levels != b->num_levels || a->num_classes != b->num_classes || a->groups != b->groups)
+        return 0;
+    for (int l = 0; l < a->num_levels; l++)
+        if (a->channel_mult[l] != b->channel_mult[l] || a->attn[l] != b->attn[l]) return 0;
+    return 1;
+}
+
+double train_run(const TrainOptions *opt) {
+    check_writable(opt->out);
+    Dataset data = dataset_load(opt->data);
+    UNetConfig cfg = opt->cfg;
+    cfg.in_channels = data.c;
+    cfg.num_classes = data.num_classes;
+    const int B = opt->batch, H = data.h, W = data.w;
+    const size_t D = (size_t)data.c * H * W;
+
+    UNet net;
+    unet_create(&net, &cfg, H, W, B);
+    const size_t P = net.lay.n_params;
+    Adam adam;
+    adam_create(&adam, P, (float)opt->lr);
+    float *ema = xmalloc_floats(P);
+
+    ModelInfo info = {.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
+    info.train_json = options_json(opt);
+    long start = 0;
+    if (opt->resume) {
+        if (!file_exists(opt->out)) die_input("--resume: no checkpoint at '%s' to resume from", opt->out);
+        ModelInfo old = checkpoint_read_info(opt->out);
+        if (!same_config(&old.cfg, &cfg) || old.H != H || old.W != W || old.schedule != opt->schedule)
+            die_input("--resume: '%s' was trained with another model config, schedule or image size", opt->out);
+        model_info_free(&old);
+        start = checkpoint_load_state(opt->out, &net.lay, net.params, adam.m, adam.v, ema);
+        adam.step = start;
+        if (start > opt->steps) die_input("--resume: '%s' is at step %ld, beyond --steps %ld", opt->out, start, opt->steps);
+    } else {
+        unet_init_params(&net.lay, net.params, opt->seed);
+        memcpy(ema, net.params, P * sizeof(float));
+    }
+
+    char *log_path = NULL;
+    if (opt->log_path) {
+        log_path = xstrdup(opt->log_path);
+    } else {
+        log_path = xmalloc(strlen(opt->out) + 16);
+        sprintf(log_path, "%s.log.jsonl", opt->out);
+    }
+    FILE *log = fopen(log_path, opt->resume ? "a" : "w");
+    if (!log) die_input("cannot write the training log '%s'", log_path);
+
+    Schedule sched;
+    schedule_init(&sched, opt->schedule);
+    DdpmScratch scratch;
+    ddpm_scratch_create(&scratch, B, D);
+    float *x0 = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D);
+    int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
+    int *idx = xcalloc((size_t)B, sizeof *idx);
+    EpochSampler sampler = {.n = data.n, .perm = xcalloc((size_t)data.n, sizeof(int)), .epoch = -1, .seed = opt->seed};
+
+    if (!opt->quiet)
+        fprintf(stderr, "train: %s, %d images %dx%dx%d, %d classes; UNet C=%d, %zu parameters; %ld steps of %d\n",
+                opt->data, data.n, data.c, H, W, data.num_classes, cfg.base_channels, P, opt->steps, B);
+    Progress prog;
+    progress_begin(&prog, "train", start, opt->steps);
+    double recent = 0;
+    int n_recent = 0;
+    double t_last = now_seconds();
+    for (long step = start; step < opt->steps; step++) {
+        sampler_pick(&sampler, step, B, idx);
+        Rng rt = rng_stream(opt->seed, RNG_TIMESTEP, (uint64_t)step);
+        Rng rn = rng_stream(opt->seed, RNG_NOISE, (uint64_t)step);
+        Rng rd = rng_stream(opt->seed, RNG_DROPOUT, (uint64_t)step);
+        for (int b = 0; b < B; b++) {
+            memcpy(x0 + (size_t)b * D, data.images + (size_t)idx[b] * D, D * sizeof(float));
+            t[b] = rng_below(&rt, (uint32_t)sched.T);
+            y[b] = rng_uniform(&rd) < opt->cond_drop ? cfg.num_classes : data.labels[idx[b]];
+        }
+        rng_fill_normal(&rn, noise, (size_t)B * D);
+
+        memset(net.grads, 0, P * sizeof(float));
+        float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
+        if (!isfinite(loss))
+            die_fail("loss became %s at step %ld; stopped, the last good checkpoint is '%s'", isnan(loss) ? "NaN" : "infinite",
+                     step + 1, opt->out);
+        double gnorm = clip_grad_norm(net.grads, P, opt->grad_clip);
+        double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
+        adam.lr = (float)lr;
+        adam_step(&adam, net.params, net.grads);
+        const float d = (float)opt->ema_decay;
+        for (size_t i = 0; i < P; i++) ema[i] = d * ema[i] + (1.0f - d) * net.params[i];
+
+        double now = now_seconds();
+        double ips = B / (now - t_last);
+        t_last = now;
+        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"img_per_s\": %.1f}\n",
+                step + 1, loss, lr, gnorm, ips);
+        if (step >= opt->steps - 50) {
+            recent += loss;
+            n_recent++;
+        }
+        char status[96];
+        snprintf(status, sizeof status, "loss %.4f %.0f img/s", loss, ips);
+        if (!opt->quiet) progress_update(&prog, step + 1, status);
+        if ((step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps) {
+            fflush(log);
+            TrainState st = {.step = step + 1, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
+            info.step = step + 1;
+            checkpoint_save(opt->out, &net.lay, &info, ema, &st);
+        }
+    }
+    if (!opt->quiet) progress_end(&prog);
+    fclose(log);
+    if (start == opt->steps) {  /* nothing left to do: make sure the file is complete */
+        TrainState st = {.step = start, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
+        info.step = start;
+        checkpoint_save(opt->out, &net.lay, &info, ema, &st);
+    }
+
+    free(sampler.perm);
+    free(idx);
+    free(t);
+    free(y);
+    free(x0);
+    free(noise);
+    free(log_path);
+    ddpm_scratch_free(&scratch);
+    free(ema);
+    adam_destroy(&adam);
+    unet_destroy(&net);
+    model_info_free(&info);
+    dataset_free(&data);
+    return n_recent ? recent / n_recent : 0.0;
+}

@@ -1,0 +1,35 @@
+/* Diffusion training (`d2c train`): DDPM epsilon loss with classifier-free-guidance label
+ * dropout, Adam with linear warm-up and gradient clipping, an EMA of the weights, periodic
+ * atomic checkpoints, bit-identical --resume, progress and a JSON-lines log. */
+#ifndef D2C_DIFFUSION_TRAIN_H
+#define D2C_DIFFUSION_TRAIN_H
+
+#include <stdint.h>
+
+#include "diffusion/schedule.h"
+#include "model/unet.h"
+
+typedef struct {
+    const char *data;          /* data source (INTERFACE.md SRC) */
+    const char *out;           /* model file, also the checkpoint */
+    const char *log_path;      /* JSON lines; NULL = "<out>.log.jsonl" */
+    long steps;
+    int batch;
+    double lr;
+    long warmup;               /* steps of linear learning-rate warm-up */
+    double grad_clip;          /* max global gradient norm, <= 0 = off */
+    double cond_drop;          /* probability of the null label (classifier-free guidance) */
+    double ema_decay;
+    long ckpt_every;           /* steps between checkpoints */
+    UNetConfig cfg;            /* num_classes and in_channels are taken from the data */
+    ScheduleKind schedule;
+    uint64_t seed;
+    int resume;
+    int quiet;
+} TrainOptions;
+
+TrainOptions train_default_options(void);
+/* Runs training; returns the final loss (mean over the last 50 steps). */
+double train_run(const TrainOptions *opt);
+
+#endif

@@ -1,0 +1,536 @@
+/* The UNet's forward and backward passes over the engine kernels, and the activation
+ * arena that connects them. Module semantics follow reference/d2c_spec.py:
+ *   ResBlock:  h = conv1(silu(norm1(x))) + emb_proj(silu(emb)); out = conv2(silu(norm2(h))) + skip(x)
+ *   Attention: out = x + proj(attend(qkv(norm(x))))
+ *   UNet:      conv_in, down levels (+ stride-2 convs), mid1/mid_attn/mid2, up levels on
+ *              concat(h, skip) (+ nearest x2 then conv), out_norm, silu, conv_out.
+ * Forward saves what backward needs; backward walks the same graph in reverse with a
+ * few reusable gradient buffers. Shapes: see unet.h. */
+#include "model/unet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+
+typedef struct {
+    const float *x;       /* input (B, cin, N), owned by the caller */
+    float *a1;            /* silu(norm1(x)) (B, cin, N) */
+    float *mean1, *rstd1; /* (B, G) */
+    float *ep;            /* emb_proj(silu(emb)) (B, cout) */
+    float *h1;            /* conv1(a1) + ep (B, cout, N) */
+    float *a2;            /* silu(norm2(h1)) (B, cout, N) */
+    float *mean2, *rstd2; /* (B, G) */
+    float *out;           /* (B, cout, N) */
+} ResBlockActs;
+
+typedef struct {
+    const float *x;     /* input (B, C, N) */
+    float *n;           /* norm(x) (B, C, N) */
+    float *mean, *rstd; /* (B, G) */
+    float *qkv;         /* (B, 3C, N) */
+    float *attn;        /* (B, N, N) */
+    float *o;           /* attention output before proj (B, C, N) */
+    float *out;         /* x + proj(o) (B, C, N) */
+} AttentionActs;
+
+struct UNetActivations {
+    float *arena;
+    size_t arena_floats;
+    int B;              /* batch of the last forward */
+    int hs[UNET_MAX_LEVELS], ws[UNET_MAX_LEVELS];   /* spatial size per level */
+    int64_t *t, *y;     /* (max_batch) copies of the last forward's inputs */
+    int has_cond;
+    const float *x_in;  /* the last forward's images */
+    float *temb;        /* (B, C) */
+    float *e1, *e1s;    /* (B, E) time MLP hidden, before and after silu */
+    float *emb, *semb;  /* (B, E) embedding and silu(embedding) */
+    float *h0;          /* conv_in output (B, C, H, W) */
+    ResBlockActs down[UNET_MAX_LEVELS], up[UNET_MAX_LEVELS], mid1, mid2;
+    AttentionActs down_attn[UNET_MAX_LEVELS], up_attn[UNET_MAX_LEVELS], mid_attn;
+    float *level_out_down[UNET_MAX_LEVELS];  /* down level outputs = skips */
+    float *downsampled[UNET_MAX_LEVELS];     /* (B, Cl, h/2, w/2) */
+    float *cat[UNET_MAX_LEVELS];             /* (B, cur + Cl, n) up-level inputs */
+    float *level_out_up[UNET_MAX_LEVELS];
+    float *upsampled[UNET_MAX_LEVELS];       /* (B, Cl, 2h, 2w) */
+    float *upconv[UNET_MAX_LEVELS];          /* (B, Cl, 2h, 2w) */
+    float *mid_out;
+    float *on;                               /* silu(out_norm(h)) (B, C, H, W) */
+    float *on_mean, *on_rstd;
+    float *scratch;                          /* forward scratch, max tensor size */
+    /* backward */
+    float *g[2];                             /* ping-pong gradients along the main path */
+    float *gt[3];                            /* block-internal gradient temporaries */
+    float *gskip[UNET_MAX_LEVELS];           /* gradients of the skips */
+    float *dsemb, *demb, *de1s, *de1;        /* (B, E) */
+    float *dep;                              /* (B, max cout) */
+    size_t max_tensor;                       /* floats in the largest (B, C, N) tensor */
+};
+
+/* ---------------------------------------------------------------- arena planning */
+
+typedef struct {
+    float *base;   /* NULL while counting */
+    size_t used;
+} Bump;
+
+static float *bump(Bump *b, size_t n) {
+    n = (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+    float *p = b->base ? b->base + b->used : NULL;
+    b->used += n;
+    return p;
+}
+
+static void plan_resblock(Bump *b, ResBlockActs *r, const ResBlockOff *o, int B, int N, int G) {
+    r->a1 = bump(b, (size_t)B * o->cin * N);
+    r->mean1 = bump(b, (size_t)B * G);
+    r->rstd1 = bump(b, (size_t)B * G);
+    r->ep = bump(b, (size_t)B * o->cout);
+    r->h1 = bump(b, (size_t)B * o->cout * N);
+    r->a2 = bump(b, (size_t)B * o->cout * N);
+    r->mean2 = bump(b, (size_t)B * G);
+    r->rstd2 = bump(b, (size_t)B * G);
+    r->out = bump(b, (size_t)B * o->cout * N);
+}
+
+static void plan_attention(Bump *b, AttentionActs *a, int C, int B, int N, int G) {
+    a->n = bump(b, (size_t)B * C * N);
+    a->mean = bump(b, (size_t)B * G);
+    a->rstd = bump(b, (size_t)B * G);
+    a->qkv = bump(b, (size_t)B * 3 * C * N);
+    a->attn = bump(b, (size_t)B * N * N);
+    a->o = bump(b, (size_t)B * C * N);
+    a->out = bump(b, (size_t)B * C * N);
+}
+
+static size_t max_tensor_floats(const UNetLayout *lay, int B, const int *hs, const int *ws) {
+    size_t m = 0;
+    const int L = lay->cfg.num_levels;
+    for (int l = 0; l < L; l++) {
+        size_t n = (size_t)hs[l] * ws[l];
+        int c = lay->up[l].cin > 3 * lay->ch[l] ? lay->up[l].cin : 3 * lay->ch[l];
+        if (lay->down[l].cin > c) c = lay->down[l].cin;
+        m = D2C_MAX(m, (size_t)B * c * n);
+        if (l > 0) m = D2C_MAX(m, (size_t)B * lay->ch[l] * hs[l - 1] * ws[l - 1]);
+    }
+    m = D2C_MAX(m, (size_t)B * lay->cfg.base_channels * hs[0] * ws[0]);
+    m = D2C_MAX(m, (size_t)B * 3 * lay->mid_attn.ch * hs[L - 1] * ws[L - 1]);
+    return m;
+}
+
+static void plan(UNetActivations *a, const UNetLayout *lay, int B, Bump *b) {
+    const UNetConfig *cfg = &lay->cfg;
+    const int L = cfg->num_levels, G = cfg->groups, C = cfg->base_channels, E = lay->E;
+    a->max_tensor = max_tensor_floats(lay, B, a->hs, a->ws);
+    a->temb = bump(b, (size_t)B * C);
+    a->e1 = bump(b, (size_t)B * E);
+    a->e1s = bump(b, (size_t)B * E);
+    a->emb = bump(b, (size_t)B * E);
+    a->semb = bump(b, (size_t)B * E);
+    a->h0 = bump(b, (size_t)B * C * a->hs[0] * a->ws[0]);
+    for (int l = 0; l < L; l++) {
+        int N = a->hs[l] * a->ws[l];
+        plan_resblock(b, &a->down[l], &lay->down[l], B, N, G);
+        if (cfg->attn[l]) plan_attention(b, &a->down_attn[l], lay->ch[l], B, N, G);
+        if (l < L - 1) a->downsampled[l] = bump(b, (size_t)B * lay->ch[l] * a->hs[l + 1] * a->ws[l + 1]);
+    }
+    int Nm = a->hs[L - 1] * a->ws[L - 1];
+    plan_resblock(b, &a->mid1, &lay->mid1, B, Nm, G);
+    plan_attention(b, &a->mid_attn, lay->mid_attn.ch, B, Nm, G);
+    plan_resblock(b, &a->mid2, &lay->mid2, B, Nm, G);
+    for (int l = L - 1; l >= 0; l--) {
+        int N = a->hs[l] * a->ws[l];
+        a->cat[l] = bump(b, (size_t)B * lay->up[l].cin * N);
+        plan_resblock(b, &a->up[l], &lay->up[l], B, N, G);
+        if (cfg->attn[l]) plan_attention(b, &a->up_attn[l], lay->ch[l], B, N, G);
+        if (l > 0) {
+            size_t n2 = (size_t)B * lay->ch[l] * a->hs[l - 1] * a->ws[l - 1];
+            a->upsampled[l] = bump(b, n2);
+            a->upconv[l] = bump(b, n2);
+        }
+    }
+    a->on = bump(b, (size_t)B * C * a->hs[0] * a->ws[0]);
+    a->on_mean = bump(b, (size_t)B * G);
+    a->on_rstd = bump(b, (size_t)B * G);
+    a->scratch = bump(b, a->max_tensor);
+    for (int i = 0; i < 2; i++) a->g[i] = bump(b, a->max_tensor);
+    for (int i = 0; i < 3; i++) a->gt[i] = bump(b, a->max_tensor);
+    for (int l = 0; l < L; l++) a->gskip[l] = bump(b, (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
+    a->dsemb = bump(b, (size_t)B * E);
+    a->demb = bump(b, (size_t)B * E);
+    a->de1s = bump(b, (size_t)B * E);
+    a->de1 = bump(b, (size_t)B * E);
+    int maxc = C;
+    for (int l = 0; l < L; l++) maxc = D2C_MAX(maxc, lay->ch[l]);
+    a->dep = bump(b, (size_t)B * maxc);
+}
+
+void unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
+    memset(net, 0, sizeof *net);
+    char why[256];
+    if (unet_config_validate(cfg, H, W, why, sizeof why)) die_input("model config: %s", why);
+    if (max_batch < 1) die_input("batch size must be >= 1");
+    unet_layout_build(&net->lay, cfg);
+    net->H = H;
+    net->W = W;
+    net->max_batch = max_batch;
+    net->params = xmalloc_floats(net->lay.n_params);
+    net->grads = xmalloc_floats(net->lay.n_params);
+    memset(net->params, 0, net->lay.n_params * sizeof(float));
+    memset(net->grads, 0, net->lay.n_params * sizeof(float));
+
+    UNetActivations *a = xcalloc(1, sizeof *a);
+    a->hs[0] = H;
+    a->ws[0] = W;
+    for (int l = 1; l < cfg->num_levels; l++) {
+        a->hs[l] = conv_out_size(a->hs[l - 1], 3, 2);
+        a->ws[l] = conv_out_size(a->ws[l - 1], 3, 2);
+    }
+    Bump count = {0};
+    plan(a, &net->lay, max_batch, &count);
+    a->arena_floats = count.used;
+    a->arena = xmalloc_floats(count.used);
+    Bump real = {a->arena, 0};
+    plan(a, &net->lay, max_batch, &real);
+    a->t = xcalloc((size_t)max_batch, sizeof(int64_t));
+    a->y = xcalloc((size_t)max_batch, sizeof(int64_t));
+    net->acts = a;
+}
+
+void unet_destroy(UNet *net) {
+    if (net->acts) {
+        free(net->acts->arena);
+        free(net->acts->t);
+        free(net->acts->y);
+        free(net->acts);
+    }
+    free(net->params);
+    free(net->grads);
+    workspace_free(&net->ws);
+    memset(net, 0, sizeof *net);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static ConvShape conv_shape(int B, int cin, int h, int w, int cout, int k, int stride) {
+    ConvShape s = {B, cin, h, w, cout, k, stride};
+    return s;
+}
+
+static void resblock_forward(UNet *net, const ResBlockOff *o, ResBlockActs *r, const float *x,
+                             int B, int h, int w) {
+    const float *P = net->params;
+    UNetActivations *a = net->acts;
+    const int N = h * w, G = net->lay.cfg.groups, E = net->lay.E;
+    r->x = x;
+    groupnorm_forward(r->a1, r->mean1, r->rstd1, x, P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
+    conv2d_forward(r->h1, r->a1, P + o->conv1.w, P + o->conv1.b, conv_shape(B, o->cin, h, w, o->cout, 3, 1), &net->ws);
+    linear_forward(r->ep, a->semb, P + o->emb_proj.w, P + o->emb_proj.b, B, E, o->cout);
+    add_channel_bias_forward(r->h1, r->ep, B, o->cout, N);
+    groupnorm_forward(r->a2, r->mean2, r->rstd2, r->h1, P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
+    conv2d_forward(r->out, r->a2, P + o->conv2.w, P + o->conv2.b, conv_shape(B, o->cout, h, w, o->cout, 3, 1), &net->ws);
+    size_t n = (size_t)B * o->cout * N;
+    if (o->has_skip) {
+        conv2d_forward(a->scratch, x, P + o->skip.w, P + o->skip.b, conv_shape(B, o->cin, h, w, o->cout, 1, 1), &net->ws);
+        vec_add(r->out, a->scratch, n);
+    } else {
+        vec_add(r->out, x, n);
+    }
+}
+
+static void attention_block_forward(UNet *net, const AttentionOff *o, AttentionActs *t,
+                                    const float *x, int B, int h, int w) {
+    const float *P = net->params;
+    const int N = h * w, C = o->ch, G = net->lay.cfg.groups;
+    t->x = x;
+    groupnorm_forward(t->n, t->mean, t->rstd, x, P + o->norm.w, P + o->norm.b, B, C, N, G, 0);
+    conv2d_forward(t->qkv, t->n, P + o->qkv.w, P + o->qkv.b, conv_shape(B, C, h, w, 3 * C, 1, 1), &net->ws);
+    attention_forward(t->o, t->attn, t->qkv, B, C, N, &net->ws);
+    conv2d_forward(t->out, t->o, P + o->proj.w, P + o->proj.b, conv_shape(B, C, h, w, C, 1, 1), &net->ws);
+    vec_add(t->out, x, (size_t)B * C * N);
+}
+
+static void embed_forward(UNet *net, const int64_t *t, const int64_t *y, const float *cond, int B) {
+    const float *P = net->params;
+    const UNetLayout *lay = &net->lay;
+    UNetActivations *a = net->acts;
+    const int C = lay->cfg.base_channels, E = lay->E;
+    timestep_embedding(a->temb, t, B, C);
+    linear_forward(a->e1, a->temb, P + lay->time1.w, P + lay->time1.b, B, C, E);
+    silu_forward(a->e1s, a->e1, (size_t)B * E);
+    linear_forward(a->emb, a->e1s, P + lay->time2.w, P + lay->time2.b, B, E, E);
+    if (cond) {
+        vec_add(a->emb, cond, (size_t)B * E);
+    } else {
+        for (int b = 0; b < B; b++)
+            vec_add(a->emb + (size_t)b * E, P + lay->class_embed + (size_t)y[b] * E, (size_t)E);
+    }
+    silu_forward(a->semb, a->emb, (size_t)B * E);
+}
+
+void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
+                  int B, float *eps) {
+    const UNetLayout *lay = &net->lay;
+    const UNetConfig *cfg = &lay->cfg;
+    UNetActivations *a = net->acts;
+    const float *P = net->params;
+    const int L = cfg->num_levels, C = cfg->base_channels;
+    D2C_CHECK(B >= 1 && B <= net->max_batch);
+    D2C_CHECK(cond != NULL || y != NULL);
+    for (int b = 0; b < B; b++) {
+        D2C_CHECK(t[b] >= 0);
+        if (!cond) D2C_CHECK(y[b] >= 0 && y[b] <= cfg->num_classes);
+    }
+    a->B = B;
+    a->x_in = x;
+    a->has_cond = cond != NULL;
+    memcpy(a->t, t, (size_t)B * sizeof *t);
+    if (y) memcpy(a->y, y, (size_t)B * sizeof *y);
+    embed_forward(net, t, y, cond, B);
+
+    conv2d_forward(a->h0, x, P + lay->conv_in.w, P + lay->conv_in.b,
+                   conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1), &net->ws);
+    const float *h = a->h0;
+    for (int l = 0; l < L; l++) {
+        resblock_forward(net, &lay->down[l], &a->down[l], h, B, a->hs[l], a->ws[l]);
+        h = a->down[l].out;
+        if (cfg->attn[l]) {
+            attention_block_forward(net, &lay->down_attn[l], &a->down_attn[l], h, B, a->hs[l], a->ws[l]);
+            h = a->down_attn[l].out;
+        }
+        a->level_out_down[l] = (float *)h;
+        if (l < L - 1) {
+            conv2d_forward(a->downsampled[l], h, P + lay->downsample[l].w, P + lay->downsample[l].b,
+                           conv_shape(B, lay->ch[l], a->hs[l], a->ws[l], lay->ch[l], 3, 2), &net->ws);
+            h = a->downsampled[l];
+        }
+    }
+    const int hm = a->hs[L - 1], wm = a->ws[L - 1];
+    resblock_forward(net, &lay->mid1, &a->mid1, h, B, hm, wm);
+    attention_block_forward(net, &lay->mid_attn, &a->mid_attn, a->mid1.out, B, hm, wm);
+    resblock_forward(net, &lay->mid2, &a->mid2, a->mid_attn.out, B, hm, wm);
+    a->mid_out = a->mid2.out;
+    h = a->mid_out;
+    int cur = lay->mid2.cout;
+    for (int l = L - 1; l >= 0; l--) {
+        const int N = a->hs[l] * a->ws[l];
+        concat_channels_forward(a->cat[l], h, a->level_out_down[l], B, cur, lay->ch[l], N);
+        resblock_forward(net, &lay->up[l], &a->up[l], a->cat[l], B, a->hs[l], a->ws[l]);
+        h = a->up[l].out;
+        if (cfg->attn[l]) {
+            attention_block_forward(net, &lay->up_attn[l], &a->up_attn[l], h, B, a->hs[l], a->ws[l]);
+            h = a->up_attn[l].out;
+        }
+        a->level_out_up[l] = (float *)h;
+        cur = lay->ch[l];
+        if (l > 0) {
+            upsample2x_forward(a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
+            conv2d_forward(a->upconv[l], a->upsampled[l], P + lay->upsample[l].w, P + lay->upsample[l].b,
+                           conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1), &net->ws);
+            h = a->upconv[l];
+        }
+    }
+    groupnorm_forward(a->on, a->on_mean, a->on_rstd, h, P + lay->out_norm.w, P + lay->out_norm.b, B, C,
+                      net->H * net->W, cfg->groups, 1);
+    conv2d_forward(eps, a->on, P + lay->conv_out.w, P + lay->conv_out.b,
+                   conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1), &net->ws);
+}
+
+const float *unet_mid(const UNet *net, int *Cmid, int *h, int *w) {
+    const int L = net->lay.cfg.num_levels;
+    if (Cmid) *Cmid = net->lay.mid2.cout;
+    if (h) *h = net->acts->hs[L - 1];
+    if (w) *w = net->acts->ws[L - 1];
+    return net->acts->mid_out;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* Where a parameter's gradient goes: into net->grads, or nowhere when the caller only
+ * wants gradients to the inputs (the kernels then skip the weight-gradient work). */
+static float *PG(const UNet *net, size_t offset) { return net->input_grads_only ? NULL : net->grads + offset; }
+
+/* dx += d/dx of the block, given dout. Uses gt[0..2] as temporaries. */
+static void resblock_backward(UNet *net, const ResBlockOff *o, const ResBlockActs *r, const float *dout,
+                              float *dx, int B, int h, int w) {
+    const float *P = net->params;
+    UNetActivations *a = net->acts;
+    const int N = h * w, G = net->lay.cfg.groups, E = net->lay.E;
+    float *da2 = a->gt[0], *dh1 = a->gt[1], *da1 = a->gt[2];
+    if (o->has_skip)
+        conv2d_backward(dx, PG(net, o->skip.w), PG(net, o->skip.b), dout, r->x, P + o->skip.w,
+                        conv_shape(B, o->cin, h, w, o->cout, 1, 1), &net->ws);
+    else
+        vec_add(dx, dout, (size_t)B * o->cout * N);
+    vec_zero(da2, (size_t)B * o->cout * N);
+    conv2d_backward(da2, PG(net, o->conv2.w), PG(net, o->conv2.b), dout, r->a2, P + o->conv2.w,
+                    conv_shape(B, o->cout, h, w, o->cout, 3, 1), &net->ws);
+    vec_zero(dh1, (size_t)B * o->cout * N);
+    groupnorm_backward(dh1, PG(net, o->norm2.w), PG(net, o->norm2.b), da2, r->h1, r->mean2, r->rstd2,
+                       P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
+    vec_zero(a->dep, (size_t)B * o->cout);
+    add_channel_bias_backward(a->dep, dh1, B, o->cout, N);
+    linear_backward(a->dsemb, PG(net, o->emb_proj.w), PG(net, o->emb_proj.b), a->dep, a->semb, P + o->emb_proj.w,
+                    B, E, o->cout);
+    vec_zero(da1, (size_t)B * o->cin * N);
+    conv2d_backward(da1, PG(net, o->conv1.w), PG(net, o->conv1.b), dh1, r->a1, P + o->conv1.w,
+                    conv_shape(B, o->cin, h, w, o->cout, 3, 1), &net->ws);
+    groupnorm_backward(dx, PG(net, o->norm1.w), PG(net, o->norm1.b), da1, r->x, r->mean1, r->rstd1,
+                       P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
+}
+
+static void attention_block_backward(UNet *net, const AttentionOff *o, const AttentionActs *t,
+                                     const float *dout, float *dx, int B, int h, int w) {
+    const float *P = net->params;
+    UNetActivations *a = net->acts;
+    const int N = h * w, C = o->ch, G = net->lay.cfg.groups;
+    float *dob = a->gt[0], *dqkv = a->gt[1], *dn = a->gt[2];
+    vec_add(dx, dout, (size_t)B * C * N);
+    vec_zero(dob, (size_t)B * C * N);
+    conv2d_backward(dob, PG(net, o->proj.w), PG(net, o->proj.b), dout, t->o, P + o->proj.w,
+                    conv_shape(B, C, h, w, C, 1, 1), &net->ws);
+    vec_zero(dqkv, (size_t)B * 3 * C * N);
+    attention_backward(dqkv, dob, t->qkv, t->attn, B, C, N, &net->ws);
+    vec_zero(dn, (size_t)B * C * N);
+    conv2d_backward(dn, PG(net, o->qkv.w), PG(net, o->qkv.b), dqkv, t->n, P + o->qkv.w,
+                    conv_shape(B, C, h, w, 3 * C, 1, 1), &net->ws);
+    groupnorm_backward(dx, PG(net, o->norm.w), PG(net, o->norm.b), dn, t->x, t->mean, t->rstd, P + o->norm.w,
+                       P + o->norm.b, B, C, N, G, 0);
+}
+
+/* A level's blocks (resblock, then attention if any) backward: from the gradient of the
+ * level output (in gout) to the gradient of the level input (accumulated into gin).
+ * gmid is a buffer the size of the resblock output for the attention's input gradient. */
+static void level_backward(UNet *net, const ResBlockOff *ro, const ResBlockActs *ra, const AttentionOff *ao,
+                           const AttentionActs *aa, int has_attn, const float *gout, float *gmid,
+                           float *gin, int B, int h, int w) {
+    const float *g = gout;
+    if (has_attn) {
+        vec_zero(gmid, (size_t)B * ao->ch * h * w);
+        attention_block_backward(net, ao, aa, gout, gmid, B, h, w);
+        g = gmid;
+    }
+    resblock_backward(net, ro, ra, g, gin, B, h, w);
+}
+
+void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, float *dcond) {
+    const UNetLayout *lay = &net->lay;
+    const UNetConfig *cfg = &lay->cfg;
+    UNetActivations *a = net->acts;
+    const float *P = net->params;
+    const int B = a->B, L = cfg->num_levels, C = cfg->base_channels, E = lay->E;
+    float *gA = a->g[0], *gB = a->g[1];
+
+    vec_zero(a->dsemb, (size_t)B * E);
+    for (int l = 0; l < L; l++) vec_zero(a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
+
+    /* out: conv_out <- silu(out_norm(h)) */
+    const int N0 = net->H * net->W;
+    float *don = a->gt[0];
+    vec_zero(don, (size_t)B * C * N0);
+    conv2d_backward(don, PG(net, lay->conv_out.w), PG(net, lay->conv_out.b), deps, a->on, P + lay->conv_out.w,
+                    conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1), &net->ws);
+    vec_zero(gA, (size_t)B * C * N0);
+    groupnorm_backward(gA, PG(net, lay->out_norm.w), PG(net, lay->out_norm.b), don, a->level_out_up[0], a->on_mean, a->on_rstd,
+                       P + lay->out_norm.w, P + lay->out_norm.b, B, C, N0, cfg->groups, 1);
+    /* gA now holds d level_out_up[0] */
+
+    /* up path, in reverse of the forward order: l = 0 .. L-1 */
+    for (int l = 0; l < L; l++) {
+        const int h = a->hs[l], w = a->ws[l], N = h * w, ch = lay->ch[l];
+        const int cur = lay->up[l].cin - ch;
+        if (l > 0) {
+            /* gA holds d upconv[l] (B, ch, 2h, 2w) */
+            float *dups = a->gt[0];
+            size_t n2 = (size_t)B * ch * a->hs[l - 1] * a->ws[l - 1];
+            vec_zero(dups, n2);
+            conv2d_backward(dups, PG(net, lay->upsample[l].w), PG(net, lay->upsample[l].b), gA, a->upsampled[l],
+                            P + lay->upsample[l].w, conv_shape(B, ch, a->hs[l - 1], a->ws[l - 1], ch, 3, 1), &net->ws);
+            vec_zero(gB, (size_t)B * ch * N);
+            upsample2x_backward(gB, dups, B, ch, h, w);
+            float *tmp = gA; gA = gB; gB = tmp;
+        }
+        /* gA: d level_out_up[l]; -> d cat[l] in gB */
+        vec_zero(gB, (size_t)B * lay->up[l].cin * N);
+        level_backward(net, &lay->up[l], &a->up[l], &lay->up_attn[l], &a->up_attn[l], cfg->attn[l], gA,
+                       a->scratch, gB, B, h, w);
+        /* split d cat[l] into d h_in (gA) and d skip_l */
+        vec_zero(gA, (size_t)B * cur * N);
+        concat_channels_backward(gA, a->gskip[l], gB, B, cur, ch, N);
+        /* gA: d of the up level's input: upconv[l+1] or, for l = L-1, the mid output */
+    }
+
+    /* middle, with the optional extra gradient on its output */
+    const int hm = a->hs[L - 1], wm = a->ws[L - 1], Cm = lay->mid2.cout;
+    const size_t nm = (size_t)B * Cm * hm * wm;
+    if (dmid) vec_add(gA, dmid, nm);
+    vec_zero(gB, nm);
+    resblock_backward(net, &lay->mid2, &a->mid2, gA, gB, B, hm, wm);
+    vec_zero(gA, nm);
+    attention_block_backward(net, &lay->mid_attn, &a->mid_attn, gB, gA, B, hm, wm);
+    /* mid1's input is the last down level's output = skip L-1 */
+    resblock_backward(net, &lay->mid1, &a->mid1, gA, a->gskip[L - 1], B, hm, wm);
+
+    /* down path: l = L-1 .. 0; gskip[l] collects d level_out_down[l] */
+    for (int l = L - 1; l >= 0; l--) {
+        const int h = a->hs[l], w = a->ws[l];
+        float *gin = gA;
+        size_t nin = (size_t)B * lay->down[l].cin * h * w;
+        vec_zero(gin, nin);
+        level_backward(net, &lay->down[l], &a->down[l], &lay->down_attn[l], &a->down_attn[l], cfg->attn[l],
+                       a->gskip[l], a->scratch, gin, B, h, w);
+        if (l > 0) {
+            /* gin = d downsampled[l-1]; push through the stride-2 conv into gskip[l-1] */
+            conv2d_backward(a->gskip[l - 1], PG(net, lay->downsample[l - 1].w), PG(net, lay->downsample[l - 1].b), gin,
+                            a->level_out_down[l - 1], P + lay->downsample[l - 1].w,
+                            conv_shape(B, lay->ch[l - 1], a->hs[l - 1], a->ws[l - 1], lay->ch[l - 1], 3, 2), &net->ws);
+        }
+    }
+    /* gA = d h0 */
+    conv2d_backward(dx, PG(net, lay->conv_in.w), PG(net, lay->conv_in.b), gA, a->x_in, P + lay->conv_in.w,
+                    conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1), &net->ws);
+
+    /* embedding: semb = silu(emb); emb = time2(silu(time1(temb))) + class_embed[y] or cond */
+    vec_zero(a->demb, (size_t)B * E);
+    silu_backward(a->demb, a->dsemb, a->emb, (size_t)B * E);
+    if (a->has_cond && dcond) vec_add(dcond, a->demb, (size_t)B * E);
+    if (net->input_grads_only) return;
+    if (!a->has_cond) embedding_backward(PG(net, lay->class_embed), a->demb, a->y, B, E);
+    vec_zero(a->de1s, (size_t)B * E);
+    linear_backward(a->de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), a->demb, a->e1s, P + lay->time2.w, B, E, E);
+    vec_zero(a->de1, (size_t)B * E);
+    silu_backward(a->de1, a->de1s, a->e1, (size_t)B * E);
+    linear_backward(NULL, PG(net, lay->time1.w), PG(net, lay->time1.b), a->de1, a->temb, P + lay->time1.w, B, C, E);
+}
+
+/* ---------------------------------------------------------------- FLOP count */
+
+static double conv_flops(int cin, int cout, int k, int ho, int wo) { return 2.0 * cin * cout * k * k * ho * wo; }
+
+static double resblock_flops(const ResBlockOff *o, int N, int E) {
+    double f = 2.0 * o->cin * o->cout * 9 * N + 2.0 * o->cout * o->cout * 9 * N + 2.0 * E * o->cout;
+    if (o->has_skip) f += 2.0 * o->cin * o->cout * N;
+    return f;
+}
+
+static double attention_flops(int C, int N) { return 2.0 * C * 3 * C * N + 2.0 * C * C * N + 4.0 * N * N * C; }
+
+double unet_forward_flops(const UNet *net) {
+    const UNetLayout *lay = &net->lay;
+    const UNetActivations *a = net->acts;
+    const int L = lay->cfg.num_levels, E = lay->E, C = lay->cfg.base_channels;
+    double f = 2.0 * C * E + 2.0 * E * E;
+    f += conv_flops(lay->cfg.in_channels, C, 3, net->H, net->W);
+    for (int l = 0; l < L; l++) {
+        int N = a->hs[l] * a->ws[l];
+        f += resblock_flops(&lay->down[l], N, E) + resblock_flops(&lay->up[l], N, E);
+        if (lay->cfg.attn[l]) f += 2 * attention_flops(lay->ch[l], N);
+        if (l < L - 1) f += conv_flops(lay->ch[l], lay->ch[l], 3, a->hs[l + 1], a->ws[l + 1]);
+        if (l > 0) f += conv_flops(lay->ch[l], lay->ch[l], 3, a->hs[l - 1], a->ws[l - 1]);
+    }
+    int Nm = a->hs[L - 1] * a->ws[L - 1];
+    f += resblock_flops(&lay->mid1, Nm, E) + resblock_flops(&lay->mid2, Nm, E) + attention_flops(lay->mid_attn.ch, Nm);
+    f += conv_flops(C, lay->cfg.in_channels, 3, net->H, net->W);
+    return f;
+}

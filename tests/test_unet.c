@@ -1,0 +1,130 @@
+/* The whole UNet against PyTorch: reads a reference file written by make_reference.py
+ * (the project's PyTorch twin of the spec) and checks, per tensor, max|d2c - torch| /
+ * max|torch| <= 1e-4 for the schedule, the epsilon prediction, the middle features, the
+ * DDPM loss, every parameter gradient and the gradient to the input images; then five
+ * Adam steps track PyTorch's losses and final weights.
+ *
+ *   test_unet REF.safetensors [REF2.safetensors ...] */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "diffusion/ddpm.h"
+#include "diffusion/schedule.h"
+#include "io/safetensors.h"
+#include "model/adam.h"
+#include "model/unet.h"
+#include "testing.h"
+
+#define TOL 1e-4
+
+static void load_params(const StFile *f, const UNetLayout *lay, float *params, const char *prefix) {
+    char name[128];
+    for (int i = 0; i < lay->n_tensors; i++) {
+        const ParamTensor *t = &lay->tensors[i];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const float *src = st_require_f32(f, name, t->ndim, t->shape);
+        memcpy(params + t->offset, src, t->count * sizeof(float));
+    }
+}
+
+static void check_reference(const char *path) {
+    printf("== %s\n", path);
+    StFile *f = st_open(path);
+    UNetConfig cfg;
+    char why[256];
+    const char *cfg_json = st_meta(f, "config");
+    CHECK(cfg_json != NULL);
+    if (!cfg_json || unet_config_from_json(cfg_json, &cfg, why, sizeof why)) {
+        printf("FAIL bad config: %s\n", cfg_json ? why : "missing");
+        st_close(f);
+        return;
+    }
+    const StTensor *tx = st_find(f, "x0");
+    const int B = (int)tx->shape[0], Cin = (int)tx->shape[1], H = (int)tx->shape[2], W = (int)tx->shape[3];
+    const size_t D = (size_t)Cin * H * W;
+    CHECK(Cin == cfg.in_channels);
+
+    UNet net;
+    unet_create(&net, &cfg, H, W, B);
+    printf("config %s: %zu parameters in %d tensors, %dx%dx%d, batch %d\n", cfg_json, net.lay.n_params,
+           net.lay.n_tensors, Cin, H, W, B);
+    /* every tensor of the reference model is one of ours and vice versa */
+    int n_ref_params = 0;
+    for (int i = 0; i < st_count(f); i++)
+        if (strncmp(st_tensor(f, i)->name, "param.", 6) == 0) n_ref_params++;
+    CHECK(n_ref_params == net.lay.n_tensors);
+    load_params(f, &net.lay, net.params, "param.");
+
+    Schedule sched;
+    schedule_init(&sched, SCHEDULE_LINEAR);
+    check_close("alpha_bar (linear schedule)", sched.alpha_bar, st_require_f32(f, "alpha_bar", 1, NULL), D2C_T_STEPS, 1e-6);
+
+    const float *x0 = st_require_f32(f, "x0", 4, NULL);
+    const float *noise = st_require_f32(f, "noise", 4, tx->shape);
+    const int64_t *t = st_require_i64(f, "t", 1, NULL);
+    const int64_t *y = st_require_i64(f, "y", 1, NULL);
+
+    DdpmScratch w;
+    ddpm_scratch_create(&w, B, D);
+    float *dx0 = xcalloc((size_t)B * D, sizeof(float));
+    memset(net.grads, 0, net.lay.n_params * sizeof(float));
+    float loss = ddpm_loss(&net, &sched, &w, x0, t, y, NULL, noise, B, 1, 1.0f, dx0, NULL);
+
+    check_close("eps_pred", w.eps, st_require_f32(f, "eps_pred", 4, tx->shape), (size_t)B * D, TOL);
+    int Cm, hm, wm;
+    const float *mid = unet_mid(&net, &Cm, &hm, &wm);
+    check_close("mid", mid, st_require_f32(f, "mid", 4, NULL), (size_t)B * Cm * hm * wm, TOL);
+    check_close("loss", &loss, st_require_f32(f, "loss", 1, NULL), 1, TOL);
+    char name[128];
+    double worst = 0;
+    for (int i = 0; i < net.lay.n_tensors; i++) {
+        const ParamTensor *p = &net.lay.tensors[i];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        double e = check_close(name, net.grads + p->offset, st_require_f32(f, name, p->ndim, p->shape), p->count, TOL);
+        if (e > worst) worst = e;
+    }
+    printf("worst parameter-gradient error %.3e\n", worst);
+    check_close("grad_x0", dx0, st_require_f32(f, "grad_x0", 4, tx->shape), (size_t)B * D, TOL);
+
+    /* five Adam steps on the same batch */
+    const cJSON *adam_cfg = cJSON_Parse(st_meta(f, "adam") ? st_meta(f, "adam") : "{}");
+    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(adam_cfg, "lr");
+    CHECK(cJSON_IsNumber(lr));
+    Adam opt;
+    adam_create(&opt, net.lay.n_params, cJSON_IsNumber(lr) ? (float)lr->valuedouble : 1e-3f);
+    cJSON_Delete((cJSON *)adam_cfg);
+    const float *ref_losses = st_require_f32(f, "adam_loss", 1, NULL);
+    int steps = (int)st_find(f, "adam_loss")->shape[0];
+    float losses[16];
+    load_params(f, &net.lay, net.params, "param.");
+    for (int s = 0; s < steps && s < 16; s++) {
+        memset(net.grads, 0, net.lay.n_params * sizeof(float));
+        losses[s] = ddpm_loss(&net, &sched, &w, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
+        adam_step(&opt, net.params, net.grads);
+        printf("adam step %d: loss d2c %.7f torch %.7f\n", s + 1, losses[s], ref_losses[s]);
+    }
+    check_close("adam losses (5 steps)", losses, ref_losses, (size_t)steps, TOL);
+    float *ref_after = xmalloc_floats(net.lay.n_params);
+    load_params(f, &net.lay, ref_after, "adam.param.");
+    check_close("parameters after 5 Adam steps", net.params, ref_after, net.lay.n_params, TOL);
+
+    free(ref_after);
+    adam_destroy(&opt);
+    free(dx0);
+    ddpm_scratch_free(&w);
+    unet_destroy(&net);
+    st_close(f);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_unet REF.safetensors [...]\n");
+        return 2;
+    }
+    set_num_threads(2);
+    for (int i = 1; i < argc; i++) check_reference(argv[i]);
+    return test_finish();
+}
