@@ -39,6 +39,7 @@ void progress_update(Progress *p, long step, const char *status) {
         bar[width] = 0;
         fprintf(stderr, "\r\033[K%s [%s] %ld/%ld %s eta %s", p->label, bar, step, p->total, status, eta);
         fflush(stderr);
+        stderr_live_line(1);
     } else if (step == p->total || step % p->print_every == 0 || step == 1) {
         fprintf(stderr, "%s step %ld/%ld %s eta %s\n", p->label, step, p->total, status, eta);
     }
@@ -46,5 +47,6 @@ void progress_update(Progress *p, long step, const char *status) {
 
 void progress_end(Progress *p) {
     if (p->tty) fprintf(stderr, "\n");
+    stderr_live_line(0);
     fflush(stderr);
 }

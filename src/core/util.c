@@ -23,9 +23,14 @@ void cleanup_on_die(const char *path) {
     g_cleanup_path = path ? strdup(path) : NULL;
 }
 
+static int g_live_line;
+
+void stderr_live_line(int open) { g_live_line = open; }
+
 static void vreport(const char *kind, const char *fmt, va_list ap) {
     fflush(stdout);
-    fprintf(stderr, "\n");   /* ends a live progress line, if any */
+    if (g_live_line) fputc('\n', stderr); /* end the progress bar's line first */
+    g_live_line = 0;
     fprintf(stderr, "d2c: %s: ", kind);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);

@@ -19,6 +19,9 @@ void die_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2
 /* Prints "d2c: warning: <message>" and returns. */
 void warn_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Tells the error reporter that stderr holds an unfinished progress line (1) or not (0). */
+void stderr_live_line(int open);
+
 /* Registers a path to remove if the process dies through die_*() (half-written outputs).
  * Pass NULL to clear. One path at a time is enough: outputs are written one by one. */
 void cleanup_on_die(const char *path);
