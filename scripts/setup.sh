@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-openmp-dev liblapacke-dev zlib1g-dev libpng-dev libjpeg-dev libcjson-dev
       dataset-fashion-mnist
-      python3 python3-numpy python3-scipy python3-torch
+      python3 python3-numpy python3-scipy python3-torch python3-pil python3-pip
       time)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -16,4 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The official safetensors reader for the interoperability test (not packaged by Debian 12);
+# optional: tests/io_interop.py skips that part without it.
+if ! /usr/bin/python3 -c 'import safetensors' 2>/dev/null; then
+  $([ "$(id -u)" = 0 ] || echo sudo) /usr/bin/python3 -m pip install --quiet --break-system-packages safetensors \
+    || echo "setup.sh: could not install the safetensors package; io_interop skips that part" >&2
 fi

@@ -1,0 +1,300 @@
+/* Data set loading: the SRC grammar, the IDX and safetensors loaders, subsets and
+ * per-class index lists. The image-folder loader is in dataset_folder.c. */
+#include "io/dataset.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/util.h"
+#include "io/idx.h"
+#include "io/safetensors.h"
+
+#define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+static const char *const FASHION_MNIST_CLASSES[10] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+};
+
+static int is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static char *str_concat(const char *a, const char *b, const char *c) {
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *s = xmalloc(n);
+    snprintf(s, n, "%s%s%s", a, b, c);
+    return s;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static char **numbered_class_names(int k) {
+    char **names = xcalloc((size_t)k, sizeof(char *));
+    for (int i = 0; i < k; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", i);
+        names[i] = xstrdup(buf);
+    }
+    return names;
+}
+
+/* u8 -> [-1, 1]; exact in float for every byte value. */
+static void bytes_to_unit_range(const uint8_t *in, float *out, size_t count) {
+#pragma omp parallel for schedule(static) if (count > (1 << 20))
+    for (size_t i = 0; i < count; i++) out[i] = (float)in[i] / 127.5f - 1.0f;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* IDX                                                                                */
+
+Dataset dataset_load_idx(const char *images_path, const char *labels_path, int num_classes, const char *source) {
+    IdxArray images = idx_read_u8(images_path, 3);
+    IdxArray labels = idx_read_u8(labels_path, 1);
+    if (images.dims[0] != labels.dims[0])
+        die_input("%s: %lld labels for the %lld images of %s", labels_path, (long long)labels.dims[0],
+                  (long long)images.dims[0], images_path);
+    if (images.dims[0] == 0) die_input("%s: holds no images", images_path);
+    if (images.dims[0] > INT32_MAX || images.dims[1] > 65535 || images.dims[2] > 65535)
+        die_input("%s: %lld images of %lld x %lld pixels is more than d2c handles", images_path,
+                  (long long)images.dims[0], (long long)images.dims[1], (long long)images.dims[2]);
+
+    Dataset d = {0};
+    d.n = (int)images.dims[0];
+    d.c = 1;
+    d.h = (int)images.dims[1];
+    d.w = (int)images.dims[2];
+    int max_label = 0;
+    for (size_t i = 0; i < labels.size; i++) max_label = D2C_MAX(max_label, labels.data[i]);
+    if (num_classes && max_label >= num_classes)
+        die_input("%s: label %d is out of range for %d classes", labels_path, max_label, num_classes);
+    d.num_classes = num_classes ? num_classes : max_label + 1;
+    d.images = xmalloc_floats(images.size);
+    bytes_to_unit_range(images.data, d.images, images.size);
+    d.labels = xmalloc((size_t)d.n * sizeof(int64_t));
+    for (int i = 0; i < d.n; i++) d.labels[i] = labels.data[i];
+    d.class_names = numbered_class_names(d.num_classes);
+    d.source = xstrdup(source);
+    idx_free(&images);
+    idx_free(&labels);
+    return d;
+}
+
+/* The first of PREFIX + kind + "-idx<rank>-ubyte" (or the ".idx<rank>-ubyte" spelling),
+ * gzip or raw, that exists; NULL if none. kind is "images" or "labels". */
+static char *find_idx_file(const char *prefix, const char *kind, int rank) {
+    static const char *const exts[2] = {".gz", ""};
+    static const char seps[2] = {'-', '.'};
+    size_t cap = strlen(prefix) + 64;
+    char *path = xmalloc(cap);
+    for (int e = 0; e < 2; e++)
+        for (int s = 0; s < 2; s++) {
+            snprintf(path, cap, "%s%s%cidx%d-ubyte%s", prefix, kind, seps[s], rank, exts[e]);
+            if (is_file(path)) return path;
+        }
+    free(path);
+    return NULL;
+}
+
+/* MNIST-named files: DIR/train-images-idx3-ubyte... or PREFIX + "train-images-idx3-ubyte"... */
+static Dataset load_mnist_named(const char *where, const char *split, int num_classes, const char *source) {
+    const char *stem = strcmp(split, "test") == 0 ? "t10k-" : "train-";
+    char *prefix = is_dir(where) ? str_concat(where, ends_with(where, "/") ? "" : "/", stem)
+                                 : str_concat(where, stem, "");
+    char *images = find_idx_file(prefix, "images", 3);
+    char *labels = find_idx_file(prefix, "labels", 1);
+    if (!images || !labels)
+        die_input("%s: no %s%s-ubyte[.gz] there (data source '%s')", where, stem,
+                  images ? "labels-idx1" : "images-idx3", source);
+    Dataset d = dataset_load_idx(images, labels, num_classes, source);
+    free(images);
+    free(labels);
+    free(prefix);
+    return d;
+}
+
+static Dataset load_idx_prefix(const char *prefix, const char *source) {
+    char *stem = str_concat(prefix, "-", "");
+    char *images = find_idx_file(stem, "images", 3);
+    char *labels = find_idx_file(stem, "labels", 1);
+    if (!images || !labels)
+        die_input("%s-%s-ubyte[.gz]: no such file (data source '%s')", prefix,
+                  images ? "labels-idx1" : "images-idx3", source);
+    Dataset d = dataset_load_idx(images, labels, 0, source);
+    free(images);
+    free(labels);
+    free(stem);
+    return d;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* safetensors                                                                        */
+
+static char **class_names_from_meta(const StFile *f, int num_classes) {
+    const char *json = st_meta(f, "class_names");
+    if (!json) return numbered_class_names(num_classes);
+    cJSON *list = cJSON_Parse(json);
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != num_classes)
+        die_input("%s: metadata class_names is not a JSON list of %d names", st_path(f), num_classes);
+    char **names = xcalloc((size_t)num_classes, sizeof(char *));
+    for (int k = 0; k < num_classes; k++) {
+        const cJSON *item = cJSON_GetArrayItem(list, k);
+        if (!cJSON_IsString(item)) die_input("%s: metadata class_names holds a non-string", st_path(f));
+        names[k] = xstrdup(item->valuestring);
+    }
+    cJSON_Delete(list);
+    return names;
+}
+
+Dataset dataset_load_safetensors(const char *path, const char *source) {
+    StFile *f = st_open(path);
+    const float *images = st_require_f32(f, "images", 4, NULL);
+    const StTensor *t = st_find(f, "images");
+    int64_t n = t->shape[0];
+    const int64_t label_shape[1] = {n};
+    const int64_t *labels = st_require_i64(f, "labels", 1, label_shape);
+    if (n == 0) die_input("%s: holds no images", path);
+    if (n > INT32_MAX || t->shape[1] > 4096 || t->shape[2] > 65535 || t->shape[3] > 65535)
+        die_input("%s: images of shape (%lld, %lld, %lld, %lld) are more than d2c handles", path, (long long)n,
+                  (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]);
+    size_t count = (size_t)t->numel;
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(images[i])) die_input("%s: images hold a non-finite value (at element %zu)", path, i);
+
+    int64_t max_label = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] < 0) die_input("%s: negative label %lld", path, (long long)labels[i]);
+        max_label = D2C_MAX(max_label, labels[i]);
+    }
+    long num_classes = max_label + 1;
+    const char *meta_k = st_meta(f, "num_classes");
+    if (meta_k && (parse_long(meta_k, &num_classes) != 0 || num_classes <= max_label || num_classes > 1000000))
+        die_input("%s: metadata num_classes '%s' is not a count above the largest label %lld", path, meta_k,
+                  (long long)max_label);
+    if (num_classes > 1000000) die_input("%s: label %lld is implausibly large", path, (long long)max_label);
+
+    Dataset d = {0};
+    d.n = (int)n;
+    d.c = (int)t->shape[1];
+    d.h = (int)t->shape[2];
+    d.w = (int)t->shape[3];
+    d.num_classes = (int)num_classes;
+    d.images = xmalloc_floats(count);
+    memcpy(d.images, images, count * sizeof(float));
+    d.labels = xmalloc((size_t)n * sizeof(int64_t));
+    memcpy(d.labels, labels, (size_t)n * sizeof(int64_t));
+    d.class_names = class_names_from_meta(f, d.num_classes);
+    d.source = xstrdup(source);
+    st_close(f);
+    return d;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* SRC strings                                                                        */
+
+Dataset dataset_load(const char *src) {
+    /* Split off a ":train" / ":test" suffix. */
+    const char *split = NULL;
+    size_t base_len = strlen(src);
+    if (ends_with(src, ":train")) split = "train", base_len -= 6;
+    else if (ends_with(src, ":test")) split = "test", base_len -= 5;
+    char *base = xmalloc(base_len + 1);
+    memcpy(base, src, base_len);
+    base[base_len] = 0;
+    const char *use = split ? split : "train";
+    char *source = str_concat(base, ":", use);
+    const char *arg = strchr(base, ':') ? strchr(base, ':') + 1 : "";
+
+    Dataset d;
+    if (strcmp(base, "fashion-mnist") == 0) {
+        const char *dir = getenv("D2C_FASHION_MNIST_DIR");
+        if (!dir || !*dir) dir = FASHION_MNIST_DIR;
+        if (!is_dir(dir))
+            die_input("%s: no such folder; install Debian's dataset-fashion-mnist (scripts/setup.sh) "
+                      "for data source 'fashion-mnist'", dir);
+        d = load_mnist_named(dir, use, 10, source);
+        for (int k = 0; k < 10; k++) {
+            free(d.class_names[k]);
+            d.class_names[k] = xstrdup(FASHION_MNIST_CLASSES[k]);
+        }
+    } else if (strncmp(base, "mnist:", 6) == 0 && *arg) {
+        d = load_mnist_named(arg, use, 10, source);
+    } else if (strncmp(base, "idx:", 4) == 0 && *arg) {
+        if (split && strcmp(split, "test") == 0) die_input("%s: an idx: source has no test split", src);
+        d = load_idx_prefix(arg, source);
+    } else if (strncmp(base, "folder:", 7) == 0 && *arg) {
+        d = dataset_load_folder(arg, split, source);
+    } else if (ends_with(base, ".safetensors")) {
+        if (split && strcmp(split, "test") == 0) die_input("%s: a .safetensors source has no test split", src);
+        d = dataset_load_safetensors(base, source);
+    } else {
+        die_input("unknown data source '%s': expected fashion-mnist, mnist:DIR, idx:PREFIX, folder:DIR "
+                  "or a .safetensors file, optionally with :train or :test", src);
+    }
+    free(base);
+    free(source);
+    return d;
+}
+
+void dataset_free(Dataset *d) {
+    if (d->class_names)
+        for (int k = 0; k < d->num_classes; k++) free(d->class_names[k]);
+    free(d->class_names);
+    free(d->images);
+    free(d->labels);
+    free(d->source);
+    memset(d, 0, sizeof *d);
+}
+
+Dataset dataset_subset(const Dataset *d, const int *idx, int n) {
+    D2C_CHECK(n >= 0);
+    Dataset s = *d;
+    s.n = n;
+    size_t image_size = (size_t)d->c * d->h * d->w;
+    s.images = xmalloc_floats((size_t)n * image_size);
+    s.labels = xmalloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    for (int i = 0; i < n; i++) {
+        D2C_CHECK(idx[i] >= 0 && idx[i] < d->n);
+        memcpy(s.images + (size_t)i * image_size, d->images + (size_t)idx[i] * image_size, image_size * sizeof(float));
+        s.labels[i] = d->labels[idx[i]];
+    }
+    s.class_names = xcalloc((size_t)d->num_classes, sizeof(char *));
+    for (int k = 0; k < d->num_classes; k++) s.class_names[k] = xstrdup(d->class_names[k]);
+    s.source = xstrdup(d->source);
+    return s;
+}
+
+ClassIndex class_index_build(const Dataset *d) {
+    ClassIndex ci;
+    ci.num_classes = d->num_classes;
+    ci.start = xcalloc((size_t)d->num_classes + 1, sizeof(int));
+    ci.index = xmalloc((size_t)(d->n ? d->n : 1) * sizeof(int));
+    for (int i = 0; i < d->n; i++) {
+        D2C_CHECK(d->labels[i] >= 0 && d->labels[i] < d->num_classes);
+        ci.start[d->labels[i] + 1]++;
+    }
+    for (int k = 0; k < d->num_classes; k++) ci.start[k + 1] += ci.start[k];
+    int *next = xmalloc((size_t)d->num_classes * sizeof(int));
+    memcpy(next, ci.start, (size_t)d->num_classes * sizeof(int));
+    for (int i = 0; i < d->n; i++) ci.index[next[d->labels[i]]++] = i;
+    free(next);
+    return ci;
+}
+
+void class_index_free(ClassIndex *ci) {
+    free(ci->start);
+    free(ci->index);
+    memset(ci, 0, sizeof *ci);
+}

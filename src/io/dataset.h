@@ -1,0 +1,56 @@
+/* Labelled image data sets in memory, loaded from the SRC strings of INTERFACE.md:
+ *   fashion-mnist          Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist,
+ *                          or $D2C_FASHION_MNIST_DIR)
+ *   mnist:DIR | mnist:PREFIX   the four MNIST-named IDX files (train-images-idx3-ubyte,
+ *                          train-labels-idx1-ubyte, t10k-...; gzip or raw) in DIR, or
+ *                          named PREFIX + those names
+ *   idx:PREFIX             PREFIX-images-idx3-ubyte[.gz] and PREFIX-labels-idx1-ubyte[.gz]
+ *   folder:DIR             one sub-folder per class holding PNG/JPEG files, classes in
+ *                          byte order of the folder names; DIR/train and DIR/test, when
+ *                          present, are the splits
+ *   FILE.safetensors       a pool or samples file: images F32 (N, C, H, W), labels I64 (N);
+ *                          metadata "num_classes" and "class_names" (a JSON list) are used
+ *                          when present
+ * and a ":train" or ":test" suffix choosing the split (default train; ":test" on a source
+ * without one is an error). Pixels become float32 u8 / 127.5 - 1, in [-1, 1].
+ * Any problem ends the process with status 2 and one line naming the file at fault.
+ * Shape letters: N images, C channels, H rows, W columns, K classes. */
+#ifndef D2C_IO_DATASET_H
+#define D2C_IO_DATASET_H
+
+#include <stdint.h>
+
+typedef struct {
+    int n, c, h, w;
+    int num_classes;
+    float *images;      /* (N, C, H, W) in [-1, 1], 64-byte aligned */
+    int64_t *labels;    /* (N) in [0, K) */
+    char **class_names; /* (K) */
+    char *source;       /* the SRC it came from, split included, e.g. "fashion-mnist:train" */
+} Dataset;
+
+Dataset dataset_load(const char *src);
+void dataset_free(Dataset *d);
+
+/* The loaders behind dataset_load, for callers that know the kind of source; source is
+ * the string stored in Dataset.source. num_classes 0 means max label + 1. */
+Dataset dataset_load_idx(const char *images_path, const char *labels_path, int num_classes, const char *source);
+Dataset dataset_load_folder(const char *dir, const char *split /* "train", "test" or NULL */, const char *source);
+Dataset dataset_load_safetensors(const char *path, const char *source);
+
+/* A new data set holding images idx[0..n) of d, in that order (indices may repeat). */
+Dataset dataset_subset(const Dataset *d, const int *idx, int n);
+
+/* Image indices grouped by class: class k's are index[start[k] .. start[k + 1]),
+ * ascending. */
+typedef struct {
+    int num_classes;
+    int *start; /* (K + 1) */
+    int *index; /* (N) */
+} ClassIndex;
+
+ClassIndex class_index_build(const Dataset *d);
+static inline int class_index_count(const ClassIndex *ci, int k) { return ci->start[k + 1] - ci->start[k]; }
+void class_index_free(ClassIndex *ci);
+
+#endif
