@@ -175,7 +175,8 @@ Dataset dataset_load_safetensors(const char *path, const char *source) {
 
     int64_t max_label = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (labels[i] < 0) die_input("%s: negative label %lld", path, (long long)labels[i]);
+        if (labels[i] < 0 || labels[i] >= 1000000)
+            die_input("%s: label %lld is not a class index", path, (long long)labels[i]);
         max_label = D2C_MAX(max_label, labels[i]);
     }
     long num_classes = max_label + 1;
@@ -183,7 +184,6 @@ Dataset dataset_load_safetensors(const char *path, const char *source) {
     if (meta_k && (parse_long(meta_k, &num_classes) != 0 || num_classes <= max_label || num_classes > 1000000))
         die_input("%s: metadata num_classes '%s' is not a count above the largest label %lld", path, meta_k,
                   (long long)max_label);
-    if (num_classes > 1000000) die_input("%s: label %lld is implausibly large", path, (long long)max_label);
 
     Dataset d = {0};
     d.n = (int)n;
