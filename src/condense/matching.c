@@ -129,13 +129,14 @@ double matching_loss_grad(UNet *net, const Schedule *s, MatchWork *w, const floa
         for (int b = 0; b < Bs; b++) w->t_syn[b] = timesteps[k];
         const float *nr = noise_real + (size_t)k * Br * D, *ns = noise_syn + (size_t)k * Bs * D;
 
+        const int gm = !w->no_gradient_matching;
         memset(net->grads, 0, P * sizeof(float));
-        ddpm_loss(net, s, &w->real, x_real, w->t_real, y_real, NULL, nr, Br, 1, 1.0f, NULL, NULL);
+        ddpm_loss(net, s, &w->real, x_real, w->t_real, y_real, NULL, nr, Br, gm, 1.0f, NULL, NULL);
         memcpy(w->g_real, net->grads, P * sizeof(float));
         if (dm_weight > 0) mid_mean(net, Br, w->feat_real);
 
         memset(net->grads, 0, P * sizeof(float));
-        ddpm_loss(net, s, &w->syn, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, 1, 1.0f, NULL, NULL);
+        ddpm_loss(net, s, &w->syn, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, gm, 1.0f, NULL, NULL);
         memcpy(w->g_syn, net->grads, P * sizeof(float));
         double dm = 0;
         if (dm_weight > 0) {
@@ -145,11 +146,13 @@ double matching_loss_grad(UNet *net, const Schedule *s, MatchWork *w, const floa
                 dm += d * d;
             }
         }
-        total += layerwise_distance(&net->lay, w->g_real, w->g_syn, grad_syn ? w->v : NULL) + dm_weight * dm;
+        if (!w->no_gradient_matching)
+            total += layerwise_distance(&net->lay, w->g_real, w->g_syn, grad_syn ? w->v : NULL);
+        total += dm_weight * dm;
         if (!grad_syn) continue;
 
-        /* central difference of grad_x L_syn along v, DM gradient split over both passes */
-        const double vnorm = sqrt(vec_sum_sq(w->v, P));
+        /* central difference of grad_x L_syn along v */
+        const double vnorm = w->no_gradient_matching ? 0.0 : sqrt(vec_sum_sq(w->v, P));
         if (vnorm == 0 && dm_weight <= 0) continue;
         const float eps = vnorm > 0 ? (float)(0.003 / vnorm) : 0.0f;
         const float inv = vnorm > 0 ? 1.0f / (2.0f * eps) : 0.0f;

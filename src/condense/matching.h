@@ -35,6 +35,7 @@ typedef struct {
     float *dmid;        /* (Bs, Cmid, h, w) */
     int64_t *t_real, *t_syn;
     DdpmScratch real, syn;
+    int no_gradient_matching; /* 1: distribution matching alone (the DM baseline) */
 } MatchWork;
 
 void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn);

@@ -2,6 +2,7 @@
 #include "model/adam.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"

@@ -9,6 +9,7 @@
 #include "model/unet.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -1,0 +1,114 @@
+/* `d2c condense`: options -> CondenseOptions -> condense_run. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "condense/condense.h"
+#include "core/util.h"
+
+static const char *USAGE =
+    "usage: d2c condense --data SRC (--ratio R | --ipc N) --out POOL.safetensors [options]\n"
+    "Learns (d2c, dsa, dm) or selects (random, kcenter, herding, select) a pool of images per\n"
+    "class. d2c: bilevel, timestep-aware gradient matching of the DDPM loss (+ --dm-weight\n"
+    "distribution matching). Writes POOL, POOL.png (pool beside real images), POOL.log.jsonl\n"
+    "and POOL.state.safetensors (for --resume).";
+
+int cmd_condense(int argc, char **argv) {
+    CondenseOptions o = condense_default_options();
+    const char *data = o.data, *out = NULL, *method = o.method, *score = o.score, *opt_img = o.opt_img, *init = o.init;
+    const char *log = NULL, *grid = NULL, *device = "cpu", *keep = o.select_keep;
+    double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight;
+    int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
+    int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
+    int learn_cond = 0, dsa = 0, channels = o.cfg.base_channels, seed = 0, threads = 2, resume = 0, ckpt = o.ckpt_every;
+    int quiet = 0;
+    Option opts[] = {
+        {"data", OPT_STRING, &data, 1, 0, "data source (default fashion-mnist)", 0},
+        {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
+        {"ratio", OPT_FLOAT, &ratio, 1e-9, 1, "pool size as a fraction of the training set, e.g. 0.01", 0},
+        {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
+        {"method", OPT_STRING, &method, 1, 0, "d2c|random|kcenter|herding|dsa|dm|select (default d2c)", 0},
+        {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
+        {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
+        {"t-candidates", OPT_INT, &cand, 1, 1000, "candidate timesteps scored (default 50)", 0},
+        {"score", OPT_STRING, &score, 1, 0, "timestep score: grad-norm|gap|loss (default grad-norm)", 0},
+        {"rescore", OPT_INT, &rescore, 1, 1e8, "iterations between scorings (default 10)", 0},
+        {"inner", OPT_INT, &inner, 0, 1000, "unrolled SGD steps of the network per iteration (default 5)", 0},
+        {"outer-loop", OPT_INT, &outer, 1, 1e8, "iterations between network re-initialisations (default 10)", 0},
+        {"real-batch", OPT_INT, &rb, 1, 4096, "real images per class per step (default 64)", 0},
+        {"syn-batch", OPT_INT, &sb, 1, 4096, "synthetic images per class per step (default 16)", 0},
+        {"noise-draws", OPT_INT, &draws, 1, 64, "noise draws per image, averaging the gradients (default 1)", 0},
+        {"pool-res", OPT_INT, &res, 0, 1024, "learn an RxR residual instead of pixels (default 0 = pixels)", 0},
+        {"implicit", OPT_INT, &implicit, 0, 100, "Neumann terms of implicit differentiation (default 0 = off)", 0},
+        {"lr-img", OPT_FLOAT, &lr_img, 0, 1e3, "pool learning rate (default 0.01)", 0},
+        {"lr-net", OPT_FLOAT, &lr_net, 0, 1e3, "inner SGD learning rate (default 0.01)", 0},
+        {"opt-img", OPT_STRING, &opt_img, 1, 0, "pool optimiser: adam or sgd (momentum 0.5) (default adam)", 0},
+        {"dm-weight", OPT_FLOAT, &dm, 0, 1e6, "weight of the distribution-matching term (default 0)", 0},
+        {"learn-cond", OPT_FLAG, &learn_cond, 1, 0, "learn a conditioning vector per synthetic image", 0},
+        {"dsa", OPT_FLAG, &dsa, 1, 0, "differentiable Siamese augmentation", 0},
+        {"init", OPT_STRING, &init, 1, 0, "pool initialisation: real|noise|kcenter (default real)", 0},
+        {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
+        {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
+        {"ckpt-every", OPT_INT, &ckpt, 1, 1e8, "iterations between checkpoints (default 10)", 0},
+        {"resume", OPT_FLAG, &resume, 1, 0, "continue from POOL.state.safetensors", 0},
+        {"log", OPT_STRING, &log, 1, 0, "JSON-lines log (default POOL.log.jsonl)", 0},
+        {"grid", OPT_STRING, &grid, 1, 0, "figure (default POOL.png)", 0},
+        {"seed", OPT_INT, &seed, 0, 2147483647, "random seed (default 0)", 0},
+        {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
+        {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
+        {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
+        {NULL, 0, NULL, 0, 0, NULL, 0},
+    };
+    parse_options("condense", USAGE, opts, argc, argv, 2);
+    require_option("condense", opts, "out");
+    check_device("condense", device);
+    const int has_ratio = find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
+    if (has_ratio == has_ipc) die_input("condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
+    const char *methods[] = {"d2c", "random", "kcenter", "herding", "dsa", "dm", "select"};
+    int known = 0;
+    for (int i = 0; i < 7; i++) known |= strcmp(method, methods[i]) == 0;
+    if (!known) die_input("condense: --method must be one of d2c, random, kcenter, herding, dsa, dm, select; got '%s'", method);
+    if (strcmp(score, "grad-norm") && strcmp(score, "gap") && strcmp(score, "loss"))
+        die_input("condense: --score must be grad-norm, gap or loss; got '%s'", score);
+    if (strcmp(opt_img, "adam") && strcmp(opt_img, "sgd")) die_input("condense: --opt-img must be adam or sgd; got '%s'", opt_img);
+    if (strcmp(init, "real") && strcmp(init, "noise") && strcmp(init, "kcenter"))
+        die_input("condense: --init must be real, noise or kcenter; got '%s'", init);
+    if (strcmp(keep, "easy") && strcmp(keep, "hard")) die_input("condense: --select-keep must be easy or hard; got '%s'", keep);
+    if (topk > cand) die_input("condense: --topk %d exceeds --t-candidates %d", topk, cand);
+    o.data = data;
+    o.out = out;
+    o.method = method;
+    o.ratio = ratio;
+    o.ipc = ipc;
+    o.iters = iters;
+    o.topk = topk;
+    o.t_candidates = cand;
+    o.score = score;
+    o.rescore = rescore;
+    o.inner_steps = inner;
+    o.outer_loop = outer;
+    o.real_batch = rb;
+    o.syn_batch = sb;
+    o.noise_draws = draws;
+    o.pool_res = res;
+    o.implicit = implicit;
+    o.lr_img = lr_img;
+    o.lr_net = lr_net;
+    o.opt_img = opt_img;
+    o.dm_weight = strcmp(method, "dm") == 0 && !find_option(opts, "dm-weight")->seen ? 1.0 : dm;
+    o.learn_cond = learn_cond;
+    o.dsa = dsa || strcmp(method, "dsa") == 0;
+    o.init = init;
+    o.select_keep = keep;
+    o.cfg.base_channels = channels;
+    o.seed = (uint64_t)seed;
+    o.resume = resume;
+    o.ckpt_every = ckpt;
+    o.log_path = log;
+    o.grid_path = grid;
+    o.quiet = quiet;
+    apply_threads(threads);
+    condense_run(&o);
+    return 0;
+}

@@ -1,0 +1,589 @@
+/* The condensation driver: the d2c bilevel loop and the learned baselines (dsa, dm), the
+ * selection baselines, checkpoints and --resume, the JSON-lines log and the pool figure.
+ *
+ * One outer iteration of d2c:
+ *   1. every outer_loop iterations, re-initialise the matching network;
+ *   2. every rescore iterations, score the candidate timesteps on real data and keep the
+ *      top K (and log the noise floor: the distance between two disjoint real batches);
+ *   3. for each class, match the gradients of the DDPM loss on a real batch and on the
+ *      class's synthetic images at the K timesteps; accumulate the hypergradient
+ *      (matching.c), optionally through DSA and into learnable conditioning vectors;
+ *   4. (--implicit N) add the implicit-differentiation path through the inner steps;
+ *   5. one optimiser step on the pool (pixels, or a low-resolution residual), clamp;
+ *   6. inner loop: inner_steps SGD steps of the network on the pool.
+ * Every draw of iteration i comes from streams keyed by (seed, purpose, i), and the state
+ * (pool, its optimiser, network, timesteps) is checkpointed, so --resume is exact. */
+#include "condense/condense.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "condense/augment.h"
+#include "condense/baselines.h"
+#include "condense/matching.h"
+#include "condense/pool.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "diffusion/ddpm.h"
+#include "io/dataset.h"
+#include "io/safetensors.h"
+#include "model/adam.h"
+
+CondenseOptions condense_default_options(void) {
+    CondenseOptions o = {0};
+    o.data = "fashion-mnist";
+    o.method = "d2c";
+    o.iters = 100;
+    o.topk = 2;
+    o.t_candidates = 50;
+    o.score = "grad-norm";
+    o.rescore = 10;
+    o.inner_steps = 5;
+    o.outer_loop = 10;
+    o.real_batch = 64;
+    o.syn_batch = 16;
+    o.noise_draws = 1;
+    o.lr_img = 0.01;
+    o.lr_net = 0.01;
+    o.opt_img = "adam";
+    o.init = "real";
+    o.cfg = unet_default_config();
+    o.cfg.base_channels = 16;
+    o.cfg.groups = 8;
+    o.ckpt_every = 10;
+    o.select_keep = "easy";
+    return o;
+}
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct {
+    const CondenseOptions *opt;
+    Dataset data;
+    ClassIndex ci;
+    Pool pool;
+    UNet net;
+    Schedule sched;
+    MatchWork mw;
+    Adam pool_opt;          /* over the pool's learnable floats */
+    float *pool_grad;       /* (n_learn) */
+    float *base;            /* (n, D) initial images when learning a low-res residual */
+    float *residual;        /* (n, C, R, R) the residual when pool_res > 0 */
+    size_t n_img_learn;     /* learnable image floats: n*D or n*C*R*R */
+    size_t n_learn;         /* + conditioning floats */
+    int *timesteps;         /* (topk) */
+    int K;
+    size_t D;
+    int max_batch;
+    /* per-class buffers */
+    float *xr, *xs, *xr_aug, *xs_aug, *noise_r, *noise_s, *gs, *gs_aug, *gcond;
+    float *cond_batch;
+    int64_t *yr, *ys;
+    int *sub;               /* syn subset indices */
+} Condenser;
+
+static uint64_t net_seed(const CondenseOptions *o, int iter) {
+    return o->seed * 1000003ull + (uint64_t)(iter / (o->outer_loop > 0 ? o->outer_loop : 1)) + 17;
+}
+
+/* Images of the pool from its learnable parameters (only for a residual pool). */
+static void pool_materialise(Condenser *c) {
+    const int R = c->opt->pool_res;
+    if (R <= 0) return;
+    const Pool *p = &c->pool;
+    const int f = p->h / R;
+    for (int i = 0; i < p->n; i++)
+        for (int ch = 0; ch < p->c; ch++)
+            for (int y = 0; y < p->h; y++)
+                for (int x = 0; x < p->w; x++) {
+                    size_t o = (((size_t)i * p->c + ch) * p->h + y) * p->w + x;
+                    float v = c->base[o] + c->residual[(((size_t)i * p->c + ch) * R + y / f) * R + x / f];
+                    p->images[o] = v < -1 ? -1 : v > 1 ? 1 : v;
+                }
+}
+
+/* ---------------------------------------------------------------- timestep scoring */
+
+/* Draws the real batch of class k for stream index idx into xr (Br images). */
+static void draw_real(Condenser *c, int k, int Br, uint64_t stream, float *xr, int64_t *yr) {
+    const int n = class_index_count(&c->ci, k);
+    Rng r = rng_stream(c->opt->seed, RNG_POOL, stream);
+    for (int b = 0; b < Br; b++) {
+        int i = c->ci.index[c->ci.start[k] + (int)rng_below(&r, (uint32_t)n)];
+        memcpy(xr + (size_t)b * c->D, c->data.images + (size_t)i * c->D, c->D * sizeof(float));
+        yr[b] = k;
+    }
+}
+
+typedef struct {
+    double score;
+    int t;
+} TScore;
+
+static int by_score_desc(const void *a, const void *b) {
+    const TScore *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->t - y->t;
+}
+
+/* Scores every candidate timestep and keeps the best K in c->timesteps; returns the mean
+ * real-vs-real distance (noise floor) and real-vs-pool distance at the chosen ones. */
+static void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out) {
+    const CondenseOptions *o = c->opt;
+    const int nc = o->t_candidates, Br = o->real_batch, T = c->sched.T;
+    TScore *sc = xcalloc((size_t)nc, sizeof(TScore));
+    const size_t P = c->net.lay.n_params;
+    float *g = xmalloc_floats(P);
+    for (int j = 0; j < nc; j++) {
+        int t = (int)(((long)j * T + T / 2) / nc);
+        sc[j].t = t;
+        /* a real batch spanning the classes */
+        const int k = j % c->data.num_classes;
+        draw_real(c, k, Br, (1ull << 40) + (uint64_t)iter * nc + j, c->xr, c->yr);
+        Rng rn = rng_stream(o->seed, RNG_NOISE, (1ull << 40) + (uint64_t)iter * nc + j);
+        rng_fill_normal(&rn, c->noise_r, (size_t)Br * c->D);
+        int64_t *tt = c->mw.t_real;
+        for (int b = 0; b < Br; b++) tt[b] = t;
+        if (strcmp(o->score, "gap") == 0) {
+            int Bs = D2C_MIN(o->syn_batch, c->pool.ipc);
+            for (int b = 0; b < Bs; b++) {
+                memcpy(c->xs + (size_t)b * c->D, c->pool.images + ((size_t)k * c->pool.ipc + b) * c->D, c->D * sizeof(float));
+                c->ys[b] = k;
+            }
+            Rng rs = rng_stream(o->seed, RNG_NOISE, (2ull << 40) + (uint64_t)iter * nc + j);
+            rng_fill_normal(&rs, c->noise_s, (size_t)Bs * c->D);
+            int64_t tk = t;
+            sc[j].score = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
+                                             1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+        } else {
+            int grad = strcmp(o->score, "grad-norm") == 0;
+            memset(c->net.grads, 0, P * sizeof(float));
+            float loss = ddpm_loss(&c->net, &c->sched, &c->mw.real, c->xr, tt, c->yr, NULL, c->noise_r, Br, grad, 1.0f,
+                                   NULL, NULL);
+            sc[j].score = grad ? sqrt(vec_sum_sq(c->net.grads, P)) : loss;
+        }
+    }
+    qsort(sc, (size_t)nc, sizeof(TScore), by_score_desc);
+    for (int i = 0; i < c->K; i++) c->timesteps[i] = sc[i].t;
+    /* noise floor: two disjoint real batches of one class, and real against the pool */
+    double floor = 0, gap = 0;
+    const int k = iter % c->data.num_classes;
+    const int Bs = D2C_MIN(o->syn_batch, c->pool.ipc);
+    int64_t *ts = xcalloc((size_t)c->K, sizeof(int64_t));
+    for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
+    draw_real(c, k, Br, (3ull << 40) + (uint64_t)iter, c->xr, c->yr);
+    draw_real(c, k, Bs, (4ull << 40) + (uint64_t)iter, c->xs, c->ys);
+    Rng rn = rng_stream(o->seed, RNG_NOISE, (3ull << 40) + (uint64_t)iter);
+    rng_fill_normal(&rn, c->noise_r, (size_t)c->K * Br * c->D);
+    rng_fill_normal(&rn, c->noise_s, (size_t)c->K * Bs * c->D);
+    floor = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, ts, c->K,
+                               c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+    for (int b = 0; b < Bs; b++)
+        memcpy(c->xs + (size_t)b * c->D, c->pool.images + ((size_t)k * c->pool.ipc + b) * c->D, c->D * sizeof(float));
+    gap = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, ts, c->K, c->noise_r,
+                             c->noise_s, 0.0f, NULL, NULL);
+    *floor_out = floor / c->K;
+    *gap_out = gap / c->K;
+    free(ts);
+    free(g);
+    free(sc);
+}
+
+static void random_timesteps(Condenser *c, int iter) {
+    Rng r = rng_stream(c->opt->seed, RNG_TIMESTEP, (uint64_t)iter);
+    for (int i = 0; i < c->K; i++) c->timesteps[i] = (int)rng_below(&r, (uint32_t)c->sched.T);
+}
+
+/* ---------------------------------------------------------------- one outer iteration */
+
+/* Matching loss of class k with its hypergradient added into c->pool_grad. */
+static double match_class(Condenser *c, int iter, int k) {
+    const CondenseOptions *o = c->opt;
+    const Pool *p = &c->pool;
+    const int M = o->noise_draws, Br = o->real_batch, Bs = D2C_MIN(o->syn_batch, p->ipc);
+    const size_t D = c->D;
+    const uint64_t stream = (uint64_t)iter * p->num_classes + k;
+    draw_real(c, k, Br, stream, c->xr, c->yr);
+    /* synthetic subset */
+    for (int i = 0; i < p->ipc; i++) c->sub[i] = k * p->ipc + i;
+    Rng rs = rng_stream(o->seed, RNG_POOL, (5ull << 40) + stream);
+    rng_shuffle(&rs, c->sub, p->ipc);
+    for (int b = 0; b < Bs; b++) {
+        memcpy(c->xs + (size_t)b * D, p->images + (size_t)c->sub[b] * D, D * sizeof(float));
+        c->ys[b] = k;
+        if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + (size_t)c->sub[b] * p->cond_dim,
+                            (size_t)p->cond_dim * sizeof(float));
+    }
+    /* noise draws: replicate the images M times; the batch-mean gradient is then the
+     * average over draws */
+    for (int m = 1; m < M; m++) {
+        memcpy(c->xr + (size_t)m * Br * D, c->xr, (size_t)Br * D * sizeof(float));
+        memcpy(c->xs + (size_t)m * Bs * D, c->xs, (size_t)Bs * D * sizeof(float));
+        if (p->cond) memcpy(c->cond_batch + (size_t)m * Bs * p->cond_dim, c->cond_batch, (size_t)Bs * p->cond_dim * sizeof(float));
+        for (int b = 0; b < Br; b++) c->yr[m * Br + b] = k;
+        for (int b = 0; b < Bs; b++) c->ys[m * Bs + b] = k;
+    }
+    const int BR = M * Br, BS = M * Bs;
+    Rng rn = rng_stream(o->seed, RNG_NOISE, stream);
+    rng_fill_normal(&rn, c->noise_r, (size_t)c->K * BR * D);
+    rng_fill_normal(&rn, c->noise_s, (size_t)c->K * BS * D);
+    const float *xr = c->xr, *xs = c->xs;
+    AugmentParams aug;
+    if (o->dsa) {
+        Rng ra = rng_stream(o->seed, RNG_AUGMENT, stream);
+        aug = augment_draw(&ra, p->h, p->w);
+        augment_forward(&aug, c->xr, c->xr_aug, BR, p->c, p->h, p->w);
+        augment_forward(&aug, c->xs, c->xs_aug, BS, p->c, p->h, p->w);
+        xr = c->xr_aug;
+        xs = c->xs_aug;
+    }
+    int64_t ts[64];
+    for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
+    vec_zero(c->gs, (size_t)BS * D);
+    if (p->cond) vec_zero(c->gcond, (size_t)BS * p->cond_dim);
+    double loss = matching_loss_grad(&c->net, &c->sched, &c->mw, xr, c->yr, BR, xs, c->ys, p->cond ? c->cond_batch : NULL,
+                                     BS, ts, c->K, c->noise_r, c->noise_s, (float)o->dm_weight, c->gs,
+                                     p->cond ? c->gcond : NULL);
+    if (o->dsa) {
+        vec_zero(c->gs_aug, (size_t)BS * D);
+        augment_backward(&aug, c->gs, c->gs_aug, BS, p->c, p->h, p->w);
+        memcpy(c->gs, c->gs_aug, (size_t)BS * D * sizeof(float));
+    }
+    /* scatter into the pool gradient (pixel or residual parametrisation) */
+    const int R = o->pool_res;
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < Bs; b++) {
+            const float *g = c->gs + ((size_t)m * Bs + b) * D;
+            const int i = c->sub[b];
+            if (R <= 0) {
+                vec_add(c->pool_grad + (size_t)i * D, g, D);
+            } else {
+                const int f = p->h / R;
+                for (int ch = 0; ch < p->c; ch++)
+                    for (int y = 0; y < p->h; y++)
+                        for (int x = 0; x < p->w; x++)
+                            c->pool_grad[(((size_t)i * p->c + ch) * R + y / f) * R + x / f] += g[((size_t)ch * p->h + y) * p->w + x];
+            }
+            if (p->cond)
+                vec_add(c->pool_grad + c->n_img_learn + (size_t)i * p->cond_dim, c->gcond + ((size_t)m * Bs + b) * p->cond_dim,
+                        (size_t)p->cond_dim);
+        }
+    return loss;
+}
+
+/* The inner loop: inner_steps plain SGD steps of the network on the pool. */
+static void inner_steps(Condenser *c, int iter) {
+    const CondenseOptions *o = c->opt;
+    const Pool *p = &c->pool;
+    const int B = D2C_MIN(p->n, c->max_batch);
+    const size_t P = c->net.lay.n_params, D = c->D;
+    for (int s = 0; s < o->inner_steps; s++) {
+        Rng r = rng_stream(o->seed, RNG_BATCH, (uint64_t)iter * 1024 + s);
+        for (int b = 0; b < B; b++) {
+            int i = (int)rng_below(&r, (uint32_t)p->n);
+            memcpy(c->xs + (size_t)b * D, p->images + (size_t)i * D, D * sizeof(float));
+            c->ys[b] = p->labels[i];
+            c->mw.t_syn[b] = rng_below(&r, (uint32_t)c->sched.T);
+            if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + (size_t)i * p->cond_dim, (size_t)p->cond_dim * sizeof(float));
+        }
+        rng_fill_normal(&r, c->noise_s, (size_t)B * D);
+        memset(c->net.grads, 0, P * sizeof(float));
+        ddpm_loss(&c->net, &c->sched, &c->mw.syn, c->xs, c->mw.t_syn, c->ys, p->cond ? c->cond_batch : NULL, c->noise_s, B, 1,
+                  1.0f, NULL, NULL);
+        clip_grad_norm(c->net.grads, P, 1.0);
+        vec_axpy(c->net.params, -(float)o->lr_net, c->net.grads, P);
+    }
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static char *state_path(const CondenseOptions *o) {
+    char *s = xmalloc(strlen(o->out) + 32);
+    sprintf(s, "%s.state.safetensors", o->out);
+    return s;
+}
+
+/* The learnable floats: pixels or residual, then conditioning vectors. */
+static float *learn_images(Condenser *c) { return c->opt->pool_res > 0 ? c->residual : c->pool.images; }
+
+static void save_state(Condenser *c, int iter) {
+    char *path = state_path(c->opt);
+    StWriter *w = st_writer_new();
+    int64_t nl = (int64_t)c->n_learn, np = (int64_t)c->net.lay.n_params, ni = (int64_t)c->n_img_learn, k = c->K;
+    int64_t nb = (int64_t)c->pool.n * c->D;
+    int64_t nc = (int64_t)c->pool.n * c->pool.cond_dim;
+    int64_t *ts = xcalloc((size_t)c->K, sizeof(int64_t));
+    for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
+    st_add(w, "pool.learn_images", ST_F32, 1, &ni, learn_images(c));
+    if (c->pool.cond) st_add(w, "pool.cond", ST_F32, 1, &nc, c->pool.cond);
+    if (c->base) st_add(w, "pool.base", ST_F32, 1, &nb, c->base);
+    st_add(w, "opt.m", ST_F32, 1, &nl, c->pool_opt.m);
+    st_add(w, "opt.v", ST_F32, 1, &nl, c->pool_opt.v);
+    st_add(w, "net.params", ST_F32, 1, &np, c->net.params);
+    st_add(w, "timesteps", ST_I64, 1, &k, ts);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d", iter);
+    st_set_meta(w, "iteration", buf);
+    snprintf(buf, sizeof buf, "%ld", c->pool_opt.step);
+    st_set_meta(w, "opt_step", buf);
+    st_write(w, path);
+    st_writer_free(w);
+    free(ts);
+    free(path);
+}
+
+static int load_state(Condenser *c) {
+    char *path = state_path(c->opt);
+    struct stat st;
+    if (stat(path, &st) != 0) die_input("--resume: no condensation state at '%s'", path);
+    StFile *f = st_open(path);
+    int64_t nl = (int64_t)c->n_learn, np = (int64_t)c->net.lay.n_params, ni = (int64_t)c->n_img_learn, k = c->K;
+    int64_t nb = (int64_t)c->pool.n * c->D, nc = (int64_t)c->pool.n * c->pool.cond_dim;
+    memcpy(learn_images(c), st_require_f32(f, "pool.learn_images", 1, &ni), (size_t)ni * sizeof(float));
+    if (c->pool.cond) memcpy(c->pool.cond, st_require_f32(f, "pool.cond", 1, &nc), (size_t)nc * sizeof(float));
+    if (c->base) memcpy(c->base, st_require_f32(f, "pool.base", 1, &nb), (size_t)nb * sizeof(float));
+    memcpy(c->pool_opt.m, st_require_f32(f, "opt.m", 1, &nl), (size_t)nl * sizeof(float));
+    memcpy(c->pool_opt.v, st_require_f32(f, "opt.v", 1, &nl), (size_t)nl * sizeof(float));
+    memcpy(c->net.params, st_require_f32(f, "net.params", 1, &np), (size_t)np * sizeof(float));
+    const int64_t *ts = st_require_i64(f, "timesteps", 1, &k);
+    for (int i = 0; i < c->K; i++) c->timesteps[i] = (int)ts[i];
+    long iter = -1, step = -1;
+    const char *si = st_meta(f, "iteration"), *so = st_meta(f, "opt_step");
+    if (!si || !so || parse_long(si, &iter) || parse_long(so, &step) || iter < 0)
+        die_input("%s: bad condensation state metadata", path);
+    c->pool_opt.step = step;
+    st_close(f);
+    free(path);
+    pool_materialise(c);
+    return (int)iter;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static void write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
+                          const int *timesteps, int K) {
+    char ratio[32], seed[32], iters_s[32], secs[32], ts[512] = "", caption[256];
+    double r = (double)pool->n / data->n;
+    snprintf(ratio, sizeof ratio, "%.6g", r);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    snprintf(iters_s, sizeof iters_s, "%d", iters);
+    snprintf(secs, sizeof secs, "%.1f", seconds);
+    size_t len = 0;
+    for (int i = 0; i < K && len < sizeof ts - 16; i++) len += (size_t)snprintf(ts + len, sizeof ts - len, "%s%d", i ? "," : "", timesteps[i]);
+    const char *meta[] = {"method", o->method, "ratio", ratio, "source", data->source, "seed", seed, "iterations", iters_s,
+                          "timesteps", ts, "wall_seconds", secs, "format", "d2c-pool-1", NULL};
+    pool_save(pool, o->out, meta);
+    snprintf(caption, sizeof caption, "%s: %d images per class = %.2f%% of %s (rows: synthetic, real)", o->method, pool->ipc,
+             100.0 * r, data->source);
+    char *grid = NULL;
+    if (o->grid_path) {
+        grid = xstrdup(o->grid_path);
+    } else {
+        grid = xmalloc(strlen(o->out) + 8);
+        sprintf(grid, "%s.png", o->out);
+    }
+    pool_write_figure(pool, data, grid, caption);
+    free(grid);
+}
+
+static double run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci, int ipc) {
+    double t0 = now_seconds();
+    int *idx = xcalloc((size_t)ipc * data->num_classes, sizeof(int));
+    if (strcmp(o->method, "random") == 0) select_random(data, ci, ipc, o->seed, idx);
+    else if (strcmp(o->method, "kcenter") == 0) select_kcenter(data, ci, ipc, o->seed, idx);
+    else if (strcmp(o->method, "herding") == 0) select_herding(data, ci, ipc, idx);
+    else select_difficulty(data, ci, ipc, &o->cfg, 300, strcmp(o->select_keep, "hard") == 0, o->seed, idx);
+    Pool pool;
+    pool_create(&pool, data->num_classes, ipc, data->c, data->h, data->w, 0);
+    pool_fill_from(&pool, data, idx);
+    double secs = now_seconds() - t0;
+    write_outputs(o, &pool, data, secs, 0, NULL, 0);
+    pool_free(&pool);
+    free(idx);
+    return secs;
+}
+
+static void condenser_alloc(Condenser *c) {
+    const CondenseOptions *o = c->opt;
+    const Pool *p = &c->pool;
+    const int M = o->noise_draws;
+    const int Bs = D2C_MIN(o->syn_batch, p->ipc);
+    const int inner = D2C_MIN(p->n, 64);
+    c->max_batch = D2C_MAX(D2C_MAX(M * o->real_batch, M * Bs), inner);
+    const size_t D = c->D, mb = (size_t)c->max_batch;
+    const int nrows = D2C_MAX(c->K, 1);
+    c->xr = xmalloc_floats(mb * D);
+    c->xs = xmalloc_floats(mb * D);
+    c->xr_aug = xmalloc_floats(mb * D);
+    c->xs_aug = xmalloc_floats(mb * D);
+    c->noise_r = xmalloc_floats((size_t)nrows * mb * D);
+    c->noise_s = xmalloc_floats((size_t)nrows * mb * D);
+    c->gs = xmalloc_floats(mb * D);
+    c->gs_aug = xmalloc_floats(mb * D);
+    c->gcond = xmalloc_floats(mb * (size_t)D2C_MAX(p->cond_dim, 1));
+    c->cond_batch = xmalloc_floats(mb * (size_t)D2C_MAX(p->cond_dim, 1));
+    c->yr = xcalloc(mb, sizeof(int64_t));
+    c->ys = xcalloc(mb, sizeof(int64_t));
+    c->sub = xcalloc((size_t)p->ipc, sizeof(int));
+}
+
+static void condenser_free(Condenser *c) {
+    free(c->xr); free(c->xs); free(c->xr_aug); free(c->xs_aug); free(c->noise_r); free(c->noise_s);
+    free(c->gs); free(c->gs_aug); free(c->gcond); free(c->cond_batch); free(c->yr); free(c->ys); free(c->sub);
+    free(c->pool_grad); free(c->base); free(c->residual); free(c->timesteps);
+    adam_destroy(&c->pool_opt);
+    match_work_free(&c->mw);
+    unet_destroy(&c->net);
+    pool_free(&c->pool);
+}
+
+double condense_run(const CondenseOptions *o) {
+    check_writable(o->out);
+    Condenser c = {0};
+    c.opt = o;
+    c.data = dataset_load(o->data);
+    c.ci = class_index_build(&c.data);
+    const int ipc = o->ipc > 0 ? o->ipc : pool_ipc_for_ratio(&c.data, o->ratio);
+    for (int k = 0; k < c.data.num_classes; k++)
+        if (class_index_count(&c.ci, k) < ipc)
+            die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, c.data.source,
+                      class_index_count(&c.ci, k), ipc);
+    c.D = (size_t)c.data.c * c.data.h * c.data.w;
+    if (!o->quiet)
+        fprintf(stderr, "condense: %s, %s, %d images per class (%d of %d = %.3f%%)\n", o->method, c.data.source, ipc,
+                ipc * c.data.num_classes, c.data.n, 100.0 * ipc * c.data.num_classes / c.data.n);
+    const int learned = !strcmp(o->method, "d2c") || !strcmp(o->method, "dsa") || !strcmp(o->method, "dm");
+    if (!learned) {
+        double s = run_selection(o, &c.data, &c.ci, ipc);
+        class_index_free(&c.ci);
+        dataset_free(&c.data);
+        return s;
+    }
+    double t0 = now_seconds();
+    UNetConfig cfg = o->cfg;
+    cfg.in_channels = c.data.c;
+    cfg.num_classes = c.data.num_classes;
+    c.K = strcmp(o->method, "dm") == 0 ? 1 : o->topk;
+    if (c.K < 1 || c.K > 64) die_input("--topk must be 1..64");
+    if (o->pool_res > 0 && (c.data.h % o->pool_res || c.data.w % o->pool_res))
+        die_input("--pool-res %d must divide the image size %dx%d", o->pool_res, c.data.h, c.data.w);
+    c.timesteps = xcalloc((size_t)c.K, sizeof(int));
+    const int E = 4 * cfg.base_channels;
+    pool_create(&c.pool, c.data.num_classes, ipc, c.data.c, c.data.h, c.data.w, o->learn_cond ? E : 0);
+    condenser_alloc(&c);
+    unet_create(&c.net, &cfg, c.data.h, c.data.w, c.max_batch);
+    match_work_create(&c.mw, &c.net, c.max_batch, c.max_batch);
+    c.mw.no_gradient_matching = strcmp(o->method, "dm") == 0;
+    schedule_init(&c.sched, SCHEDULE_LINEAR);
+
+    /* initial pool */
+    int *idx = xcalloc((size_t)c.pool.n, sizeof(int));
+    if (strcmp(o->init, "kcenter") == 0) select_kcenter(&c.data, &c.ci, ipc, o->seed, idx);
+    else select_random(&c.data, &c.ci, ipc, o->seed, idx);
+    pool_fill_from(&c.pool, &c.data, idx);
+    free(idx);
+    if (strcmp(o->init, "noise") == 0) {
+        Rng r = rng_stream(o->seed, RNG_POOL, 1ull << 50);
+        for (size_t i = 0; i < (size_t)c.pool.n * c.D; i++) {
+            float v = 0.5f * rng_normal(&r);
+            c.pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+        }
+    }
+    unet_init_params(&c.net.lay, c.net.params, net_seed(o, 0));
+    if (c.pool.cond)
+        for (int i = 0; i < c.pool.n; i++)
+            memcpy(c.pool.cond + (size_t)i * E, c.net.params + c.net.lay.class_embed + (size_t)c.pool.labels[i] * E,
+                   (size_t)E * sizeof(float));
+    if (o->pool_res > 0) {
+        c.base = xmalloc_floats((size_t)c.pool.n * c.D);
+        memcpy(c.base, c.pool.images, (size_t)c.pool.n * c.D * sizeof(float));
+        c.n_img_learn = (size_t)c.pool.n * c.pool.c * o->pool_res * o->pool_res;
+        c.residual = xmalloc_floats(c.n_img_learn);
+        vec_zero(c.residual, c.n_img_learn);
+    } else {
+        c.n_img_learn = (size_t)c.pool.n * c.D;
+    }
+    c.n_learn = c.n_img_learn + (size_t)c.pool.n * c.pool.cond_dim;
+    c.pool_grad = xmalloc_floats(c.n_learn);
+    adam_create(&c.pool_opt, c.n_learn, (float)o->lr_img);
+    float *learn = xmalloc_floats(c.n_learn), *mom = NULL;
+    const int sgd = strcmp(o->opt_img, "sgd") == 0;
+    if (sgd) mom = c.pool_opt.m; /* SGD momentum buffer */
+
+    int start = 0;
+    if (o->resume) start = load_state(&c);
+    char *log_path = NULL;
+    if (o->log_path) log_path = xstrdup(o->log_path);
+    else {
+        log_path = xmalloc(strlen(o->out) + 16);
+        sprintf(log_path, "%s.log.jsonl", o->out);
+    }
+    FILE *log = fopen(log_path, o->resume ? "a" : "w");
+    if (!log) die_input("cannot write the condensation log '%s'", log_path);
+    const int scored = strcmp(o->method, "d2c") == 0;
+    Progress prog;
+    progress_begin(&prog, "condense", start, o->iters);
+    double last_loss = 0, floor = -1, gap = -1;
+    for (int it = start; it < o->iters; it++) {
+        double ti = now_seconds();
+        if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) unet_init_params(&c.net.lay, c.net.params, net_seed(o, it));
+        if (strcmp(o->method, "dm") == 0) {
+            unet_init_params(&c.net.lay, c.net.params, net_seed(o, it) + (1ull << 32));
+            random_timesteps(&c, it);
+        } else if (!scored) {
+            random_timesteps(&c, it);
+        } else if (it % o->rescore == 0 || (it == start && o->resume == 0)) {
+            score_timesteps(&c, it, &floor, &gap);
+        }
+        vec_zero(c.pool_grad, c.n_learn);
+        double loss = 0;
+        for (int k = 0; k < c.data.num_classes; k++) loss += match_class(&c, it, k);
+        last_loss = loss;
+        /* pool update */
+        memcpy(learn, learn_images(&c), c.n_img_learn * sizeof(float));
+        if (c.pool.cond) memcpy(learn + c.n_img_learn, c.pool.cond, (size_t)c.pool.n * c.pool.cond_dim * sizeof(float));
+        if (sgd) {
+            c.pool_opt.step++;
+            for (size_t i = 0; i < c.n_learn; i++) {
+                mom[i] = 0.5f * mom[i] + c.pool_grad[i];
+                learn[i] -= (float)o->lr_img * mom[i];
+            }
+        } else {
+            adam_step(&c.pool_opt, learn, c.pool_grad);
+        }
+        memcpy(learn_images(&c), learn, c.n_img_learn * sizeof(float));
+        if (c.pool.cond) memcpy(c.pool.cond, learn + c.n_img_learn, (size_t)c.pool.n * c.pool.cond_dim * sizeof(float));
+        if (o->pool_res > 0) pool_materialise(&c);
+        else for (size_t i = 0; i < c.n_img_learn; i++) c.pool.images[i] = c.pool.images[i] < -1 ? -1 : c.pool.images[i] > 1 ? 1 : c.pool.images[i];
+        inner_steps(&c, it);
+
+        double secs = now_seconds() - ti;
+        fprintf(log, "{\"iter\": %d, \"loss\": %.6f, \"timesteps\": [", it + 1, loss);
+        for (int i = 0; i < c.K; i++) fprintf(log, "%s%d", i ? ", " : "", c.timesteps[i]);
+        fprintf(log, "], \"seconds\": %.3f, \"peak_mem_mib\": %.1f", secs, peak_rss_mib());
+        if (floor >= 0) fprintf(log, ", \"floor\": %.4f, \"gap\": %.4f", floor, gap);
+        fprintf(log, "}\n");
+        fflush(log);
+        floor = gap = -1;
+        char status[96];
+        snprintf(status, sizeof status, "loss %.2f %.1f s/it", loss, secs);
+        if (!o->quiet) progress_update(&prog, it + 1, status);
+        if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters) save_state(&c, it + 1);
+    }
+    if (!o->quiet) progress_end(&prog);
+    fclose(log);
+    double seconds = now_seconds() - t0;
+    write_outputs(o, &c.pool, &c.data, seconds, o->iters, c.timesteps, c.K);
+    if (!o->quiet) fprintf(stderr, "condense: %d iterations in %.1f s, last loss %.3f -> %s\n", o->iters - start, seconds,
+                           last_loss, o->out);
+    free(learn);
+    free(log_path);
+    condenser_free(&c);
+    class_index_free(&c.ci);
+    dataset_free(&c.data);
+    return seconds;
+}
