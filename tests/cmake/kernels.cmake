@@ -1,0 +1,3 @@
+# CPU engine kernels: forward values against direct loops, backward against finite
+# differences, accumulate and NULL-gradient semantics, identical bits for 1 and 2 threads.
+add_test(NAME test_kernels COMMAND test_kernels)
