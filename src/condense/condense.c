@@ -84,6 +84,9 @@ typedef struct {
     float *cond_batch;
     int64_t *yr, *ys;
     int *sub;               /* syn subset indices */
+    float *neumann_p, *neumann_r;   /* (P) implicit differentiation */
+    int *inner_idx;         /* (max_batch) pool images of the implicit batch */
+    double implicit_ratio;  /* |implicit part| / |direct part| of the last pool gradient */
 } Condenser;
 
 static uint64_t net_seed(const CondenseOptions *o, int iter) {
@@ -200,6 +203,28 @@ static void random_timesteps(Condenser *c, int iter) {
 
 /* ---------------------------------------------------------------- one outer iteration */
 
+/* Adds per-image gradients g (B, D) and gcond (B, E) of pool images idx[0..B) into the
+ * gradient of the learnable floats (pixels, or the low-resolution residual). */
+static void scatter_pool_grad(Condenser *c, const int *idx, int B, const float *g, const float *gcond) {
+    const Pool *p = &c->pool;
+    const size_t D = c->D;
+    const int R = c->opt->pool_res;
+    for (int b = 0; b < B; b++) {
+        const int i = idx[b];
+        const float *gb = g + (size_t)b * D;
+        if (R <= 0) {
+            vec_add(c->pool_grad + (size_t)i * D, gb, D);
+        } else {
+            const int f = p->h / R;
+            for (int ch = 0; ch < p->c; ch++)
+                for (int y = 0; y < p->h; y++)
+                    for (int x = 0; x < p->w; x++)
+                        c->pool_grad[(((size_t)i * p->c + ch) * R + y / f) * R + x / f] += gb[((size_t)ch * p->h + y) * p->w + x];
+        }
+        if (gcond) vec_add(c->pool_grad + c->n_img_learn + (size_t)i * p->cond_dim, gcond + (size_t)b * p->cond_dim, (size_t)p->cond_dim);
+    }
+}
+
 /* Matching loss of class k with its hypergradient added into c->pool_grad. */
 static double match_class(Condenser *c, int iter, int k) {
     const CondenseOptions *o = c->opt;
@@ -253,26 +278,58 @@ static double match_class(Condenser *c, int iter, int k) {
         augment_backward(&aug, c->gs, c->gs_aug, BS, p->c, p->h, p->w);
         memcpy(c->gs, c->gs_aug, (size_t)BS * D * sizeof(float));
     }
-    /* scatter into the pool gradient (pixel or residual parametrisation) */
-    const int R = o->pool_res;
     for (int m = 0; m < M; m++)
-        for (int b = 0; b < Bs; b++) {
-            const float *g = c->gs + ((size_t)m * Bs + b) * D;
-            const int i = c->sub[b];
-            if (R <= 0) {
-                vec_add(c->pool_grad + (size_t)i * D, g, D);
-            } else {
-                const int f = p->h / R;
-                for (int ch = 0; ch < p->c; ch++)
-                    for (int y = 0; y < p->h; y++)
-                        for (int x = 0; x < p->w; x++)
-                            c->pool_grad[(((size_t)i * p->c + ch) * R + y / f) * R + x / f] += g[((size_t)ch * p->h + y) * p->w + x];
-            }
-            if (p->cond)
-                vec_add(c->pool_grad + c->n_img_learn + (size_t)i * p->cond_dim, c->gcond + ((size_t)m * Bs + b) * p->cond_dim,
-                        (size_t)p->cond_dim);
-        }
+        scatter_pool_grad(c, c->sub, Bs, c->gs + (size_t)m * Bs * D, p->cond ? c->gcond + (size_t)m * Bs * p->cond_dim : NULL);
     return loss;
+}
+
+/* Fills the inner-loss batch of stream index `stream`: B pool images (indices in idx),
+ * their labels and conditioning, timesteps in mw.t_syn and noise in noise_s. */
+static int inner_batch(Condenser *c, uint64_t stream, int *idx) {
+    const Pool *p = &c->pool;
+    const int B = D2C_MIN(p->n, c->max_batch);
+    Rng r = rng_stream(c->opt->seed, RNG_BATCH, stream);
+    for (int b = 0; b < B; b++) {
+        int i = (int)rng_below(&r, (uint32_t)p->n);
+        idx[b] = i;
+        memcpy(c->xs + (size_t)b * c->D, p->images + (size_t)i * c->D, c->D * sizeof(float));
+        c->ys[b] = p->labels[i];
+        c->mw.t_syn[b] = rng_below(&r, (uint32_t)c->sched.T);
+        if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + (size_t)i * p->cond_dim, (size_t)p->cond_dim * sizeof(float));
+    }
+    rng_fill_normal(&r, c->noise_s, (size_t)B * c->D);
+    return B;
+}
+
+/* The implicit-differentiation path through the inner steps (implicit function theorem):
+ * d theta / d x = -H^-1 d^2 L_in / d theta d x, so the pool gradient gains
+ * -d/dx <grad_theta L_in(x, theta), H^-1 dM/dtheta>, with H^-1 u approximated by the
+ * Neumann series alpha sum_{j<N} (I - alpha H)^j u, alpha = the inner learning rate. */
+static void implicit_step(Condenser *c, int iter) {
+    const CondenseOptions *o = c->opt;
+    const Pool *p = &c->pool;
+    const size_t P = c->net.lay.n_params;
+    const float alpha = (float)o->lr_net > 0 ? (float)o->lr_net : 0.01f;
+    const double direct = sqrt(vec_sum_sq(c->pool_grad, c->n_learn));
+    const int B = inner_batch(c, (uint64_t)iter * 1024 + 1023, c->inner_idx);
+    const float *cond = p->cond ? c->cond_batch : NULL;
+    float *pv = c->neumann_p, *r = c->neumann_r;
+    memcpy(r, c->mw.dtheta, P * sizeof(float));
+    vec_zero(pv, P);
+    vec_axpy(pv, alpha, r, P);
+    for (int j = 1; j < o->implicit; j++) {
+        /* r <- r - alpha H r */
+        ddpm_hessian_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->xs, c->mw.t_syn, c->ys, cond, c->noise_s, B, r,
+                            -alpha, r);
+        vec_axpy(pv, alpha, r, P);
+    }
+    vec_zero(c->gs, (size_t)B * c->D);
+    if (p->cond) vec_zero(c->gcond, (size_t)B * p->cond_dim);
+    ddpm_mixed_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->xs, c->mw.t_syn, c->ys, cond, c->noise_s, B, pv, -1.0f,
+                      c->gs, p->cond ? c->gcond : NULL);
+    scatter_pool_grad(c, c->inner_idx, B, c->gs, p->cond ? c->gcond : NULL);
+    const double total = sqrt(vec_sum_sq(c->pool_grad, c->n_learn));
+    c->implicit_ratio = direct > 0 ? fabs(total - direct) / direct : 0;
 }
 
 /* The inner loop: inner_steps plain SGD steps of the network on the pool. */
@@ -280,17 +337,9 @@ static void inner_steps(Condenser *c, int iter) {
     const CondenseOptions *o = c->opt;
     const Pool *p = &c->pool;
     const int B = D2C_MIN(p->n, c->max_batch);
-    const size_t P = c->net.lay.n_params, D = c->D;
+    const size_t P = c->net.lay.n_params;
     for (int s = 0; s < o->inner_steps; s++) {
-        Rng r = rng_stream(o->seed, RNG_BATCH, (uint64_t)iter * 1024 + s);
-        for (int b = 0; b < B; b++) {
-            int i = (int)rng_below(&r, (uint32_t)p->n);
-            memcpy(c->xs + (size_t)b * D, p->images + (size_t)i * D, D * sizeof(float));
-            c->ys[b] = p->labels[i];
-            c->mw.t_syn[b] = rng_below(&r, (uint32_t)c->sched.T);
-            if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + (size_t)i * p->cond_dim, (size_t)p->cond_dim * sizeof(float));
-        }
-        rng_fill_normal(&r, c->noise_s, (size_t)B * D);
+        inner_batch(c, (uint64_t)iter * 1024 + s, c->inner_idx);
         memset(c->net.grads, 0, P * sizeof(float));
         ddpm_loss(&c->net, &c->sched, &c->mw.syn, c->xs, c->mw.t_syn, c->ys, p->cond ? c->cond_batch : NULL, c->noise_s, B, 1,
                   1.0f, NULL, NULL);
@@ -429,11 +478,13 @@ static void condenser_alloc(Condenser *c) {
     c->yr = xcalloc(mb, sizeof(int64_t));
     c->ys = xcalloc(mb, sizeof(int64_t));
     c->sub = xcalloc((size_t)p->ipc, sizeof(int));
+    c->inner_idx = xcalloc(mb, sizeof(int));
 }
 
 static void condenser_free(Condenser *c) {
     free(c->xr); free(c->xs); free(c->xr_aug); free(c->xs_aug); free(c->noise_r); free(c->noise_s);
     free(c->gs); free(c->gs_aug); free(c->gcond); free(c->cond_batch); free(c->yr); free(c->ys); free(c->sub);
+    free(c->inner_idx); free(c->neumann_p); free(c->neumann_r);
     free(c->pool_grad); free(c->base); free(c->residual); free(c->timesteps);
     adam_destroy(&c->pool_opt);
     match_work_free(&c->mw);
@@ -478,6 +529,11 @@ double condense_run(const CondenseOptions *o) {
     unet_create(&c.net, &cfg, c.data.h, c.data.w, c.max_batch);
     match_work_create(&c.mw, &c.net, c.max_batch, c.max_batch);
     c.mw.no_gradient_matching = strcmp(o->method, "dm") == 0;
+    c.mw.want_dtheta = o->implicit > 0;
+    if (o->implicit > 0) {
+        c.neumann_p = xmalloc_floats(c.net.lay.n_params);
+        c.neumann_r = xmalloc_floats(c.net.lay.n_params);
+    }
     schedule_init(&c.sched, SCHEDULE_LINEAR);
 
     /* initial pool */
@@ -540,8 +596,10 @@ double condense_run(const CondenseOptions *o) {
             score_timesteps(&c, it, &floor, &gap);
         }
         vec_zero(c.pool_grad, c.n_learn);
+        if (o->implicit > 0) vec_zero(c.mw.dtheta, c.net.lay.n_params);
         double loss = 0;
         for (int k = 0; k < c.data.num_classes; k++) loss += match_class(&c, it, k);
+        if (o->implicit > 0) implicit_step(&c, it);
         last_loss = loss;
         /* pool update */
         memcpy(learn, learn_images(&c), c.n_img_learn * sizeof(float));
@@ -566,6 +624,7 @@ double condense_run(const CondenseOptions *o) {
         for (int i = 0; i < c.K; i++) fprintf(log, "%s%d", i ? ", " : "", c.timesteps[i]);
         fprintf(log, "], \"seconds\": %.3f, \"peak_mem_mib\": %.1f", secs, peak_rss_mib());
         if (floor >= 0) fprintf(log, ", \"floor\": %.4f, \"gap\": %.4f", floor, gap);
+        if (o->implicit > 0) fprintf(log, ", \"implicit_ratio\": %.4g", c.implicit_ratio);
         fprintf(log, "}\n");
         fflush(log);
         floor = gap = -1;

@@ -17,6 +17,8 @@ void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn)
     w->g_syn = xmalloc_floats(P);
     w->v = xmalloc_floats(P);
     w->theta = xmalloc_floats(P);
+    w->dtheta = xmalloc_floats(P);
+    w->v_real = xmalloc_floats(P);
     w->feat_real = xmalloc_floats((size_t)Cm);
     w->feat_syn = xmalloc_floats((size_t)Cm);
     w->dmid = xmalloc_floats((size_t)max_syn * Cm * hm * wm);
@@ -31,6 +33,8 @@ void match_work_free(MatchWork *w) {
     free(w->g_syn);
     free(w->v);
     free(w->theta);
+    free(w->dtheta);
+    free(w->v_real);
     free(w->feat_real);
     free(w->feat_syn);
     free(w->dmid);
@@ -40,16 +44,19 @@ void match_work_free(MatchWork *w) {
     ddpm_scratch_free(&w->syn);
 }
 
-double layerwise_distance(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v) {
+double layerwise_distance2(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v_syn,
+                           float *v_real) {
     double dist = 0;
-    if (v) memset(v, 0, lay->n_params * sizeof(float));
+    if (v_syn) memset(v_syn, 0, lay->n_params * sizeof(float));
+    if (v_real) memset(v_real, 0, lay->n_params * sizeof(float));
     for (int i = 0; i < lay->n_tensors; i++) {
         const ParamTensor *t = &lay->tensors[i];
         if (!t->matrix) continue;
         const int rows = (int)t->shape[0];
         const size_t cols = t->count / (size_t)rows;
         for (int r = 0; r < rows; r++) {
-            const float *a = g_real + t->offset + (size_t)r * cols, *b = g_syn + t->offset + (size_t)r * cols;
+            const size_t o = t->offset + (size_t)r * cols;
+            const float *a = g_real + o, *b = g_syn + o;
             double dot = 0, na = 0, nb = 0;
             for (size_t j = 0; j < cols; j++) {
                 dot += (double)a[j] * b[j];
@@ -60,15 +67,59 @@ double layerwise_distance(const UNetLayout *lay, const float *g_real, const floa
             nb = sqrt(nb);
             const double den = na * nb + 1e-6;
             dist += 1.0 - dot / den;
-            if (v) {
-                /* d(1 - dot/den)/db = -a/den + dot * na * (b / nb) / den^2 */
-                float *vr = v + t->offset + (size_t)r * cols;
+            /* d(1 - dot/den)/db = -a/den + dot * na * (b / nb) / den^2, and symmetrically */
+            if (v_syn) {
                 const double cb = nb > 0 ? dot * na / (nb * den * den) : 0.0;
-                for (size_t j = 0; j < cols; j++) vr[j] = (float)(-(double)a[j] / den + cb * b[j]);
+                for (size_t j = 0; j < cols; j++) v_syn[o + j] = (float)(-(double)a[j] / den + cb * b[j]);
+            }
+            if (v_real) {
+                const double ca = na > 0 ? dot * nb / (na * den * den) : 0.0;
+                for (size_t j = 0; j < cols; j++) v_real[o + j] = (float)(-(double)b[j] / den + ca * a[j]);
             }
         }
     }
     return dist;
+}
+
+double layerwise_distance(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v) {
+    return layerwise_distance2(lay, g_real, g_syn, v, NULL);
+}
+
+static float fd_step(const float *v, size_t P) {
+    double n = sqrt(vec_sum_sq(v, P));
+    return n > 0 ? (float)(0.003 / n) : 0.0f;
+}
+
+void ddpm_hessian_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+                         const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
+                         const float *v, float scale, float *out) {
+    const size_t P = net->lay.n_params;
+    const float eps = fd_step(v, P);
+    if (eps == 0) return;
+    memcpy(theta_tmp, net->params, P * sizeof(float));
+    memset(net->grads, 0, P * sizeof(float));
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (size_t i = 0; i < P; i++) net->params[i] = theta_tmp[i] + (float)sign * eps * v[i];
+        ddpm_loss(net, s, w, x, t, y, cond, noise, B, 1, (float)sign / (2.0f * eps), NULL, NULL);
+    }
+    memcpy(net->params, theta_tmp, P * sizeof(float));
+    vec_axpy(out, scale, net->grads, P);
+}
+
+void ddpm_mixed_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+                       const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
+                       const float *p, float scale, float *grad_x, float *grad_cond) {
+    const size_t P = net->lay.n_params;
+    const float eps = fd_step(p, P);
+    if (eps == 0) return;
+    memcpy(theta_tmp, net->params, P * sizeof(float));
+    net->input_grads_only = 1;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (size_t i = 0; i < P; i++) net->params[i] = theta_tmp[i] + (float)sign * eps * p[i];
+        ddpm_loss(net, s, w, x, t, y, cond, noise, B, 1, scale * (float)sign / (2.0f * eps), grad_x, grad_cond);
+    }
+    net->input_grads_only = 0;
+    memcpy(net->params, theta_tmp, P * sizeof(float));
 }
 
 /* Per-channel mean of the middle features over images and positions: feat (Cm). */
@@ -147,7 +198,15 @@ double matching_loss_grad(UNet *net, const Schedule *s, MatchWork *w, const floa
             }
         }
         if (!w->no_gradient_matching)
-            total += layerwise_distance(&net->lay, w->g_real, w->g_syn, grad_syn ? w->v : NULL);
+            total += layerwise_distance2(&net->lay, w->g_real, w->g_syn, grad_syn || w->want_dtheta ? w->v : NULL,
+                                         w->want_dtheta ? w->v_real : NULL);
+        if (w->want_dtheta && !w->no_gradient_matching) {
+            /* d D / d theta = H_real v_real + H_syn v_syn (the DM term's is left out) */
+            ddpm_hessian_vector(net, s, &w->real, w->theta, x_real, w->t_real, y_real, NULL, nr, Br, w->v_real, 1.0f,
+                                w->dtheta);
+            ddpm_hessian_vector(net, s, &w->syn, w->theta, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, w->v, 1.0f,
+                                w->dtheta);
+        }
         total += dm_weight * dm;
         if (!grad_syn) continue;
 

@@ -36,6 +36,9 @@ typedef struct {
     int64_t *t_real, *t_syn;
     DdpmScratch real, syn;
     int no_gradient_matching; /* 1: distribution matching alone (the DM baseline) */
+    int want_dtheta;    /* 1: also accumulate d loss / d theta into dtheta (implicit path) */
+    float *dtheta;      /* (P) */
+    float *v_real;      /* (P) dD / dg_real */
 } MatchWork;
 
 void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn);
@@ -44,6 +47,21 @@ void match_work_free(MatchWork *w);
 /* Layer-wise distance of the spec over the matrix tensors (ndim >= 2); with v != NULL
  * also writes v = d distance / d g_syn (zeros for 1-d tensors). In double per row. */
 double layerwise_distance(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v);
+/* The same with both derivatives: v_syn = dD/dg_syn and v_real = dD/dg_real (either NULL). */
+double layerwise_distance2(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v_syn,
+                           float *v_real);
+
+/* out (P) += scale * H v, H the Hessian in the weights of the DDPM loss of this batch,
+ * by a central difference of weight gradients at theta +- eps v. net->grads is clobbered;
+ * net->params is restored bit for bit (theta_tmp (P) holds the copy). */
+void ddpm_hessian_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+                         const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
+                         const float *v, float scale, float *out);
+/* grad_x (B, D) += scale * d/dx <dL/dtheta(x, theta), p>: the mixed second derivative of
+ * the DDPM loss along p, by input gradients at theta +- eps p; grad_cond likewise. */
+void ddpm_mixed_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+                       const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
+                       const float *p, float scale, float *grad_x, float *grad_cond);
 
 /* One class's matching loss at K timesteps. noise_real (K, Br, D), noise_syn (K, Bs, D).
  * y_syn or cond_syn (Bs, E) condition the synthetic batch. When grad_syn != NULL,
