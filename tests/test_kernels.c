@@ -299,7 +299,8 @@ static void test_groupnorm(int B, int C, int N, int G, int silu) {
     check_vs_ref(label, c.y, ref, n, 2e-6);
 
     float *dx = zeros(n), *dgamma = zeros(C), *dbeta = zeros(C);
-    groupnorm_backward(dx, dgamma, dbeta, r, c.x, c.mean, c.rstd, c.gamma, c.beta, B, C, N, G, silu);
+    groupnorm_backward(dx, dgamma, dbeta, r, c.x, c.mean, c.rstd, c.gamma, c.beta, B, C, N, G,
+                       silu);
     Objective o = {norm_case_forward, &c, c.y, n, r};
     snprintf(label, sizeof label, "%s x", name);
     check_gradient(label, &o, c.x, dx, n, 1e-2f, 150, 2e-3);
@@ -380,7 +381,8 @@ static void test_fast_expf(void) {
     }
     printf("fast_expf max rel err %.3e over [-87, 88]\n", worst);
     CHECK(worst < 3e-7);
-    CHECK(fast_expf(-1000.0f) < 2e-38f && fast_expf(1000.0f) > 1e38f && isfinite(fast_expf(1000.0f)));
+    CHECK(fast_expf(-1000.0f) < 2e-38f && fast_expf(1000.0f) > 1e38f);
+    CHECK(isfinite(fast_expf(1000.0f)));
 }
 
 static void test_data_movement(void) {
@@ -399,7 +401,8 @@ static void test_data_movement(void) {
     free(c.x), free(c.x2), free(c.y);
 
     /* upsample2x */
-    c = (EltCase){B, C, H, W, 0, randn(B * C * N, 1.0f), NULL, zeros(4 * B * C * N), NULL, OP_UPSAMPLE};
+    c = (EltCase){B, C, H, W, 0, randn(B * C * N, 1.0f), NULL, zeros(4 * B * C * N), NULL,
+                  OP_UPSAMPLE};
     elt_case_forward(&c);
     for (int p = 0; p < B * C; p++)
         for (int i = 0; i < 2 * H; i++)
@@ -519,7 +522,10 @@ static void test_mse_and_vectors(void) {
     size_t n = 53;
     MseCase c = {randn(n, 1.0f), randn(n, 1.0f), 0, n};
     double ref = 0;
-    for (size_t i = 0; i < n; i++) ref += ((double)c.pred[i] - c.target[i]) * (c.pred[i] - c.target[i]);
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)c.pred[i] - c.target[i];
+        ref += d * d;
+    }
     mse_case_forward(&c);
     CHECK(fabs(c.loss - ref / n) <= 1e-6 * ref / n);
     float *g = zeros(n), one = 1.0f;
@@ -649,9 +655,11 @@ int main(void) {
     test_conv((ConvShape){3, 4, 5, 5, 3, 1, 1}, 1, 400);  /* 1x1, several images per GEMM */
     test_conv((ConvShape){2, 4, 7, 7, 3, 1, 2}, 0, 400);  /* 1x1 stride 2 */
     test_conv((ConvShape){3, 4, 14, 14, 5, 1, 1}, 1, 120); /* 1x1 direct GEMM on x */
-    test_conv((ConvShape){2, 3, 28, 28, 4, 3, 1}, 1, 120); /* one image per GEMM */
+    test_conv((ConvShape){2, 3, 28, 28, 4, 3, 1}, 1, 120); /* one image per GEMM: row shifts */
+    test_conv((ConvShape){2, 3, 12, 17, 5, 3, 1}, 0, 120); /* row shifts, not square */
     test_conv((ConvShape){40, 3, 7, 7, 4, 3, 1}, 1, 120);  /* 10 chunks, 8 dw slots */
     test_conv((ConvShape){23, 2, 4, 4, 3, 3, 2}, 0, 120);  /* uneven chunks, 2x2 output */
+    test_conv((ConvShape){3, 5, 15, 13, 4, 3, 2}, 1, 120); /* odd, not square */
     test_linear();
     test_groupnorm(2, 6, 10, 3, 0);
     test_groupnorm(2, 6, 10, 3, 1);

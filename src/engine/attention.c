@@ -31,7 +31,8 @@ void attention_forward(float *out, float *attn, const float *qkv, int B, int C, 
     float scale = 1.0f / sqrtf((float)C);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * 3 * C * N, *k = q + (size_t)C * N, *v = k + (size_t)C * N;
+        size_t CN = (size_t)C * N;
+        const float *q = qkv + 3 * CN * b, *k = q + CN, *v = k + CN;
         float *a = attn + (size_t)b * N * N;
         /* a (N, N) = q^T (N, C) @ k (C, N) * scale */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, N, C, scale, q, N, k, N, 0.0f, a,
@@ -51,8 +52,9 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
     float *scratch = workspace_ensure(ws, per_thread * omp_get_max_threads());
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const float *q = qkv + (size_t)b * 3 * C * N, *k = q + (size_t)C * N, *v = k + (size_t)C * N;
-        float *dq = dqkv + (size_t)b * 3 * C * N, *dk = dq + (size_t)C * N, *dv = dk + (size_t)C * N;
+        size_t CN = (size_t)C * N;
+        const float *q = qkv + 3 * CN * b, *k = q + CN, *v = k + CN;
+        float *dq = dqkv + 3 * CN * b, *dk = dq + CN, *dv = dk + CN;
         const float *a = attn + (size_t)b * N * N, *dob = dout + (size_t)b * C * N;
         float *ds = scratch + per_thread * omp_get_thread_num();
         /* dv (C, N) += dout (C, N) @ a (N, N) */
