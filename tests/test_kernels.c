@@ -8,6 +8,7 @@
  * bit for bit), and identical bits with 1 and 2 threads. */
 #include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,16 @@ static void check_vs_ref(const char *name, const float *a, const double *ref, si
     free(ad);
 }
 
+/* printf into a static buffer, for test names */
+static const char *fmt(const char *format, ...) {
+    static char buf[160];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(buf, sizeof buf, format, ap);
+    va_end(ap);
+    return buf;
+}
+
 static int same_bits(const float *a, const float *b, size_t n) {
     return memcmp(a, b, sizeof(float) * n) == 0;
 }
@@ -106,8 +117,7 @@ static void check_gradient(const char *name, const Objective *o, float *param, c
     }
     objective(o); /* leave the outputs as at the unperturbed point */
     char label[96];
-    snprintf(label, sizeof label, "grad %s (%zu of %zu)", name, m, n);
-    check_close_d(label, an, fd, m, tol);
+    check_close_d(fmt("grad %s (%zu of %zu)", name, m, n), an, fd, m, tol);
     for (size_t s = 0; s < m; s++) an[s] *= 1.0 + 10.0 * tol;
     CHECK(rel_err(an, fd, m) > tol); /* a 10-tolerance-wrong gradient fails */
     free(fd);
@@ -171,28 +181,21 @@ static void test_conv(ConvShape s, int with_bias, size_t fd_coords) {
     double *dw_ref = malloc(sizeof(double) * nw), *db_ref = malloc(sizeof(double) * s.Cout);
     conv_reference(&c, r, y_ref, dx_ref, dw_ref, db_ref);
     conv_case_forward(&c);
-    snprintf(label, sizeof label, "%s: y vs direct", name);
-    check_vs_ref(label, c.y, y_ref, ny, 1e-5);
+    check_vs_ref(fmt("%s: y vs direct", name), c.y, y_ref, ny, 1e-5);
 
     float *dx = zeros(nx), *dw = zeros(nw), *db = zeros(s.Cout);
     conv2d_backward(dx, dw, with_bias ? db : NULL, r, c.x, c.w, s, &g_ws);
-    snprintf(label, sizeof label, "%s: dx vs direct", name);
-    check_vs_ref(label, dx, dx_ref, nx, 1e-5);
-    snprintf(label, sizeof label, "%s: dw vs direct", name);
-    check_vs_ref(label, dw, dw_ref, nw, 1e-5);
+    check_vs_ref(fmt("%s: dx vs direct", name), dx, dx_ref, nx, 1e-5);
+    check_vs_ref(fmt("%s: dw vs direct", name), dw, dw_ref, nw, 1e-5);
     if (with_bias) {
-        snprintf(label, sizeof label, "%s: db vs direct", name);
-        check_vs_ref(label, db, db_ref, s.Cout, 1e-5);
+        check_vs_ref(fmt("%s: db vs direct", name), db, db_ref, s.Cout, 1e-5);
     }
 
     Objective o = {conv_case_forward, &c, c.y, ny, r};
-    snprintf(label, sizeof label, "%s x", name);
-    check_gradient(label, &o, c.x, dx, nx, 1e-2f, fd_coords, 2e-4);
-    snprintf(label, sizeof label, "%s w", name);
-    check_gradient(label, &o, c.w, dw, nw, 1e-2f, fd_coords, 2e-4);
+    check_gradient(fmt("%s x", name), &o, c.x, dx, nx, 1e-2f, fd_coords, 2e-4);
+    check_gradient(fmt("%s w", name), &o, c.w, dw, nw, 1e-2f, fd_coords, 2e-4);
     if (with_bias) {
-        snprintf(label, sizeof label, "%s bias", name);
-        check_gradient(label, &o, c.b, db, s.Cout, 1e-2f, fd_coords, 2e-4);
+        check_gradient(fmt("%s bias", name), &o, c.b, db, s.Cout, 1e-2f, fd_coords, 2e-4);
     }
 
     /* NULL gradients: each alone gives the same bits as all together */
@@ -207,8 +210,7 @@ static void test_conv(ConvShape s, int with_bias, size_t fd_coords) {
     for (size_t i = 0; i < nx; i++) dx[i] *= 2.0f;
     for (size_t i = 0; i < nw; i++) dw[i] *= 2.0f;
     for (int i = 0; i < s.Cout; i++) db[i] *= 2.0f;
-    snprintf(label, sizeof label, "%s: backward twice = 2x", name);
-    check_close(label, dx1, dx, nx, 1e-6);
+    check_close(fmt("%s: backward twice = 2x", name), dx1, dx, nx, 1e-6);
     check_close(label, dw1, dw, nw, 1e-6);
     if (with_bias) check_close(label, db1, db, s.Cout, 1e-6);
 
@@ -228,31 +230,35 @@ static void linear_case_forward(void *ctx) {
     linear_forward(c->y, c->x, c->w, c->b, c->B, c->in, c->out);
 }
 
-static void test_linear(void) {
-    LinearCase c = {5, 7, 6, NULL, NULL, NULL, NULL};
-    size_t nx = 35, nw = 42, ny = 30;
-    c.x = randn(nx, 1.0f), c.w = randn(nw, 0.4f), c.b = randn(6, 1.0f), c.y = zeros(ny);
+static void test_linear(int B, int in, int out) {
+    LinearCase c = {B, in, out, NULL, NULL, NULL, NULL};
+    size_t nx = (size_t)B * in, nw = (size_t)out * in, ny = (size_t)B * out;
+    c.x = randn(nx, 1.0f), c.w = randn(nw, 1.0f / sqrtf((float)in));
+    c.b = randn(out, 1.0f), c.y = zeros(ny);
     float *r = randn(ny, 1.0f);
+    char name[64], label[128];
+    snprintf(name, sizeof name, "linear B%d %d->%d", B, in, out);
     linear_case_forward(&c);
-    double ref[30];
-    for (int b = 0; b < 5; b++)
-        for (int o = 0; o < 6; o++) {
+    double *ref = malloc(sizeof(double) * ny);
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < out; o++) {
             double acc = c.b[o];
-            for (int i = 0; i < 7; i++) acc += (double)c.x[b * 7 + i] * c.w[o * 7 + i];
-            ref[b * 6 + o] = acc;
+            for (int i = 0; i < in; i++) acc += (double)c.x[b * in + i] * c.w[o * in + i];
+            ref[b * out + o] = acc;
         }
-    check_vs_ref("linear: y vs direct", c.y, ref, ny, 1e-6);
-    float *dx = zeros(nx), *dw = zeros(nw), *db = zeros(6);
-    linear_backward(dx, dw, db, r, c.x, c.w, 5, 7, 6);
+    check_vs_ref(fmt("%s: y vs direct", name), c.y, ref, ny, 1e-6);
+    float *dx = zeros(nx), *dw = zeros(nw), *db = zeros(out);
+    linear_backward(dx, dw, db, r, c.x, c.w, B, in, out);
     Objective o = {linear_case_forward, &c, c.y, ny, r};
-    check_gradient("linear x", &o, c.x, dx, nx, 1e-2f, 100, 1e-4);
-    check_gradient("linear w", &o, c.w, dw, nw, 1e-2f, 100, 1e-4);
-    check_gradient("linear bias", &o, c.b, db, 6, 1e-2f, 100, 1e-4);
+    check_gradient(fmt("%s x", name), &o, c.x, dx, nx, 1e-2f, 100, 3e-4);
+    check_gradient(fmt("%s w", name), &o, c.w, dw, nw, 1e-2f, 100, 3e-4);
+    check_gradient(fmt("%s bias", name), &o, c.b, db, out, 1e-2f, 100, 3e-4);
     float *dw2 = copy_of(dw, nw);
-    linear_backward(NULL, dw2, NULL, r, c.x, c.w, 5, 7, 6);
+    linear_backward(NULL, dw2, NULL, r, c.x, c.w, B, in, out);
     for (size_t i = 0; i < nw; i++) dw[i] *= 2.0f;
-    check_close("linear: backward twice = 2x", dw2, dw, nw, 1e-6);
-    free(c.x), free(c.w), free(c.b), free(c.y), free(r), free(dx), free(dw), free(db), free(dw2);
+    check_close(fmt("%s: backward twice = 2x", name), dw2, dw, nw, 1e-6);
+    free(c.x), free(c.w), free(c.b), free(c.y), free(r), free(ref), free(dx), free(dw), free(db);
+    free(dw2);
 }
 
 /* ------------------------------------------------------------------ GroupNorm */
@@ -295,26 +301,21 @@ static void test_groupnorm(int B, int C, int N, int G, int silu) {
                 ref[((size_t)b * C + g * Cg) * N + i] = silu ? z / (1.0 + exp(-z)) : z;
             }
         }
-    snprintf(label, sizeof label, "%s: y vs direct", name);
-    check_vs_ref(label, c.y, ref, n, 2e-6);
+    check_vs_ref(fmt("%s: y vs direct", name), c.y, ref, n, 2e-6);
 
     float *dx = zeros(n), *dgamma = zeros(C), *dbeta = zeros(C);
     groupnorm_backward(dx, dgamma, dbeta, r, c.x, c.mean, c.rstd, c.gamma, c.beta, B, C, N, G,
                        silu);
     Objective o = {norm_case_forward, &c, c.y, n, r};
-    snprintf(label, sizeof label, "%s x", name);
-    check_gradient(label, &o, c.x, dx, n, 1e-2f, 150, 2e-3);
-    snprintf(label, sizeof label, "%s gamma", name);
-    check_gradient(label, &o, c.gamma, dgamma, C, 1e-2f, 150, 2e-3);
-    snprintf(label, sizeof label, "%s beta", name);
-    check_gradient(label, &o, c.beta, dbeta, C, 1e-2f, 150, 2e-3);
+    check_gradient(fmt("%s x", name), &o, c.x, dx, n, 1e-2f, 150, 2e-3);
+    check_gradient(fmt("%s gamma", name), &o, c.gamma, dgamma, C, 1e-2f, 150, 2e-3);
+    check_gradient(fmt("%s beta", name), &o, c.beta, dbeta, C, 1e-2f, 150, 2e-3);
 
     float *dx2 = copy_of(dx, n), *dg2 = zeros(C);
     groupnorm_backward(dx2, dg2, NULL, r, c.x, c.mean, c.rstd, c.gamma, c.beta, B, C, N, G, silu);
     CHECK(same_bits(dg2, dgamma, C));
     for (size_t i = 0; i < n; i++) dx[i] *= 2.0f;
-    snprintf(label, sizeof label, "%s: backward twice = 2x", name);
-    check_close(label, dx2, dx, n, 1e-6);
+    check_close(fmt("%s: backward twice = 2x", name), dx2, dx, n, 1e-6);
     free(c.x), free(c.gamma), free(c.beta), free(c.y), free(c.mean), free(c.rstd), free(r);
     free(ref), free(dx), free(dgamma), free(dbeta), free(dx2), free(dg2);
 }
@@ -491,18 +492,15 @@ static void test_attention(int B, int C, int N, size_t fd_coords) {
             }
         }
     }
-    snprintf(label, sizeof label, "%s: out vs direct", name);
-    check_vs_ref(label, c.out, ref, nout, 2e-6);
+    check_vs_ref(fmt("%s: out vs direct", name), c.out, ref, nout, 2e-6);
     attention_backward(dqkv, r, c.qkv, c.attn, B, C, N, &g_ws);
     Objective o = {attn_case_forward, &c, c.out, nout, r};
-    snprintf(label, sizeof label, "%s qkv", name);
-    check_gradient(label, &o, c.qkv, dqkv, nqkv, 1e-2f, fd_coords, 2e-3);
+    check_gradient(fmt("%s qkv", name), &o, c.qkv, dqkv, nqkv, 1e-2f, fd_coords, 2e-3);
     float *d2 = copy_of(dqkv, nqkv);
     attention_backward(d2, r, c.qkv, c.attn, B, C, N, &g_ws);
     attention_backward(NULL, r, c.qkv, c.attn, B, C, N, &g_ws);
     for (size_t i = 0; i < nqkv; i++) dqkv[i] *= 2.0f;
-    snprintf(label, sizeof label, "%s: backward twice = 2x", name);
-    check_close(label, d2, dqkv, nqkv, 1e-6);
+    check_close(fmt("%s: backward twice = 2x", name), d2, dqkv, nqkv, 1e-6);
     free(c.qkv), free(c.out), free(c.attn), free(r), free(dqkv), free(d2), free(ref), free(a);
 }
 
@@ -581,11 +579,11 @@ static void test_timestep_embedding(void) {
 
 /* ------------------------------------------------------------------ threads */
 
-/* Runs conv, GroupNorm+SiLU and attention forward and backward with the current thread
- * count on fixed inputs; returns everything they produce in one buffer of *n floats. */
+/* Runs conv, GroupNorm+SiLU, attention and linear forward and backward with the current
+ * thread count on fixed inputs; returns everything they produce in one buffer of *n floats. */
 static const ConvShape thread_convs[2] = {{6, 16, 14, 14, 16, 3, 1},  /* 1 image per GEMM */
                                           {40, 8, 7, 7, 8, 3, 1}};   /* 4, in 8 dw slots */
-enum { TB = 8, TC = 32, TN = 196, TG = 8, TCA = 16, TNA = 49 };
+enum { TB = 8, TC = 32, TN = 196, TG = 8, TCA = 16, TNA = 49, TL = 64, TIN = 128, TOUT = 256 };
 
 static float *run_all(size_t *n) {
     size_t total = 0;
@@ -595,6 +593,7 @@ static float *run_all(size_t *n) {
     }
     total += 2 * (size_t)TB * TC * TN + 2 * TB * TG + 2 * TC;         /* groupnorm */
     total += (size_t)TB * (4 * TCA * TNA + TNA * TNA);               /* attention */
+    total += (size_t)TL * (TIN + TOUT) + TIN * TOUT + TOUT;          /* linear */
     float *out = zeros(total), *at = out;
     for (int k = 0; k < 2; k++) {
         ConvShape s = thread_convs[k];
@@ -625,7 +624,13 @@ static float *run_all(size_t *n) {
     attention_forward(ao, attn, qkv, TB, TCA, TNA, &g_ws);
     attention_backward(dqkv, ra, qkv, attn, TB, TCA, TNA, &g_ws);
     free(qkv), free(ra);
-    CHECK(dqkv + nqkv == out + total);
+    float *xl = randn((size_t)TL * TIN, 1.0f), *wl = randn((size_t)TOUT * TIN, 0.1f);
+    float *rl = randn((size_t)TL * TOUT, 1.0f);
+    float *yl = dqkv + nqkv, *dxl = yl + TL * TOUT, *dwl = dxl + TL * TIN, *dbl = dwl + TIN * TOUT;
+    linear_forward(yl, xl, wl, NULL, TL, TIN, TOUT);
+    linear_backward(dxl, dwl, dbl, rl, xl, wl, TL, TIN, TOUT);
+    free(xl), free(wl), free(rl);
+    CHECK(dbl + TOUT == out + total);
     *n = total;
     return out;
 }
@@ -660,7 +665,8 @@ int main(void) {
     test_conv((ConvShape){40, 3, 7, 7, 4, 3, 1}, 1, 120);  /* 10 chunks, 8 dw slots */
     test_conv((ConvShape){23, 2, 4, 4, 3, 3, 2}, 0, 120);  /* uneven chunks, 2x2 output */
     test_conv((ConvShape){3, 5, 15, 13, 4, 3, 2}, 1, 120); /* odd, not square */
-    test_linear();
+    test_linear(5, 7, 6);
+    test_linear(3, 70, 130); /* several column blocks */
     test_groupnorm(2, 6, 10, 3, 0);
     test_groupnorm(2, 6, 10, 3, 1);
     test_groupnorm(3, 8, 49, 4, 1);

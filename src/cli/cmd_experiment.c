@@ -20,7 +20,7 @@
 static const char *USAGE =
     "usage: d2c experiment --out RESULTS.json [--data SRC] [--methods random,d2c,...]\n"
     "                      [--budgets 0.003,0.01,0.03,0.1] [--seeds 0,1] [--steps N] [--samples N]\n"
-    "                      [--iters N] [--full] [--work DIR] [--threads T]\n"
+    "                      [--iters N] [--no-full] [--work DIR] [--threads T]\n"
     "Runs condense, train, sample and eval for every (method, budget, seed) and the full data\n"
     "(method 'full', budget 1.0), and writes one JSON cell per run.";
 
