@@ -5,6 +5,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "condense/condense.h"
+#include "condense/probe.h"
 #include "core/util.h"
 
 static const char *USAGE =
@@ -22,7 +23,7 @@ int cmd_condense(int argc, char **argv) {
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
     int learn_cond = 0, dsa = 0, channels = o.cfg.base_channels, seed = 0, threads = 2, resume = 0, ckpt = o.ckpt_every;
-    int quiet = 0;
+    int quiet = 0, probe = 0;
     Option opts[] = {
         {"data", OPT_STRING, &data, 1, 0, "data source (default fashion-mnist)", 0},
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
@@ -58,12 +59,13 @@ int cmd_condense(int argc, char **argv) {
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
         {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
+        {"probe", OPT_FLAG, &probe, 1, 0, "measure the matching objective's noise floor instead (table + OUT.probe.jsonl)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     parse_options("condense", USAGE, opts, argc, argv, 2);
     require_option("condense", opts, "out");
     check_device("condense", device);
-    const int has_ratio = find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
+    const int has_ratio = (probe && !find_option(opts, "ipc")->seen) || find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
     if (has_ratio == has_ipc) die_input("condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
     const char *methods[] = {"d2c", "random", "kcenter", "herding", "dsa", "dm", "select"};
     int known = 0;
@@ -109,6 +111,7 @@ int cmd_condense(int argc, char **argv) {
     o.grid_path = grid;
     o.quiet = quiet;
     apply_threads(threads);
-    condense_run(&o);
+    if (probe) condense_probe(&o);
+    else condense_run(&o);
     return 0;
 }

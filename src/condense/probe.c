@@ -1,0 +1,115 @@
+/* Noise-floor measurements of the matching objective. */
+#include "condense/probe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "condense/matching.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "io/dataset.h"
+
+/* Fills B images of class k (repeated M times, different noise per copy) from stream s. */
+static void class_batch(const Dataset *d, const ClassIndex *ci, int k, int B, int M, uint64_t seed, uint64_t s,
+                        float *x, int64_t *y) {
+    const size_t D = (size_t)d->c * d->h * d->w;
+    const int n = class_index_count(ci, k);
+    Rng r = rng_stream(seed, RNG_POOL, s);
+    for (int b = 0; b < B; b++) {
+        int i = ci->index[ci->start[k] + (int)rng_below(&r, (uint32_t)n)];
+        for (int m = 0; m < M; m++) {
+            memcpy(x + ((size_t)m * B + b) * D, d->images + (size_t)i * D, D * sizeof(float));
+            y[m * B + b] = k;
+        }
+    }
+}
+
+void condense_probe(const CondenseOptions *o) {
+    Dataset d = dataset_load(o->data);
+    ClassIndex ci = class_index_build(&d);
+    const size_t D = (size_t)d.c * d.h * d.w;
+    UNetConfig cfg = o->cfg;
+    cfg.in_channels = d.c;
+    cfg.num_classes = d.num_classes;
+    const int draws[] = {1, 4, 16};
+    const int n_draws = 3, Mmax = o->noise_draws > 16 ? o->noise_draws : 16;
+    const int Br = o->real_batch, Bs = o->syn_batch, reps = 3;
+    const int cap = Mmax * (Br > Bs ? Br : Bs);
+    UNet net;
+    unet_create(&net, &cfg, d.h, d.w, cap);
+    unet_init_params(&net.lay, net.params, o->seed * 1000003ull + 17);
+    Schedule s;
+    schedule_init(&s, SCHEDULE_LINEAR);
+    MatchWork w;
+    match_work_create(&w, &net, cap, cap);
+    float *xa = xmalloc_floats((size_t)cap * D), *xb = xmalloc_floats((size_t)cap * D);
+    float *na = xmalloc_floats((size_t)cap * D), *nb = xmalloc_floats((size_t)cap * D);
+    int64_t *ya = xcalloc((size_t)cap, sizeof(int64_t)), *yb = xcalloc((size_t)cap, sizeof(int64_t));
+    char *log_path = NULL;
+    if (o->log_path) log_path = xstrdup(o->log_path);
+    else {
+        log_path = xmalloc(strlen(o->out) + 16);
+        sprintf(log_path, "%s.probe.jsonl", o->out);
+    }
+    FILE *log = fopen(log_path, "w");
+    if (!log) die_input("cannot write '%s'", log_path);
+    const int ts[] = {20, 100, 300, 500, 700, 900};
+    printf("noise floor of the matching distance (class 0..2, real batch %d, pool batch %d, %d repeats; C=%d UNet at init)\n",
+           Br, Bs, reps, cfg.base_channels);
+    printf("%5s %6s %12s %12s %12s %8s\n", "t", "draws", "real-real", "real-pool", "real-noise", "signal");
+    for (size_t ti = 0; ti < sizeof ts / sizeof ts[0]; ti++)
+        for (int di = 0; di < n_draws; di++) {
+            const int M = draws[di];
+            const int64_t t = ts[ti];
+            double sum[3] = {0}, sq[3] = {0};
+            int cnt = 0;
+            for (int k = 0; k < 3 && k < d.num_classes; k++)
+                for (int r = 0; r < reps; r++) {
+                    const uint64_t st = ((uint64_t)ti * 64 + di) * 4096 + (uint64_t)k * 64 + r;
+                    class_batch(&d, &ci, k, Br, M, o->seed, 2 * st, xa, ya);
+                    Rng rn = rng_stream(o->seed, RNG_NOISE, st);
+                    rng_fill_normal(&rn, na, (size_t)M * Br * D);
+                    rng_fill_normal(&rn, nb, (size_t)M * Bs * D);
+                    double v[3];
+                    /* 0: another real batch of the class; 1: a pool-sized real batch; 2: noise */
+                    class_batch(&d, &ci, k, Br, M, o->seed, 2 * st + 1, xb, yb);
+                    v[0] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Br, &t, 1, na, na, 0.0f, NULL, NULL);
+                    class_batch(&d, &ci, k, Bs, M, o->seed, (1ull << 40) + st, xb, yb);
+                    v[1] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    Rng rx = rng_stream(o->seed, RNG_POOL, (2ull << 40) + st);
+                    for (size_t i = 0; i < (size_t)M * Bs * D; i++) {
+                        float u = 0.5f * rng_normal(&rx);
+                        xb[i] = u < -1 ? -1 : u > 1 ? 1 : u;
+                    }
+                    v[2] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    for (int q = 0; q < 3; q++) {
+                        sum[q] += v[q];
+                        sq[q] += v[q] * v[q];
+                    }
+                    cnt++;
+                }
+            double mean[3], sd[3];
+            for (int q = 0; q < 3; q++) {
+                mean[q] = sum[q] / cnt;
+                sd[q] = sqrt(fmax(sq[q] / cnt - mean[q] * mean[q], 0));
+            }
+            double signal = (mean[2] - mean[1]) / (sd[1] + 1e-9);
+            printf("%5lld %6d %8.1f±%-5.1f %7.1f±%-5.1f %7.1f±%-5.1f %7.2f\n", (long long)t, M, mean[0], sd[0], mean[1], sd[1],
+                   mean[2], sd[2], signal);
+            fflush(stdout);
+            fprintf(log,
+                    "{\"t\": %lld, \"draws\": %d, \"real_real\": %.4f, \"real_real_sd\": %.4f, \"real_pool\": %.4f, "
+                    "\"real_pool_sd\": %.4f, \"real_noise\": %.4f, \"real_noise_sd\": %.4f, \"signal\": %.4f}\n",
+                    (long long)t, M, mean[0], sd[0], mean[1], sd[1], mean[2], sd[2], signal);
+            fflush(log);
+        }
+    fclose(log);
+    free(log_path);
+    free(xa); free(xb); free(na); free(nb); free(ya); free(yb);
+    match_work_free(&w);
+    unet_destroy(&net);
+    class_index_free(&ci);
+    dataset_free(&d);
+}
