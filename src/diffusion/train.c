@@ -147,6 +147,7 @@ double train_run(const TrainOptions *opt) {
     double recent = 0;
     int n_recent = 0;
     double t_last = now_seconds();
+    long last_ckpt = opt->resume ? start : -1; /* the step of the checkpoint now at opt->out */
     for (long step = start; step < opt->steps; step++) {
         sampler_pick(&sampler, step, B, idx);
         Rng rt = rng_stream(opt->seed, RNG_TIMESTEP, (uint64_t)step);
@@ -161,9 +162,13 @@ double train_run(const TrainOptions *opt) {
 
         memset(net.grads, 0, P * sizeof(float));
         float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
-        if (!isfinite(loss))
-            die_fail("loss became %s at step %ld; stopped, the last good checkpoint is '%s'", isnan(loss) ? "NaN" : "infinite",
-                     step + 1, opt->out);
+        if (!isfinite(loss)) {
+            if (last_ckpt >= 0)
+                die_fail("loss became %s at step %ld; stopped, the last good checkpoint is '%s' (step %ld)",
+                         isnan(loss) ? "NaN" : "infinite", step + 1, opt->out, last_ckpt);
+            die_fail("loss became %s at step %ld; stopped before the first checkpoint, '%s' was not written",
+                     isnan(loss) ? "NaN" : "infinite", step + 1, opt->out);
+        }
         double gnorm = clip_grad_norm(net.grads, P, opt->grad_clip);
         double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
         adam.lr = (float)lr;
@@ -188,6 +193,7 @@ double train_run(const TrainOptions *opt) {
             TrainState st = {.step = step + 1, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
             info.step = step + 1;
             checkpoint_save(opt->out, &net.lay, &info, ema, &st);
+            last_ckpt = step + 1;
         }
     }
     if (!opt->quiet) progress_end(&prog);
