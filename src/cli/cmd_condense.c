@@ -33,7 +33,7 @@ int cmd_condense(int argc, char **argv) {
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
         {"t-candidates", OPT_INT, &cand, 1, 1000, "candidate timesteps scored (default 50)", 0},
-        {"score", OPT_STRING, &score, 1, 0, "timestep score: grad-norm|gap|loss (default grad-norm)", 0},
+        {"score", OPT_STRING, &score, 1, 0, "timestep score: grad-norm|gap|loss|excess (gap above the real-real floor) (default grad-norm)", 0},
         {"rescore", OPT_INT, &rescore, 1, 1e8, "iterations between scorings (default 10)", 0},
         {"inner", OPT_INT, &inner, 0, 1000, "unrolled SGD steps of the network per iteration (default 5)", 0},
         {"outer-loop", OPT_INT, &outer, 1, 1e8, "iterations between network re-initialisations (default 10)", 0},
@@ -71,8 +71,8 @@ int cmd_condense(int argc, char **argv) {
     int known = 0;
     for (int i = 0; i < 7; i++) known |= strcmp(method, methods[i]) == 0;
     if (!known) die_input("condense: --method must be one of d2c, random, kcenter, herding, dsa, dm, select; got '%s'", method);
-    if (strcmp(score, "grad-norm") && strcmp(score, "gap") && strcmp(score, "loss"))
-        die_input("condense: --score must be grad-norm, gap or loss; got '%s'", score);
+    if (strcmp(score, "grad-norm") && strcmp(score, "gap") && strcmp(score, "loss") && strcmp(score, "excess"))
+        die_input("condense: --score must be grad-norm, gap, loss or excess; got '%s'", score);
     if (strcmp(opt_img, "adam") && strcmp(opt_img, "sgd")) die_input("condense: --opt-img must be adam or sgd; got '%s'", opt_img);
     if (strcmp(init, "real") && strcmp(init, "noise") && strcmp(init, "kcenter"))
         die_input("condense: --init must be real, noise or kcenter; got '%s'", init);

@@ -151,7 +151,7 @@ static void score_timesteps(Condenser *c, int iter, double *floor_out, double *g
         rng_fill_normal(&rn, c->noise_r, (size_t)Br * c->D);
         int64_t *tt = c->mw.t_real;
         for (int b = 0; b < Br; b++) tt[b] = t;
-        if (strcmp(o->score, "gap") == 0) {
+        if (strcmp(o->score, "gap") == 0 || strcmp(o->score, "excess") == 0) {
             int Bs = D2C_MIN(o->syn_batch, c->pool.ipc);
             for (int b = 0; b < Bs; b++) {
                 memcpy(c->xs + (size_t)b * c->D, c->pool.images + ((size_t)k * c->pool.ipc + b) * c->D, c->D * sizeof(float));
@@ -162,6 +162,12 @@ static void score_timesteps(Condenser *c, int iter, double *floor_out, double *g
             int64_t tk = t;
             sc[j].score = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
                                              1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+            if (strcmp(o->score, "excess") == 0) {
+                /* minus the floor: the same distance to another real batch of the pool's size */
+                draw_real(c, k, Bs, (6ull << 40) + (uint64_t)iter * nc + j, c->xs, c->ys);
+                sc[j].score -= matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
+                                                  1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+            }
         } else {
             int grad = strcmp(o->score, "grad-norm") == 0;
             memset(c->net.grads, 0, P * sizeof(float));

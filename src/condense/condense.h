@@ -21,7 +21,7 @@ typedef struct {
     int iters;             /* outer iterations */
     int topk;              /* K timesteps matched per iteration */
     int t_candidates;      /* grid of candidate timesteps scored */
-    const char *score;     /* grad-norm | gap | loss */
+    const char *score;     /* grad-norm | gap | loss | excess */
     int rescore;           /* iterations between scorings */
     int inner_steps;       /* unrolled SGD steps on the pool per iteration */
     int outer_loop;        /* iterations between network re-initialisations */

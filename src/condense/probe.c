@@ -58,12 +58,12 @@ void condense_probe(const CondenseOptions *o) {
     const int ts[] = {20, 100, 300, 500, 700, 900};
     printf("noise floor of the matching distance (class 0..2, real batch %d, pool batch %d, %d repeats; C=%d UNet at init)\n",
            Br, Bs, reps, cfg.base_channels);
-    printf("%5s %6s %12s %12s %12s %8s\n", "t", "draws", "real-real", "real-pool", "real-noise", "signal");
+    printf("%5s %6s %15s %15s %8s\n", "t", "draws", "floor", "noise pool", "signal");
     for (size_t ti = 0; ti < sizeof ts / sizeof ts[0]; ti++)
         for (int di = 0; di < n_draws; di++) {
             const int M = draws[di];
             const int64_t t = ts[ti];
-            double sum[3] = {0}, sq[3] = {0};
+            double sum[2] = {0}, sq[2] = {0};
             int cnt = 0;
             for (int k = 0; k < 3 && k < d.num_classes; k++)
                 for (int r = 0; r < reps; r++) {
@@ -72,37 +72,36 @@ void condense_probe(const CondenseOptions *o) {
                     Rng rn = rng_stream(o->seed, RNG_NOISE, st);
                     rng_fill_normal(&rn, na, (size_t)M * Br * D);
                     rng_fill_normal(&rn, nb, (size_t)M * Bs * D);
-                    double v[3];
-                    /* 0: another real batch of the class; 1: a pool-sized real batch; 2: noise */
-                    class_batch(&d, &ci, k, Br, M, o->seed, 2 * st + 1, xb, yb);
-                    v[0] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Br, &t, 1, na, na, 0.0f, NULL, NULL);
-                    class_batch(&d, &ci, k, Bs, M, o->seed, (1ull << 40) + st, xb, yb);
-                    v[1] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    double v[2];
+                    /* 0: another real batch of the class, of the pool batch's size: the floor,
+                     * which is also where a pool initialised from real images starts;
+                     * 1: a pool of noise images, clearly bad */
+                    class_batch(&d, &ci, k, Bs, M, o->seed, 2 * st + 1, xb, yb);
+                    v[0] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
                     Rng rx = rng_stream(o->seed, RNG_POOL, (2ull << 40) + st);
                     for (size_t i = 0; i < (size_t)M * Bs * D; i++) {
                         float u = 0.5f * rng_normal(&rx);
                         xb[i] = u < -1 ? -1 : u > 1 ? 1 : u;
                     }
-                    v[2] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
-                    for (int q = 0; q < 3; q++) {
+                    v[1] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    for (int q = 0; q < 2; q++) {
                         sum[q] += v[q];
                         sq[q] += v[q] * v[q];
                     }
                     cnt++;
                 }
-            double mean[3], sd[3];
-            for (int q = 0; q < 3; q++) {
+            double mean[2], sd[2];
+            for (int q = 0; q < 2; q++) {
                 mean[q] = sum[q] / cnt;
                 sd[q] = sqrt(fmax(sq[q] / cnt - mean[q] * mean[q], 0));
             }
-            double signal = (mean[2] - mean[1]) / (sd[1] + 1e-9);
-            printf("%5lld %6d %8.1f±%-5.1f %7.1f±%-5.1f %7.1f±%-5.1f %7.2f\n", (long long)t, M, mean[0], sd[0], mean[1], sd[1],
-                   mean[2], sd[2], signal);
+            double signal = (mean[1] - mean[0]) / (sd[0] + 1e-9);
+            printf("%5lld %6d %8.1f±%-6.1f %8.1f±%-6.1f %8.2f\n", (long long)t, M, mean[0], sd[0], mean[1], sd[1], signal);
             fflush(stdout);
             fprintf(log,
-                    "{\"t\": %lld, \"draws\": %d, \"real_real\": %.4f, \"real_real_sd\": %.4f, \"real_pool\": %.4f, "
-                    "\"real_pool_sd\": %.4f, \"real_noise\": %.4f, \"real_noise_sd\": %.4f, \"signal\": %.4f}\n",
-                    (long long)t, M, mean[0], sd[0], mean[1], sd[1], mean[2], sd[2], signal);
+                    "{\"t\": %lld, \"draws\": %d, \"floor\": %.4f, \"floor_sd\": %.4f, \"noise_pool\": %.4f, "
+                    "\"noise_pool_sd\": %.4f, \"signal\": %.4f}\n",
+                    (long long)t, M, mean[0], sd[0], mean[1], sd[1], signal);
             fflush(log);
         }
     fclose(log);
