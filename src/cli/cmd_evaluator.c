@@ -85,11 +85,11 @@ static int evaluator_info_cmd(int argc, char **argv) {
     EvaluatorInfo info;
     evaluator_load(&net, &info, argv[3], 1); /* verifies the hash */
     StFile *f = st_open(argv[3]);
-    printf("file        %s\nid          %s\nhash        %s (verified)\nparameters  %zu\nfeatures    %d\n", info.path,
-           info.id, info.hash, net.lay.n_params, net.lay.feature_dim);
+    printf("%-15s%s\n%-15s%s\n%-15s%s (verified)\n%-15s%zu\n%-15s%d\n", "file", info.path, "id", info.id,
+           "hash", info.hash, "parameters", net.lay.n_params, "features", net.lay.feature_dim);
     for (int i = 0; i < st_meta_count(f); i++) {
         const char *v, *k = st_meta_at(f, i, &v);
-        if (strcmp(k, "hash") && strcmp(k, "id")) printf("%-11s %s\n", k, v);
+        if (strcmp(k, "hash") && strcmp(k, "id")) printf("%-15s%s\n", k, v);
     }
     st_close(f);
     evaluator_destroy(&net);

@@ -184,7 +184,7 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
                 "%d epochs x %ld steps of %d\n", d.source, n_train, n_val, C, H, W, K, net.lay.n_params,
                 o->epochs, steps_per_epoch, o->batch);
     Progress prog;
-    if (!o->quiet) progress_begin(&prog, "evaluator", 0, total);
+    char label[48];
     double t0 = now_seconds(), val_acc = NAN;
     long step = 0;
     for (int e = 0; e < o->epochs; e++) {
@@ -193,6 +193,8 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
         rng_shuffle(&shuffle, perm, n_train);
         double loss_sum = 0;
         long correct = 0;
+        snprintf(label, sizeof label, "evaluator epoch %d/%d", e + 1, o->epochs);
+        if (!o->quiet) progress_begin(&prog, label, 0, steps_per_epoch);
         for (long s = 0; s < steps_per_epoch; s++, step++) {
             Rng aug = rng_stream((uint64_t)o->seed, RNG_AUGMENT, (uint64_t)step);
             for (int b = 0; b < o->batch; b++) {
@@ -219,9 +221,9 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
             adam_step(&opt, net.params, net.grads);
             if (!o->quiet) {
                 char status[96];
-                snprintf(status, sizeof status, "epoch %d loss %.4f lr %.2e %.0f img/s", e + 1, loss, opt.lr,
+                snprintf(status, sizeof status, "loss %.4f lr %.2e %.0f img/s", loss, opt.lr,
                          (double)(step + 1) * o->batch / (now_seconds() - t0));
-                progress_update(&prog, step + 1, status);
+                progress_update(&prog, s + 1, status);
             }
         }
         if (n_val > 0) val_acc = evaluator_accuracy(&net, val.images, val.labels, n_val);
@@ -230,7 +232,6 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
             fprintf(stderr, "evaluator train: epoch %d/%d loss %.4f train acc %.4f val acc %.4f (%.0f s)\n", e + 1,
                     o->epochs, loss_sum / steps_per_epoch, (double)correct / (steps_per_epoch * o->batch), val_acc,
                     now_seconds() - t0);
-            if (e + 1 < o->epochs) progress_begin(&prog, "evaluator", step, total);
         }
     }
     double train_seconds = now_seconds() - t0;
