@@ -95,7 +95,8 @@ static void test_bad_inputs(const char *evaluator) {
     char args[2048];
     FILE *f = fopen(tmp_path("empty.safetensors"), "wb");
     fclose(f);
-    const char *out = tmp_path("m.json");
+    char out[512];
+    snprintf(out, sizeof out, "%s", tmp_path("m.json"));
 #define EVAL_ARGS(samples) \
     snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 500 --no-cache --out %s", \
              tmp_path(samples), out)

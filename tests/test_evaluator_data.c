@@ -53,12 +53,13 @@ static QualityMetrics measure(const Set *real, const Set *fake) {
 
 /* NSET train images, NSET/m from each of the classes 0..m-1. */
 static Set collapsed_set(const Dataset *train, const ClassIndex *ci, int m) {
-    int idx[NSET];
+    int idx[NSET], fits = 1;
     for (int i = 0; i < NSET; i++) {
         int k = i % m, j = i / m;
-        CHECK(j < class_index_count(ci, k));
+        if (j >= class_index_count(ci, k)) fits = 0, j = 0;
         idx[i] = ci->index[ci->start[k] + j];
     }
+    CHECK(fits);
     Dataset sub = dataset_subset(train, idx, NSET);
     Set s = set_from_images(sub.images, sub.labels);
     dataset_free(&sub);
@@ -129,7 +130,7 @@ int main(int argc, char **argv) {
         CHECK(q.precision < prev_p);
         prev_p = q.precision;
     }
-    CHECK(prev_p < 0.05);
+    CHECK(prev_p < 0.25 * q_real.precision); /* all noise: few samples look real */
 
     /* recall and IS fall as samples collapse onto fewer classes */
     const int modes[] = {10, 5, 2, 1};
@@ -145,7 +146,7 @@ int main(int argc, char **argv) {
         prev_is = q.is_mean;
         if (i) set_free(&s);
     }
-    CHECK(prev_r < 0.3);
+    CHECK(prev_r < 0.5 * q_real.recall); /* one class of ten: most real images uncovered */
     printf("%.1f s\n", now_seconds() - t0);
 
     free(noisy);

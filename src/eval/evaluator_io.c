@@ -6,6 +6,7 @@
  * FNV-1a 64 over the float32 weights in tensor order), "dataset", "image_size", "channels",
  * "num_classes", "class_names", "seed", "epochs", "train_images", "val_accuracy",
  * "test_accuracy", "train_seconds", "command", "d2c_version". */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "eval/evaluator.h"
 
 #include <dirent.h>
@@ -144,9 +145,9 @@ char *evaluator_models_dir(void) {
         if (slash) *slash = 0;
         const char *rel[] = {"models", "../models", "../share/d2c/models"};
         for (int i = 0; i < 3; i++) {
-            char *p = join(exe, rel[i]);
-            if (is_dir(p)) return p;
+            char *p = join(exe, rel[i]), *real = is_dir(p) ? realpath(p, NULL) : NULL;
             free(p);
+            if (real) return real;
         }
     }
 #ifdef D2C_SOURCE_DIR
