@@ -40,13 +40,13 @@ CondenseOptions condense_default_options(void) {
     o.iters = 100;
     o.topk = 2;
     o.t_candidates = 50;
-    o.score = "grad-norm";
-    o.rescore = 10;
+    o.score = "excess";
+    o.rescore = 20;
     o.inner_steps = 5;
     o.outer_loop = 10;
     o.real_batch = 64;
     o.syn_batch = 16;
-    o.noise_draws = 1;
+    o.noise_draws = 2;
     o.lr_img = 0.01;
     o.lr_net = 0.01;
     o.opt_img = "adam";
