@@ -7,6 +7,8 @@ set_tests_properties(test_evaluator PROPERTIES TIMEOUT 120)
 # The committed Fashion-MNIST evaluator drives the data and end-to-end tests.
 set(D2C_FMNIST_EVALUATOR ${CMAKE_SOURCE_DIR}/models/evaluator-fashion-mnist.safetensors)
 add_test(NAME test_evaluator_data COMMAND test_evaluator_data ${D2C_FMNIST_EVALUATOR})
-set_tests_properties(test_evaluator_data PROPERTIES TIMEOUT 300)
+set_tests_properties(test_evaluator_data PROPERTIES TIMEOUT 300 PROCESSORS 2
+  ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
 add_test(NAME test_evaluator_cli COMMAND test_evaluator_cli $<TARGET_FILE:d2c> ${D2C_FMNIST_EVALUATOR})
-set_tests_properties(test_evaluator_cli PROPERTIES TIMEOUT 300)
+set_tests_properties(test_evaluator_cli PROPERTIES TIMEOUT 300 PROCESSORS 2
+  ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
