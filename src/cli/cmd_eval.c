@@ -25,10 +25,10 @@ static const char *USAGE =
     "usage: d2c eval --samples SAMPLES.safetensors --ref SRC[:train|:test] --out METRICS.json [options]\n"
     "Measures samples (images F32 (N,C,H,W) in [-1,1], labels I64 (N)) against the reference\n"
     "images of SRC with the evaluator network: FID (a Frechet distance on the evaluator's\n"
-    "features, not Inception's), Inception Score (10 splits), precision/recall/density/coverage\n"
-    "(k = 3) and class accuracy. The default evaluator is the committed one for the data set\n"
-    "(models/evaluator-*.safetensors). Reference features are cached per evaluator and\n"
-    "reference in --cache-dir.";
+    "features, not Inception's), Inception Score (10 splits, samples in a fixed shuffled order),\n"
+    "precision/recall/density/coverage (k = 3) and class accuracy. The default evaluator is the\n"
+    "committed one for the data set (models/evaluator-*.safetensors). Reference features are\n"
+    "cached per evaluator and reference in --cache-dir.";
 
 static const char *FID_NOTE =
     "fid is the Frechet distance between Gaussians fitted to this evaluator's penultimate "
@@ -174,9 +174,21 @@ int cmd_eval(int argc, char **argv) {
     float *feats = xmalloc_floats((size_t)n * D), *probs = xmalloc_floats((size_t)n * K);
     evaluator_apply(&net, images, n, feats, probs, quiet ? NULL : "eval samples");
 
-    int64_t *no_labels = labels ? NULL : xcalloc((size_t)n, sizeof *no_labels);
+    /* The Inception Score cuts the samples into consecutive splits; a fixed shuffle first
+     * keeps a class-sorted samples file from scoring each class on its own. Every other
+     * metric ignores the order. */
+    int *perm = xcalloc((size_t)n, sizeof *perm);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    Rng shuffle = rng_stream(0, RNG_EVAL, 1);
+    rng_shuffle(&shuffle, perm, n);
+    float *probs_mixed = xmalloc_floats((size_t)n * K);
+    int64_t *labels_mixed = xcalloc((size_t)n, sizeof *labels_mixed); /* zeros without labels */
+    for (int i = 0; i < n; i++) {
+        memcpy(probs_mixed + (size_t)i * K, probs + (size_t)perm[i] * K, sizeof(float) * K);
+        if (labels) labels_mixed[i] = labels[perm[i]];
+    }
     QualityInputs in = {.real_feats = rf.feats, .n_ref = rf.n, .real_stats = &rf.stats, .fake_feats = feats,
-                        .fake_probs = probs, .fake_labels = labels ? labels : no_labels, .n_samples = n,
+                        .fake_probs = probs_mixed, .fake_labels = labels_mixed, .n_samples = n,
                         .d = D, .n_classes = K};
     QualityMetrics q = quality_metrics_compute(&in);
     if (!labels) q.class_accuracy = NAN;
@@ -194,7 +206,9 @@ int cmd_eval(int argc, char **argv) {
         else printf("  %-15s %10s   (the samples file has no labels)\n", "class accuracy", "-");
         printf("reference features: cache %s, %.1f s; total %.1f s -> %s\n", rf.cache, t_ref, seconds, out);
     }
-    free(no_labels);
+    free(perm);
+    free(probs_mixed);
+    free(labels_mixed);
     free(feats);
     free(probs);
     free(cache_dir);
