@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +36,7 @@ static double run_self(const char *step, char *const argv[]) {
     pid_t pid = fork();
     if (pid < 0) die_fail("experiment: cannot start %s: %s", step, strerror(errno));
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* an interrupted table stops its current step too */
         execv(g_self, argv);
         _exit(127);
     }
