@@ -16,6 +16,15 @@ The file holds, by name:
                  x_real (8,C,H,W), y_real (8,), x_syn (3,C,H,W), y_syn (3,), timesteps (K,) I64,
                  noise_real (K,8,C,H,W), noise_syn (K,3,C,H,W), dm_weight (1,), loss (1,),
                  grad_x_syn (3,C,H,W) F32, grad_x_syn_f64 (3,C,H,W) F64 (model and inputs in float64)
+  hg{i}.* (DSA)  i = 3, 4 for (K, dm_weight) = (1, 0), (3, 0.1): the same tensors, with the matching
+                 loss taken on augmented batches, loss = matching_loss(A(x_real), A(x_syn)) and
+                 grad_x_syn* = d loss / d x_syn through A (torch_twin.augment, one fixed draw), plus
+                 aug (7,) F32 = brightness, saturation, contrast, scale, angle (radians), shift_x,
+                     shift_y (pixels)                                 (torch_twin.AUG_FLOAT_FIELDS)
+                 aug_int (4,) I64 = flip, cut_x, cut_y, cut_size  (torch_twin.AUG_INT_FIELDS)
+                 aug_x_syn (3,C,H,W) F32 = A(x_syn), to check augment_forward alone.
+                 Their inputs come from a second generator (seed + 1000003), after every other
+                 tensor, so the tensors above are the same as without these cases.
   ddim.*         noise (4,C,H,W), labels (4,) I64, steps (1,) I64 = 10, out_w1, out_w2 (guidance 1, 2);
                  raw_w1, raw_w2: the same before the final clamp to [-1, 1] (an untrained model's
                  samples are almost all clamped, so out_* alone would hide most sampler errors)
@@ -42,6 +51,16 @@ CONFIGS = {
 ADAM = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "steps": 5}
 HG_CASES = [([500], 0.0), ([50, 400, 900], 0.0), ([50, 400, 900], 0.1)]
 HG_CLASS, HG_REAL, HG_SYN = 3, 8, 3
+# DSA cases hg3, hg4: (timesteps, dm_weight, augmentation as a function of the image size).
+# Rotation, zoom in and out, shifts, flip on and off, and cutouts overhanging an edge.
+HG_DSA_CASES = [
+    ([250], 0.0, lambda hw: twin.AugmentParams(brightness=0.21, saturation=1.6, contrast=0.7, scale=1.13,
+                                               angle=0.19, shift_x=-2.3, shift_y=1.7, flip=1,
+                                               cut_x=-3, cut_y=hw // 3, cut_size=hw // 2)),
+    ([100, 500, 800], 0.1, lambda hw: twin.AugmentParams(brightness=-0.35, saturation=0.4, contrast=1.3,
+                                                          scale=0.86, angle=-0.23, shift_x=3.1, shift_y=-2.6,
+                                                          flip=0, cut_x=hw - 8, cut_y=2, cut_size=hw // 2)),
+]
 DDIM_STEPS = 10
 
 
@@ -136,6 +155,27 @@ def make(config_name, seed):
         raw = twin.ddim_sample(model, d_noise, labels, DDIM_STEPS, ab, guidance=w, clamp=False)
         out[f"ddim.out_{tag}"] = np32(raw.clamp(-1.0, 1.0))
         out[f"ddim.raw_{tag}"] = np32(raw)
+
+    # Matching loss and hypergradient through one fixed DSA augmentation of both batches.
+    g2 = torch.Generator().manual_seed(seed + 1000003)
+    for i, (steps, dm, make_aug) in enumerate(HG_DSA_CASES, start=len(HG_CASES)):
+        K, aug = len(steps), make_aug(hw)
+        x_real, x_syn = uniform(g2, HG_REAL, C, hw, hw), uniform(g2, HG_SYN, C, hw, hw)
+        y_real, y_syn = torch.full((HG_REAL,), HG_CLASS), torch.full((HG_SYN,), HG_CLASS)
+        n_real = torch.randn(K, HG_REAL, C, hw, hw, generator=g2)
+        n_syn = torch.randn(K, HG_SYN, C, hw, hw, generator=g2)
+        m_loss, hg = twin.hypergradient_dsa(model, x_real, y_real, x_syn, y_syn, steps, n_real, n_syn, ab, aug, dm)
+        _, hg64 = twin.hypergradient_dsa(model64, x_real.double(), y_real, x_syn.double(), y_syn, steps,
+                                         n_real.double(), n_syn.double(), ab64, aug, dm)
+        p = f"hg{i}."
+        out.update({p + "x_real": np32(x_real), p + "y_real": npi64(y_real),
+                    p + "x_syn": np32(x_syn), p + "y_syn": npi64(y_syn),
+                    p + "timesteps": npi64(steps), p + "noise_real": np32(n_real),
+                    p + "noise_syn": np32(n_syn), p + "dm_weight": np32(torch.tensor([dm])),
+                    p + "aug": np32(torch.tensor(aug.floats())), p + "aug_int": npi64(aug.ints()),
+                    p + "aug_x_syn": np32(twin.augment(x_syn, aug)),
+                    p + "loss": np32(m_loss.reshape(1)), p + "grad_x_syn": np32(hg),
+                    p + "grad_x_syn_f64": np64(hg64)})
 
     config = dict(cfg.to_json_dict(), image_size=hw)
     meta = {"config": json.dumps(config), "adam": json.dumps(ADAM), "seed": str(seed),

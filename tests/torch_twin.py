@@ -352,3 +352,108 @@ def hypergradient(model, x_real, y_real, x_syn, y_syn, timesteps, noise_real, no
                          alpha_bar, dm_weight)
     (grad,) = torch.autograd.grad(loss, x_syn)
     return loss.detach(), grad
+
+
+# ------------------------------------------------------------------- DSA augmentation
+
+@dataclass
+class AugmentParams:
+    """One fixed draw of d2c's differentiable Siamese augmentation (src/condense/augment.h).
+
+    Order of the float fields in a reference file's "<case>.aug" tensor (AUG_FLOAT_FIELDS)
+    and of the integer fields in "<case>.aug_int" (AUG_INT_FIELDS)."""
+    brightness: float = 0.0
+    saturation: float = 1.0
+    contrast: float = 1.0
+    scale: float = 1.0
+    angle: float = 0.0        # radians
+    shift_x: float = 0.0      # pixels
+    shift_y: float = 0.0
+    flip: int = 0
+    cut_x: int = 0
+    cut_y: int = 0
+    cut_size: int = 0         # 0 = no cutout
+
+    def floats(self):
+        return [getattr(self, k) for k in AUG_FLOAT_FIELDS]
+
+    def ints(self):
+        return [int(getattr(self, k)) for k in AUG_INT_FIELDS]
+
+    @classmethod
+    def from_lists(cls, floats, ints):
+        d = dict(zip(AUG_FLOAT_FIELDS, (float(v) for v in floats)))
+        d.update(zip(AUG_INT_FIELDS, (int(v) for v in ints)))
+        return cls(**d)
+
+
+AUG_FLOAT_FIELDS = ("brightness", "saturation", "contrast", "scale", "angle", "shift_x", "shift_y")
+AUG_INT_FIELDS = ("flip", "cut_x", "cut_y", "cut_size")
+
+
+def augment_source_coords(a, H, W):
+    """(si, sj), each (H, W) float32: the source coordinates of every output pixel (i, j),
+    the inverse of flip, scale, rotation and shift about the centre ((H-1)/2, (W-1)/2).
+    The same float32 operations, in the same order, as source_coord in augment.c."""
+    f32 = torch.float32
+    cy = torch.tensor((H - 1) * 0.5, dtype=f32)
+    cx = torch.tensor((W - 1) * 0.5, dtype=f32)
+    i = torch.arange(H, dtype=f32).reshape(H, 1).expand(H, W)
+    j = torch.arange(W, dtype=f32).reshape(1, W).expand(H, W)
+    y = (i - cy) - torch.tensor(a.shift_y, dtype=f32)
+    x = (j - cx) - torch.tensor(a.shift_x, dtype=f32)
+    # cosf / sinf of the float32 angle, correctly rounded (torch.cos in float32 may be an ulp off)
+    ang = torch.tensor(a.angle, dtype=f32).double()
+    c, s = torch.cos(ang).to(f32), torch.sin(ang).to(f32)
+    scale = torch.tensor(a.scale, dtype=f32)
+    yr = (c * y - s * x) / scale
+    xr = (s * y + c * x) / scale
+    if a.flip:
+        xr = -xr
+    return yr + cy, xr + cx
+
+
+def augment(x, a):
+    """A(x) for images x (B, C, H, W) under fixed AugmentParams a, as augment_forward in
+    augment.c: colour (x + brightness; for C > 1 mix each pixel with its channel mean by
+    saturation; mix with the image mean by contrast), then bilinear resampling at the
+    source coordinates with zeros outside the image, then the cutout square set to zero.
+    Differentiable in x (affine); the resampling weights are float32 in both precisions."""
+    B, C, H, W = x.shape
+    x = x + a.brightness
+    if C > 1:
+        m = x.mean(dim=1, keepdim=True)
+        x = (x - m) * a.saturation + m
+    mu = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mu) * a.contrast + mu
+    si, sj = augment_source_coords(a, H, W)
+    i0, j0 = torch.floor(si), torch.floor(sj)
+    fi, fj = si - i0, sj - j0
+    i0, j0 = i0.long(), j0.long()
+    flat = x.reshape(B, C, H * W)
+    out = torch.zeros(B, C, H * W, dtype=x.dtype)
+    for di in (0, 1):
+        for dj in (0, 1):
+            ii, jj = i0 + di, j0 + dj
+            wgt = (fi if di else 1 - fi) * (fj if dj else 1 - fj)
+            valid = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
+            idx = (ii.clamp(0, H - 1) * W + jj.clamp(0, W - 1)).reshape(-1)
+            wgt = torch.where(valid, wgt, torch.zeros_like(wgt)).reshape(-1).to(x.dtype)
+            out = out + wgt * flat[:, :, idx]
+    if a.cut_size > 0:
+        i = torch.arange(H).reshape(H, 1)
+        j = torch.arange(W).reshape(1, W)
+        cut = (i >= a.cut_y) & (i < a.cut_y + a.cut_size) & (j >= a.cut_x) & (j < a.cut_x + a.cut_size)
+        out = out * (~cut).reshape(-1).to(x.dtype)
+    return out.reshape(B, C, H, W)
+
+
+def hypergradient_dsa(model, x_real, y_real, x_syn, y_syn, timesteps, noise_real, noise_syn,
+                      alpha_bar, aug, dm_weight=0.0):
+    """(matching_loss(A(x_real), A(x_syn)), its gradient in x_syn) with one augmentation A
+    applied to both batches (DSA), by double backpropagation through A and the model."""
+    x_syn = x_syn.detach().clone().requires_grad_(True)
+    loss = matching_loss(model, augment(x_real, aug), y_real, augment(x_syn, aug), y_syn, timesteps,
+                         noise_real, noise_syn, alpha_bar, dm_weight)
+    (grad,) = torch.autograd.grad(loss, x_syn)
+    return loss.detach(), grad

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "condense/condense.h"
 #include "condense/matching.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -19,7 +21,11 @@ static const char *USAGE =
     "usage: d2c bench [--threads T] [--batch B] [--hw N] [--channels C] [--in-channels 1|3] [--iters N]\n"
     "                 [--what all|train|hypergrad|sample|sgemm|condense]\n"
     "Times the train step, the matching hypergradient and a sampling step at the shapes of\n"
-    "bench_torch.py; bench/run.sh runs both programs and prints the ratios.";
+    "bench_torch.py; bench/run.sh runs both programs and prints the ratios.\n"
+    "--what condense (not part of all) times one class's matching of one outer iteration\n"
+    "(real batch 64, syn batch 10) at K = 1, 4, 16 and all 50 candidate timesteps, on d2c\n"
+    "condense's network (16 base channels unless --channels is given), and fits t(K) = a + b K;\n"
+    "--iters sets its length: max(1, iters / 5) rounds of about 50 timesteps per K.";
 
 static double sgemm_gflops(int n, int reps) {
     float *a = xmalloc_floats((size_t)n * n), *b = xmalloc_floats((size_t)n * n), *c = xmalloc_floats((size_t)n * n);
@@ -146,29 +152,163 @@ static void bench_sample(const BenchShape *s) {
     unet_destroy(&net);
 }
 
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One call of the condensation benchmark: the noises of K timesteps (fresh buffers, so the
+ * peak RSS reflects this K alone) and matching_loss_grad with the hypergradient. Adds the
+ * wall-clock and process CPU seconds of the draw and the matching to wall[0], cpu[0]. */
+static void condense_call(UNet *net, const Schedule *sched, MatchWork *w, const float *xr, const int64_t *yr, int Br,
+                          const float *xs, const int64_t *ys, int Bs, size_t D, const int64_t *ts, int K, float *g,
+                          uint64_t stream, double *wall, double *cpu) {
+    float *nr = xmalloc_floats((size_t)K * Br * D), *ns = xmalloc_floats((size_t)K * Bs * D);
+    const double t0 = now_seconds(), c0 = cpu_seconds();
+    Rng rn = rng_stream(0, RNG_NOISE, stream);
+    rng_fill_normal(&rn, nr, (size_t)K * Br * D);
+    rng_fill_normal(&rn, ns, (size_t)K * Bs * D);
+    vec_zero(g, (size_t)Bs * D);
+    matching_loss_grad(net, sched, w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.0f, g, NULL);
+    *wall += now_seconds() - t0;
+    *cpu += cpu_seconds() - c0;
+    free(nr);
+    free(ns);
+}
+
+/* Least squares y = a + b x over n points; returns R^2. */
+static double fit_line(const int *x, const double *y, int n, double *a, double *b) {
+    double mx = 0, my = 0, sxx = 0, sxy = 0, syy = 0, sse = 0;
+    for (int i = 0; i < n; i++) mx += x[i] / (double)n, my += y[i] / n;
+    for (int i = 0; i < n; i++) {
+        sxx += (x[i] - mx) * (x[i] - mx);
+        sxy += (x[i] - mx) * (y[i] - my);
+        syy += (y[i] - my) * (y[i] - my);
+    }
+    *b = sxy / sxx;
+    *a = my - *b * mx;
+    for (int i = 0; i < n; i++) sse += (y[i] - *a - *b * x[i]) * (y[i] - *a - *b * x[i]);
+    return syy > 0 ? 1 - sse / syy : 1.0;
+}
+
+/* Cost of condensation in K: one class's matching of one outer iteration, as match_class
+ * in condense.c does it (draw the noises of the K timesteps, then matching_loss_grad with
+ * the hypergradient; no DSA, no DM), for real batch 64 and synthetic batch 10 at K = 1,
+ * 4, 16 and K = all 50 candidate timesteps of d2c condense's grid. Every K does about the
+ * same work per round (round(50 / K) calls, ~50 timesteps) and the rounds interleave the
+ * K, so on a shared machine a change of load spreads over all K instead of landing on
+ * one; the mean seconds per call are fitted (a fastest-call fit would favour the many
+ * short calls of small K). Prints per K the mean and fastest call, wall and process-CPU
+ * seconds per timestep and the growth of the peak RSS (from the first round, taken in
+ * ascending K after a warm-up call); then the least-squares lines t(K) = a + b K of wall
+ * and CPU time with R^2, and what the wall line gives for K = 2 and all T = 1000. */
+static void bench_condense(const BenchShape *s) {
+    const CondenseOptions defaults = condense_default_options();
+    UNetConfig cfg = defaults.cfg;
+    cfg.base_channels = s->channels;
+    cfg.in_channels = s->in_ch;
+    const int Br = 64, Bs = 10, NC = defaults.t_candidates, T = 1000;
+    const size_t D = (size_t)s->in_ch * s->hw * s->hw;
+    UNet net;
+    unet_create(&net, &cfg, s->hw, s->hw, Br);
+    unet_init_params(&net.lay, net.params, 0);
+    Schedule sched;
+    schedule_init(&sched, SCHEDULE_LINEAR);
+    MatchWork w;
+    match_work_create(&w, &net, Br, Bs);
+    float *xr = xmalloc_floats((size_t)Br * D), *xs = xmalloc_floats((size_t)Bs * D), *g = xmalloc_floats((size_t)Bs * D);
+    int64_t yr[64], ys[10], cand[64];
+    for (int b = 0; b < Br; b++) yr[b] = 3;
+    for (int b = 0; b < Bs; b++) ys[b] = 3;
+    for (int j = 0; j < NC; j++) cand[j] = ((long)j * T + T / 2) / NC; /* score_timesteps' grid */
+    Rng r = rng_stream(0, RNG_EVAL, 4);
+    for (size_t i = 0; i < (size_t)Br * D; i++) xr[i] = 2 * rng_uniform(&r) - 1;
+    for (size_t i = 0; i < (size_t)Bs * D; i++) xs[i] = 2 * rng_uniform(&r) - 1;
+
+    enum { NK = 4 };
+    const int Ks[NK] = {1, 4, 16, NC};
+    int64_t ts[NK][64];
+    int per_round[NK], n_calls[NK] = {0};
+    double wall[NK] = {0}, cpu[NK] = {0}, fastest[NK], rss[NK];
+    for (int q = 0; q < NK; q++) {
+        for (int i = 0; i < Ks[q]; i++) ts[q][i] = cand[((long)i * NC + NC / 2) / Ks[q]]; /* K spread over the grid */
+        per_round[q] = (NC + Ks[q] / 2) / Ks[q];
+        if (per_round[q] < 1) per_round[q] = 1;
+        fastest[q] = 1e300;
+    }
+    const int rounds = s->iters / 5 > 1 ? s->iters / 5 : 1;
+    printf("condense    d2c cpu threads=%d C=%d hw=%d in=%d real=%d syn=%d P=%zu: one class's matching of one outer\n"
+           "            iteration (noise draw + matching loss + hypergradient) at K of the %d candidate timesteps;\n"
+           "            %d interleaved round%s of about %d timesteps per K\n",
+           s->threads, s->channels, s->hw, s->in_ch, Br, Bs, net.lay.n_params, NC, rounds, rounds > 1 ? "s" : "", NC);
+    fflush(stdout);
+    double dw = 0, dc = 0;
+    condense_call(&net, &sched, &w, xr, yr, Br, xs, ys, Bs, D, ts[0], 1, g, 0, &dw, &dc); /* warm-up: workspaces */
+    const double rss0 = peak_rss_mib();
+    for (int round = 0; round < rounds; round++)
+        for (int q = 0; q < NK; q++) {
+            for (int c = 0; c < per_round[q]; c++) {
+                double one = 0;
+                condense_call(&net, &sched, &w, xr, yr, Br, xs, ys, Bs, D, ts[q], Ks[q], g,
+                              (uint64_t)q * 100000 + (uint64_t)n_calls[q] + 1, &one, &cpu[q]);
+                wall[q] += one;
+                if (one < fastest[q]) fastest[q] = one;
+                n_calls[q]++;
+            }
+            if (round == 0) rss[q] = peak_rss_mib() - rss0;
+        }
+    double mean[NK], mean_cpu[NK];
+    for (int q = 0; q < NK; q++) {
+        mean[q] = wall[q] / n_calls[q];
+        mean_cpu[q] = cpu[q] / n_calls[q];
+        printf("condense    K=%-3d %8.3f s/call mean of %2d (fastest %.3f); per timestep %.3f s wall, %.3f s CPU; "
+               "peak RSS +%.1f MiB (noise buffers %.1f MiB)\n",
+               Ks[q], mean[q], n_calls[q], fastest[q], mean[q] / Ks[q], mean_cpu[q] / Ks[q], rss[q],
+               (double)Ks[q] * (Br + Bs) * D * 4.0 / (1 << 20));
+    }
+    double a, b, ac, bc;
+    const double r2 = fit_line(Ks, mean, NK, &a, &b), r2c = fit_line(Ks, mean_cpu, NK, &ac, &bc);
+    printf("condense    fit t(K) = a + b K, wall: a = %.4f s, b = %.4f s per timestep, R^2 = %.5f\n", a, b, r2);
+    printf("condense    fit t(K) = a + b K, CPU:  a = %.4f s, b = %.4f s per timestep, R^2 = %.5f\n", ac, bc, r2c);
+    printf("condense    by the wall fit: K=%d (d2c condense's default top-k) %.2f s; all T=%d timesteps %.0f s (%.1f min)"
+           " per class per outer iteration, noise buffers %.0f MiB\n",
+           defaults.topk, a + b * defaults.topk, T, a + b * T, (a + b * T) / 60,
+           (double)T * (Br + Bs) * D * 4.0 / (1 << 20));
+    free(xr); free(xs); free(g);
+    match_work_free(&w);
+    unet_destroy(&net);
+}
+
 int cmd_bench(int argc, char **argv) {
-    BenchShape s = {2, 64, 28, 32, 1, 10};
+    BenchShape s = {2, 64, 28, 0, 1, 10}; /* channels 0: not given */
     const char *what = "all";
     Option opts[] = {
         {"threads", OPT_INT, &s.threads, 1, 256, "CPU threads (default 2)", 0},
         {"batch", OPT_INT, &s.batch, 1, 4096, "images per step (default 64)", 0},
         {"hw", OPT_INT, &s.hw, 4, 512, "image size (default 28)", 0},
-        {"channels", OPT_INT, &s.channels, 2, 512, "base channels (default 32)", 0},
+        {"channels", OPT_INT, &s.channels, 2, 512, "base channels (default 32; condense: 16, as d2c condense)", 0},
         {"in-channels", OPT_INT, &s.in_ch, 1, 4, "image channels (default 1)", 0},
         {"iters", OPT_INT, &s.iters, 1, 100000, "timed iterations (default 10)", 0},
-        {"what", OPT_STRING, &what, 1, 0, "all|train|hypergrad|sample|sgemm (default all)", 0},
+        {"what", OPT_STRING, &what, 1, 0, "all|train|hypergrad|sample|sgemm|condense (default all; all leaves condense out)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     parse_options("bench", USAGE, opts, argc, argv, 2);
     apply_threads(s.threads);
     int all = strcmp(what, "all") == 0;
-    if (!all && strcmp(what, "train") && strcmp(what, "hypergrad") && strcmp(what, "sample") && strcmp(what, "sgemm"))
-        die_input("bench: --what must be all, train, hypergrad, sample or sgemm; got '%s'", what);
+    if (!all && strcmp(what, "train") && strcmp(what, "hypergrad") && strcmp(what, "sample") && strcmp(what, "sgemm") &&
+        strcmp(what, "condense"))
+        die_input("bench: --what must be all, train, hypergrad, sample, sgemm or condense; got '%s'", what);
+    BenchShape sc = s; /* condense: d2c condense's network unless --channels is given */
+    if (!sc.channels) sc.channels = condense_default_options().cfg.base_channels;
+    if (!s.channels) s.channels = 32;
     double sg = sgemm_gflops(1024, 10);
     printf("sgemm       openblas threads=%d n=1024: %.1f GFLOP/s\n", s.threads, sg);
     if (all || !strcmp(what, "train")) bench_train(&s, sg);
     if (all || !strcmp(what, "hypergrad")) bench_hypergrad(&s);
     if (all || !strcmp(what, "sample")) bench_sample(&s);
+    if (!strcmp(what, "condense")) bench_condense(&sc);
     printf("peak_rss    d2c: %.1f MiB\n", peak_rss_mib());
     return 0;
 }
