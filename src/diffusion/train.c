@@ -173,7 +173,10 @@ double train_run(const TrainOptions *opt) {
         double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
         adam.lr = (float)lr;
         adam_step(&adam, net.params, net.grads);
-        const float d = (float)opt->ema_decay;
+        /* EMA warm-up: the decay ramps as (1 + s) / (10 + s) up to ema_decay, so a short run's
+         * EMA is not dominated by the initial weights */
+        const double ramp = (1.0 + step) / (10.0 + step);
+        const float d = (float)(opt->ema_decay < ramp ? opt->ema_decay : ramp);
         for (size_t i = 0; i < P; i++) ema[i] = d * ema[i] + (1.0f - d) * net.params[i];
 
         double now = now_seconds();
