@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: condense Fashion-MNIST to 1% with d2c, train a diffusion model on the pool
 # and, for comparison, on a random 1% subset with the same steps and seed, sample both,
-# evaluate both against the test split, and print the numbers. About 20 minutes on 2 cores.
+# evaluate both against the test split, and print the numbers. About 35 minutes on 2 cores.
 #   scripts/main.sh [OUT_DIR]      (default out/main)
 set -euo pipefail
 cd "$(dirname "$0")/.."
