@@ -88,42 +88,67 @@ static void bench_train(const BenchShape *s, double sgemm) {
     unet_destroy(&net);
 }
 
-static void bench_hypergrad(const BenchShape *s) {
-    UNetConfig cfg = unet_default_config();
+/* The matching workload both hypergrad and condense time: a UNet of the given config, a
+ * real batch of 64 and a synthetic batch of 10 images of one class, and their buffers. */
+typedef struct {
+    UNet net;
+    Schedule sched;
+    MatchWork w;
+    size_t D;
+    float *xr, *xs, *g;    /* (64, D), (10, D), (10, D) */
+    int64_t yr[64], ys[10];
+} MatchBench;
+
+enum { MB_REAL = 64, MB_SYN = 10 };
+
+static void match_bench_create(MatchBench *m, UNetConfig cfg, const BenchShape *s) {
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
-    const int Br = 64, Bs = 10, K = 2;
-    const size_t D = (size_t)s->in_ch * s->hw * s->hw;
-    UNet net;
-    unet_create(&net, &cfg, s->hw, s->hw, Br);
-    unet_init_params(&net.lay, net.params, 0);
-    Schedule sched;
-    schedule_init(&sched, SCHEDULE_LINEAR);
-    MatchWork w;
-    match_work_create(&w, &net, Br, Bs);
-    float *xr = xmalloc_floats((size_t)Br * D), *xs = xmalloc_floats((size_t)Bs * D), *g = xmalloc_floats((size_t)Bs * D);
+    m->D = (size_t)s->in_ch * s->hw * s->hw;
+    unet_create(&m->net, &cfg, s->hw, s->hw, MB_REAL);
+    unet_init_params(&m->net.lay, m->net.params, 0);
+    schedule_init(&m->sched, SCHEDULE_LINEAR);
+    match_work_create(&m->w, &m->net, MB_REAL, MB_SYN);
+    m->xr = xmalloc_floats((size_t)MB_REAL * m->D);
+    m->xs = xmalloc_floats((size_t)MB_SYN * m->D);
+    m->g = xmalloc_floats((size_t)MB_SYN * m->D);
+    for (int b = 0; b < MB_REAL; b++) m->yr[b] = 3;
+    for (int b = 0; b < MB_SYN; b++) m->ys[b] = 3;
+}
+
+static void match_bench_free(MatchBench *m) {
+    free(m->xr);
+    free(m->xs);
+    free(m->g);
+    match_work_free(&m->w);
+    unet_destroy(&m->net);
+}
+
+static void bench_hypergrad(const BenchShape *s) {
+    MatchBench m;
+    match_bench_create(&m, unet_default_config(), s);
+    const int Br = MB_REAL, Bs = MB_SYN, K = 2;
+    const size_t D = m.D;
     float *nr = xmalloc_floats((size_t)K * Br * D), *ns = xmalloc_floats((size_t)K * Bs * D);
-    int64_t yr[64], ys[10], ts[2] = {100, 600};
-    for (int b = 0; b < Br; b++) yr[b] = 3;
-    for (int b = 0; b < Bs; b++) ys[b] = 3;
+    int64_t ts[2] = {100, 600};
     Rng r = rng_stream(0, RNG_EVAL, 2);
-    rng_fill_normal(&r, xr, (size_t)Br * D);
-    rng_fill_normal(&r, xs, (size_t)Bs * D);
+    rng_fill_normal(&r, m.xr, (size_t)Br * D);
+    rng_fill_normal(&r, m.xs, (size_t)Bs * D);
     rng_fill_normal(&r, nr, (size_t)K * Br * D);
     rng_fill_normal(&r, ns, (size_t)K * Bs * D);
     const int iters = s->iters / 2 > 2 ? s->iters / 2 : 2;
     double dt = 0;
     for (int it = 0; it < iters + 3; it++) {
         if (it == 3) dt = now_seconds();
-        vec_zero(g, (size_t)Bs * D);
-        matching_loss_grad(&net, &sched, &w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.0f, g, NULL);
+        vec_zero(m.g, (size_t)Bs * D);
+        matching_loss_grad(&m.net, &m.sched, &m.w, m.xr, m.yr, Br, m.xs, m.ys, NULL, Bs, ts, K, nr, ns, 0.0f, m.g, NULL);
     }
     dt = (now_seconds() - dt) / iters;
     printf("hypergrad   d2c cpu threads=%d C=%d hw=%d in=%d real=64 syn=10 K=2: %.1f ms, %.2f calls/s\n", s->threads,
            s->channels, s->hw, s->in_ch, dt * 1e3, 1 / dt);
-    free(xr); free(xs); free(g); free(nr); free(ns);
-    match_work_free(&w);
-    unet_destroy(&net);
+    free(nr);
+    free(ns);
+    match_bench_free(&m);
 }
 
 static void bench_sample(const BenchShape *s) {
@@ -206,22 +231,12 @@ static double fit_line(const int *x, const double *y, int n, double *a, double *
  * and CPU time with R^2, and what the wall line gives for K = 2 and all T = 1000. */
 static void bench_condense(const BenchShape *s) {
     const CondenseOptions defaults = condense_default_options();
-    UNetConfig cfg = defaults.cfg;
-    cfg.base_channels = s->channels;
-    cfg.in_channels = s->in_ch;
-    const int Br = 64, Bs = 10, NC = defaults.t_candidates, T = 1000;
-    const size_t D = (size_t)s->in_ch * s->hw * s->hw;
-    UNet net;
-    unet_create(&net, &cfg, s->hw, s->hw, Br);
-    unet_init_params(&net.lay, net.params, 0);
-    Schedule sched;
-    schedule_init(&sched, SCHEDULE_LINEAR);
-    MatchWork w;
-    match_work_create(&w, &net, Br, Bs);
-    float *xr = xmalloc_floats((size_t)Br * D), *xs = xmalloc_floats((size_t)Bs * D), *g = xmalloc_floats((size_t)Bs * D);
-    int64_t yr[64], ys[10], cand[64];
-    for (int b = 0; b < Br; b++) yr[b] = 3;
-    for (int b = 0; b < Bs; b++) ys[b] = 3;
+    MatchBench m;
+    match_bench_create(&m, defaults.cfg, s);
+    const int Br = MB_REAL, Bs = MB_SYN, NC = defaults.t_candidates, T = 1000;
+    const size_t D = m.D;
+    float *xr = m.xr, *xs = m.xs, *g = m.g;
+    int64_t *yr = m.yr, *ys = m.ys, cand[64];
     for (int j = 0; j < NC; j++) cand[j] = ((long)j * T + T / 2) / NC; /* score_timesteps' grid */
     Rng r = rng_stream(0, RNG_EVAL, 4);
     for (size_t i = 0; i < (size_t)Br * D; i++) xr[i] = 2 * rng_uniform(&r) - 1;
@@ -242,16 +257,16 @@ static void bench_condense(const BenchShape *s) {
     printf("condense    d2c cpu threads=%d C=%d hw=%d in=%d real=%d syn=%d P=%zu: one class's matching of one outer\n"
            "            iteration (noise draw + matching loss + hypergradient) at K of the %d candidate timesteps;\n"
            "            %d interleaved round%s of about %d timesteps per K\n",
-           s->threads, s->channels, s->hw, s->in_ch, Br, Bs, net.lay.n_params, NC, rounds, rounds > 1 ? "s" : "", NC);
+           s->threads, s->channels, s->hw, s->in_ch, Br, Bs, m.net.lay.n_params, NC, rounds, rounds > 1 ? "s" : "", NC);
     fflush(stdout);
     double dw = 0, dc = 0;
-    condense_call(&net, &sched, &w, xr, yr, Br, xs, ys, Bs, D, ts[0], 1, g, 0, &dw, &dc); /* warm-up: workspaces */
+    condense_call(&m.net, &m.sched, &m.w, xr, yr, Br, xs, ys, Bs, D, ts[0], 1, g, 0, &dw, &dc); /* warm-up: workspaces */
     const double rss0 = peak_rss_mib();
     for (int round = 0; round < rounds; round++)
         for (int q = 0; q < NK; q++) {
             for (int c = 0; c < per_round[q]; c++) {
                 double one = 0;
-                condense_call(&net, &sched, &w, xr, yr, Br, xs, ys, Bs, D, ts[q], Ks[q], g,
+                condense_call(&m.net, &m.sched, &m.w, xr, yr, Br, xs, ys, Bs, D, ts[q], Ks[q], g,
                               (uint64_t)q * 100000 + (uint64_t)n_calls[q] + 1, &one, &cpu[q]);
                 wall[q] += one;
                 if (one < fastest[q]) fastest[q] = one;
@@ -276,9 +291,7 @@ static void bench_condense(const BenchShape *s) {
            " per class per outer iteration, noise buffers %.0f MiB\n",
            defaults.topk, a + b * defaults.topk, T, a + b * T, (a + b * T) / 60,
            (double)T * (Br + Bs) * D * 4.0 / (1 << 20));
-    free(xr); free(xs); free(g);
-    match_work_free(&w);
-    unet_destroy(&net);
+    match_bench_free(&m);
 }
 
 int cmd_bench(int argc, char **argv) {
