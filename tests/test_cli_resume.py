@@ -29,7 +29,9 @@ def log_rows(path, keys):
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return [tuple(json.loads(line)[k] for k in keys) for line in f if line.strip()]
+        rows = [json.loads(line) for line in f if line.strip()]
+    # condense also logs held-out evaluations as lines of their own (iteration 0)
+    return [tuple(r[k] for k in keys) for r in rows if all(k in r for k in keys)]
 
 
 def compare_models(name, a, b):

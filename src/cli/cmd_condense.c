@@ -19,11 +19,11 @@ int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
     const char *data = o.data, *out = NULL, *method = o.method, *score = o.score, *opt_img = o.opt_img, *init = o.init;
     const char *log = NULL, *grid = NULL, *device = "cpu", *keep = o.select_keep;
-    double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight;
+    double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0;
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
     int learn_cond = 0, dsa = 0, channels = o.cfg.base_channels, seed = 0, threads = 2, resume = 0, ckpt = o.ckpt_every;
-    int quiet = 0, probe = 0;
+    int quiet = 0, probe = 0, eval_nets = o.eval_nets, eval_every = o.eval_every;
     Option opts[] = {
         {"data", OPT_STRING, &data, 1, 0, "data source (default fashion-mnist)", 0},
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
@@ -31,6 +31,7 @@ int cmd_condense(int argc, char **argv) {
         {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
         {"method", OPT_STRING, &method, 1, 0, "d2c|random|kcenter|herding|dsa|dm|select (default d2c)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
+        {"time-budget", OPT_FLOAT, &budget, 0, 1e9, "stop after the iteration that reaches this many seconds (default 0 = none)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
         {"t-candidates", OPT_INT, &cand, 1, 1000, "candidate timesteps scored (default 50)", 0},
         {"score", OPT_STRING, &score, 1, 0, "timestep score: grad-norm|gap|loss|excess (gap above the real-real floor) (default excess)", 0},
@@ -51,6 +52,8 @@ int cmd_condense(int argc, char **argv) {
         {"init", OPT_STRING, &init, 1, 0, "pool initialisation: real|noise|kcenter (default real)", 0},
         {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
+        {"eval-nets", OPT_INT, &eval_nets, 0, 64, "networks of the held-out matching loss measured at the start and end (default 2, 0 = off)", 0},
+        {"eval-every", OPT_INT, &eval_every, 0, 1e8, "also measure it every N iterations (default 0 = start and end only)", 0},
         {"ckpt-every", OPT_INT, &ckpt, 1, 1e8, "iterations between checkpoints (default 10)", 0},
         {"resume", OPT_FLAG, &resume, 1, 0, "continue from POOL.state.safetensors", 0},
         {"log", OPT_STRING, &log, 1, 0, "JSON-lines log (default POOL.log.jsonl)", 0},
@@ -110,6 +113,9 @@ int cmd_condense(int argc, char **argv) {
     o.log_path = log;
     o.grid_path = grid;
     o.quiet = quiet;
+    o.eval_nets = eval_nets;
+    o.time_budget = budget;
+    o.eval_every = eval_every;
     apply_threads(threads);
     if (probe) condense_probe(&o);
     else condense_run(&o);

@@ -56,6 +56,7 @@ CondenseOptions condense_default_options(void) {
     o.cfg.groups = 8;
     o.ckpt_every = 10;
     o.select_keep = "easy";
+    o.eval_nets = 2;
     return o;
 }
 
@@ -87,6 +88,7 @@ typedef struct {
     float *neumann_p, *neumann_r;   /* (P) implicit differentiation */
     int *inner_idx;         /* (max_batch) pool images of the implicit batch */
     double implicit_ratio;  /* |implicit part| / |direct part| of the last pool gradient */
+    double eval_start;      /* held-out matching loss of the initial pool (-1: not measured) */
 } Condenser;
 
 static uint64_t net_seed(const CondenseOptions *o, int iter) {
@@ -205,6 +207,60 @@ static void score_timesteps(Condenser *c, int iter, double *floor_out, double *g
 static void random_timesteps(Condenser *c, int iter) {
     Rng r = rng_stream(c->opt->seed, RNG_TIMESTEP, (uint64_t)iter);
     for (int i = 0; i < c->K; i++) c->timesteps[i] = (int)rng_below(&r, (uint32_t)c->sched.T);
+}
+
+/* ---------------------------------------------------------------- held-out matching loss */
+
+/* Timesteps of the held-out evaluation: fixed, in the range where the probe found the
+ * objective able to tell images apart (t < 500). */
+static const int64_t EVAL_TIMESTEPS[] = {50, 150, 300};
+#define EVAL_NT ((int)(sizeof EVAL_TIMESTEPS / sizeof EVAL_TIMESTEPS[0]))
+
+/* The matching loss on randomness training never sees: opt->eval_nets freshly initialised
+ * networks (their own seeds), fixed real batches and fixed noise, every class's whole
+ * pool (up to the batch size) at EVAL_TIMESTEPS. The same numbers at the start and end of
+ * a run are therefore paired: a fall is the pool's doing, not the draws'. *subset_out
+ * gets the same loss for a random real subset of the pool's size, the value a pool of
+ * real images starts near (skipped when subset_out is NULL: it does not change during a
+ * run). The training network is restored bit for bit. */
+static void eval_matching(Condenser *c, double *pool_out, double *subset_out) {
+    const CondenseOptions *o = c->opt;
+    const Pool *p = &c->pool;
+    const size_t P = c->net.lay.n_params, D = c->D;
+    const int Br = D2C_MIN(128, c->max_batch), Bs = D2C_MIN(p->ipc, c->max_batch);
+    float *saved = xmalloc_floats(P);
+    memcpy(saved, c->net.params, P * sizeof(float));
+    double pool_loss = 0, subset_loss = 0;
+    for (int e = 0; e < o->eval_nets; e++) {
+        unet_init_params(&c->net.lay, c->net.params, o->seed * 1000003ull + (1ull << 48) + (uint64_t)e);
+        for (int k = 0; k < p->num_classes; k++)
+            for (int j = 0; j < EVAL_NT; j++) {
+                const uint64_t stream = (7ull << 40) + ((uint64_t)e * p->num_classes + k) * EVAL_NT + j;
+                draw_real(c, k, Br, stream, c->xr, c->yr);
+                Rng rn = rng_stream(o->seed, RNG_NOISE, stream);
+                rng_fill_normal(&rn, c->noise_r, (size_t)Br * D);
+                rng_fill_normal(&rn, c->noise_s, (size_t)Bs * D);
+                for (int b = 0; b < Bs; b++) {
+                    memcpy(c->xs + (size_t)b * D, p->images + ((size_t)k * p->ipc + b) * D, D * sizeof(float));
+                    c->ys[b] = k;
+                    if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + ((size_t)k * p->ipc + b) * p->cond_dim,
+                                        (size_t)p->cond_dim * sizeof(float));
+                }
+                pool_loss += matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys,
+                                                p->cond ? c->cond_batch : NULL, Bs, &EVAL_TIMESTEPS[j], 1, c->noise_r,
+                                                c->noise_s, (float)o->dm_weight, NULL, NULL);
+                if (!subset_out) continue;
+                draw_real(c, k, Bs, (8ull << 40) + stream, c->xs, c->ys);
+                subset_loss += matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs,
+                                                  &EVAL_TIMESTEPS[j], 1, c->noise_r, c->noise_s, (float)o->dm_weight, NULL,
+                                                  NULL);
+            }
+    }
+    memcpy(c->net.params, saved, P * sizeof(float));
+    free(saved);
+    const double norm = (double)o->eval_nets * EVAL_NT;
+    *pool_out = pool_loss / norm;
+    if (subset_out) *subset_out = subset_loss / norm;
 }
 
 /* ---------------------------------------------------------------- one outer iteration */
@@ -385,6 +441,8 @@ static void save_state(Condenser *c, int iter) {
     st_set_meta(w, "iteration", buf);
     snprintf(buf, sizeof buf, "%ld", c->pool_opt.step);
     st_set_meta(w, "opt_step", buf);
+    snprintf(buf, sizeof buf, "%.17g", c->eval_start);
+    st_set_meta(w, "eval_start", buf);
     st_write(w, path);
     st_writer_free(w);
     free(ts);
@@ -411,6 +469,8 @@ static int load_state(Condenser *c) {
     if (!si || !so || parse_long(si, &iter) || parse_long(so, &step) || iter < 0)
         die_input("%s: bad condensation state metadata", path);
     c->pool_opt.step = step;
+    const char *se = st_meta(f, "eval_start");
+    c->eval_start = se ? atof(se) : -1;
     st_close(f);
     free(path);
     pool_materialise(c);
@@ -419,9 +479,14 @@ static int load_state(Condenser *c) {
 
 /* ---------------------------------------------------------------- driver */
 
+/* Held-out matching losses for the pool's metadata (values < 0: not measured). */
+typedef struct {
+    double start, end, subset;
+} EvalSummary;
+
 static void write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
-                          const int *timesteps, int K) {
-    char ratio[32], seed[32], iters_s[32], secs[32], ts[512] = "", caption[256];
+                          const int *timesteps, int K, EvalSummary ev) {
+    char ratio[32], seed[32], iters_s[32], secs[32], ts[512] = "", caption[256], e0[32], e1[32], es[32];
     double r = (double)pool->n / data->n;
     snprintf(ratio, sizeof ratio, "%.6g", r);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
@@ -429,8 +494,13 @@ static void write_outputs(const CondenseOptions *o, const Pool *pool, const Data
     snprintf(secs, sizeof secs, "%.1f", seconds);
     size_t len = 0;
     for (int i = 0; i < K && len < sizeof ts - 16; i++) len += (size_t)snprintf(ts + len, sizeof ts - len, "%s%d", i ? "," : "", timesteps[i]);
+    snprintf(e0, sizeof e0, "%.6g", ev.start);
+    snprintf(e1, sizeof e1, "%.6g", ev.end);
+    snprintf(es, sizeof es, "%.6g", ev.subset);
     const char *meta[] = {"method", o->method, "ratio", ratio, "source", data->source, "seed", seed, "iterations", iters_s,
-                          "timesteps", ts, "wall_seconds", secs, "format", "d2c-pool-1", NULL};
+                          "timesteps", ts, "wall_seconds", secs, "format", "d2c-pool-1",
+                          ev.end >= 0 ? "eval_matching_start" : NULL, e0, "eval_matching_end", e1,
+                          "eval_matching_random_subset", es, NULL};
     pool_save(pool, o->out, meta);
     snprintf(caption, sizeof caption, "%s: %d images per class = %.2f%% of %s (rows: synthetic, real)", o->method, pool->ipc,
              100.0 * r, data->source);
@@ -456,7 +526,7 @@ static double run_selection(const CondenseOptions *o, Dataset *data, ClassIndex 
     pool_create(&pool, data->num_classes, ipc, data->c, data->h, data->w, 0);
     pool_fill_from(&pool, data, idx);
     double secs = now_seconds() - t0;
-    write_outputs(o, &pool, data, secs, 0, NULL, 0);
+    write_outputs(o, &pool, data, secs, 0, NULL, 0, (EvalSummary){-1, -1, -1});
     pool_free(&pool);
     free(idx);
     return secs;
@@ -502,6 +572,7 @@ double condense_run(const CondenseOptions *o) {
     check_writable(o->out);
     Condenser c = {0};
     c.opt = o;
+    c.eval_start = -1;
     c.data = dataset_load(o->data);
     c.ci = class_index_build(&c.data);
     const int ipc = o->ipc > 0 ? o->ipc : pool_ipc_for_ratio(&c.data, o->ratio);
@@ -590,6 +661,16 @@ double condense_run(const CondenseOptions *o) {
     Progress prog;
     progress_begin(&prog, "condense", start, o->iters);
     double last_loss = 0, floor = -1, gap = -1;
+    EvalSummary ev = {-1, -1, -1};
+    int done = o->iters;
+    if (o->eval_nets > 0) {
+        if (start == 0) {
+            eval_matching(&c, &c.eval_start, &ev.subset);
+            fprintf(log, "{\"iter\": 0, \"eval_loss\": %.6f, \"eval_random_subset\": %.6f}\n", c.eval_start, ev.subset);
+            fflush(log);
+        }
+        ev.start = c.eval_start;
+    }
     for (int it = start; it < o->iters; it++) {
         double ti = now_seconds();
         if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) unet_init_params(&c.net.lay, c.net.params, net_seed(o, it));
@@ -631,20 +712,35 @@ double condense_run(const CondenseOptions *o) {
         fprintf(log, "], \"seconds\": %.3f, \"peak_mem_mib\": %.1f", secs, peak_rss_mib());
         if (floor >= 0) fprintf(log, ", \"floor\": %.4f, \"gap\": %.4f", floor, gap);
         if (o->implicit > 0) fprintf(log, ", \"implicit_ratio\": %.4g", c.implicit_ratio);
+        const int last = it + 1 == o->iters || (o->time_budget > 0 && now_seconds() - t0 >= o->time_budget);
+        if (o->eval_nets > 0 && ((o->eval_every > 0 && (it + 1) % o->eval_every == 0) || last)) {
+            eval_matching(&c, &ev.end, ev.subset < 0 ? &ev.subset : NULL);
+            fprintf(log, ", \"eval_loss\": %.6f, \"eval_random_subset\": %.6f", ev.end, ev.subset);
+        }
         fprintf(log, "}\n");
         fflush(log);
         floor = gap = -1;
         char status[96];
         snprintf(status, sizeof status, "loss %.2f %.1f s/it", loss, secs);
         if (!o->quiet) progress_update(&prog, it + 1, status);
-        if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters) save_state(&c, it + 1);
+        const int out_of_time = o->time_budget > 0 && now_seconds() - t0 >= o->time_budget && it + 1 < o->iters;
+        if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters || out_of_time) save_state(&c, it + 1);
+        if (out_of_time) {
+            done = it + 1;
+            break;
+        }
     }
     if (!o->quiet) progress_end(&prog);
     fclose(log);
     double seconds = now_seconds() - t0;
-    write_outputs(o, &c.pool, &c.data, seconds, o->iters, c.timesteps, c.K);
-    if (!o->quiet) fprintf(stderr, "condense: %d iterations in %.1f s, last loss %.3f -> %s\n", o->iters - start, seconds,
-                           last_loss, o->out);
+    write_outputs(o, &c.pool, &c.data, seconds, done, c.timesteps, c.K, ev);
+    if (!o->quiet) {
+        fprintf(stderr, "condense: %d iterations in %.1f s%s, last loss %.3f -> %s\n", done - start, seconds,
+                done < o->iters ? " (time budget reached)" : "", last_loss, o->out);
+        if (ev.end >= 0)
+            fprintf(stderr, "condense: held-out matching loss %.2f -> %.2f (%+.2f%%); a random real subset: %.2f\n",
+                    ev.start, ev.end, ev.start > 0 ? 100.0 * (ev.end - ev.start) / ev.start : 0.0, ev.subset);
+    }
     free(learn);
     free(log_path);
     condenser_free(&c);

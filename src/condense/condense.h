@@ -36,6 +36,9 @@ typedef struct {
     int learn_cond, dsa;
     UNetConfig cfg;        /* the matching network (in_channels/num_classes from data) */
     uint64_t seed;
+    double time_budget;    /* seconds; stop after the iteration that reaches it (0 = none) */
+    int eval_nets;         /* networks of the held-out matching loss, 0 = off */
+    int eval_every;        /* iterations between held-out evaluations (0 = start and end) */
     int resume, ckpt_every, quiet;
     const char *log_path;  /* JSON lines; NULL = OUT.log.jsonl */
     const char *grid_path; /* PNG; NULL = OUT.png */

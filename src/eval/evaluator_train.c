@@ -32,7 +32,7 @@ EvalTrainOptions eval_train_default_options(void) {
     o.epochs = 12;
     o.batch = 128;
     o.lr = 2e-3;
-    o.val = 5000;
+    o.val = DATASET_HOLDOUT;
     o.crop_pad = 0;
     o.flip = 1;
     o.test = 1;
@@ -108,26 +108,6 @@ static char *test_source(const char *src) {
     return t;
 }
 
-/* The validation split: the last val * n_k / n images of every class k (in data-set
- * order), so it is class-balanced even where the data set is sorted by class (folder:);
- * the training split is the rest. With limit > 0 only the first limit * n_k / n images
- * of each class are used at all. Index lists are ascending within each class. */
-static void split_train_val(const Dataset *d, int limit, int val, int *train, int *n_train, int *valid, int *n_val) {
-    ClassIndex ci = class_index_build(d);
-    int n = d->n, use_total = limit > 0 && limit < n ? limit : n;
-    if (val < 0 || val > use_total / 2)
-        die_input("evaluator train: --val %d must leave at least half of the %d images for training", val, use_total);
-    *n_train = *n_val = 0;
-    for (int k = 0; k < ci.num_classes; k++) {
-        int nk = class_index_count(&ci, k);
-        int use = (int)((long)use_total * nk / n), v = (int)((long)val * nk / n);
-        const int *ix = ci.index + ci.start[k];
-        for (int i = 0; i < use - v; i++) train[(*n_train)++] = ix[i];
-        for (int i = use - v; i < use; i++) valid[(*n_val)++] = ix[i];
-    }
-    class_index_free(&ci);
-}
-
 static char *class_names_json(const Dataset *d) {
     cJSON *a = cJSON_CreateArray();
     for (int k = 0; k < d->num_classes; k++)
@@ -154,7 +134,10 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     const size_t img = (size_t)C * H * W;
     int *train_idx = xcalloc((size_t)d.n, sizeof *train_idx), n_train = 0;
     int *val_idx = xcalloc((size_t)d.n, sizeof *val_idx), n_val = 0;
-    split_train_val(&d, o->limit, o->val, train_idx, &n_train, val_idx, &n_val);
+    int use_total = o->limit > 0 && o->limit < d.n ? o->limit : d.n;
+    if (o->val < 0 || o->val > use_total / 2)
+        die_input("evaluator train: --val %d must leave at least half of the %d images for training", o->val, use_total);
+    dataset_holdout_split(&d, o->limit, o->val, train_idx, &n_train, val_idx, &n_val);
     if (n_train < o->batch)
         die_input("evaluator train: %d training images are fewer than one batch (--batch %d)", n_train, o->batch);
     Dataset val = {0};

@@ -205,16 +205,19 @@ Dataset dataset_load_safetensors(const char *path, const char *source) {
 /* SRC strings                                                                        */
 
 Dataset dataset_load(const char *src) {
-    /* Split off a ":train" / ":test" suffix. */
-    const char *split = NULL;
+    /* Split off a ":train" / ":test" / ":fit" / ":val" suffix; fit and val are parts of
+     * the training split (dataset_holdout_split). */
+    const char *split = NULL, *part = NULL;
     size_t base_len = strlen(src);
     if (ends_with(src, ":train")) split = "train", base_len -= 6;
     else if (ends_with(src, ":test")) split = "test", base_len -= 5;
+    else if (ends_with(src, ":fit")) split = "train", part = "fit", base_len -= 4;
+    else if (ends_with(src, ":val")) split = "train", part = "val", base_len -= 4;
     char *base = xmalloc(base_len + 1);
     memcpy(base, src, base_len);
     base[base_len] = 0;
     const char *use = split ? split : "train";
-    char *source = str_concat(base, ":", use);
+    char *source = str_concat(base, ":", part ? part : use);
     const char *arg = strchr(base, ':') ? strchr(base, ':') + 1 : "";
 
     Dataset d;
@@ -241,11 +244,39 @@ Dataset dataset_load(const char *src) {
         d = dataset_load_safetensors(base, source);
     } else {
         die_input("unknown data source '%s': expected fashion-mnist, mnist:DIR, idx:PREFIX, folder:DIR "
-                  "or a .safetensors file, optionally with :train or :test", src);
+                  "or a .safetensors file, optionally with :train, :test, :fit or :val", src);
+    }
+    if (part) {
+        int val = D2C_MIN(DATASET_HOLDOUT, d.n / 10), n_fit = 0, n_val = 0;
+        int *fit_idx = xmalloc((size_t)(d.n ? d.n : 1) * sizeof(int));
+        int *val_idx = xmalloc((size_t)(d.n ? d.n : 1) * sizeof(int));
+        dataset_holdout_split(&d, 0, val, fit_idx, &n_fit, val_idx, &n_val);
+        Dataset whole = d;
+        d = strcmp(part, "val") == 0 ? dataset_subset(&whole, val_idx, n_val) : dataset_subset(&whole, fit_idx, n_fit);
+        free(d.source);
+        d.source = xstrdup(source);
+        dataset_free(&whole);
+        free(fit_idx);
+        free(val_idx);
     }
     free(base);
     free(source);
     return d;
+}
+
+void dataset_holdout_split(const Dataset *d, int limit, int val, int *train, int *n_train, int *valid, int *n_val) {
+    ClassIndex ci = class_index_build(d);
+    int n = d->n, use_total = limit > 0 && limit < n ? limit : n;
+    D2C_CHECK(val >= 0 && val <= use_total / 2);
+    *n_train = *n_val = 0;
+    for (int k = 0; k < ci.num_classes; k++) {
+        int nk = class_index_count(&ci, k);
+        int use = (int)((long)use_total * nk / n), v = (int)((long)val * nk / n);
+        const int *ix = ci.index + ci.start[k];
+        for (int i = 0; i < use - v; i++) train[(*n_train)++] = ix[i];
+        for (int i = use - v; i < use; i++) valid[(*n_val)++] = ix[i];
+    }
+    class_index_free(&ci);
 }
 
 void dataset_free(Dataset *d) {

@@ -12,7 +12,10 @@
  *                          metadata "num_classes" and "class_names" (a JSON list) are used
  *                          when present
  * and a ":train" or ":test" suffix choosing the split (default train; ":test" on a source
- * without one is an error). Pixels become float32 u8 / 127.5 - 1, in [-1, 1].
+ * without one is an error). ":val" is the held-out part of the training split (the last
+ * min(5000, N / 10) * n_k / N images of every class k, the evaluator's validation split)
+ * and ":fit" the rest: condense and train on fit, choose settings on val, and keep test
+ * for the final report. Pixels become float32 u8 / 127.5 - 1, in [-1, 1].
  * Any problem ends the process with status 2 and one line naming the file at fault.
  * Shape letters: N images, C channels, H rows, W columns, K classes. */
 #ifndef D2C_IO_DATASET_H
@@ -37,6 +40,16 @@ void dataset_free(Dataset *d);
 Dataset dataset_load_idx(const char *images_path, const char *labels_path, int num_classes, const char *source);
 Dataset dataset_load_folder(const char *dir, const char *split /* "train", "test" or NULL */, const char *source);
 Dataset dataset_load_safetensors(const char *path, const char *source);
+
+/* Held-out images per data set for ":val" (and the evaluator's default --val). */
+#define DATASET_HOLDOUT 5000
+
+/* The validation split: the last val * n_k / n images of every class k (in data-set
+ * order), so it is class-balanced even where the data set is sorted by class (folder:);
+ * the training part is the rest. With limit > 0 only the first limit * n_k / n images
+ * of each class are used at all. Index lists are ascending within each class; requires
+ * 0 <= val <= (limit or n) / 2. */
+void dataset_holdout_split(const Dataset *d, int limit, int val, int *train, int *n_train, int *valid, int *n_val);
 
 /* A new data set holding images idx[0..n) of d, in that order (indices may repeat). */
 Dataset dataset_subset(const Dataset *d, const int *idx, int n);
