@@ -1,0 +1,58 @@
+/* The state of one d2c / dsa / dm condensation run, shared by the driver (condense.c)
+ * and the measurements of the matching objective (scoring.c). Internal to src/condense.
+ * Shapes: n pool images of D = C*H*W floats, P network parameters, K timesteps. */
+#ifndef D2C_CONDENSE_CONDENSE_STATE_H
+#define D2C_CONDENSE_CONDENSE_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "condense/condense.h"
+#include "condense/matching.h"
+#include "condense/pool.h"
+#include "diffusion/schedule.h"
+#include "io/dataset.h"
+#include "model/adam.h"
+#include "model/unet.h"
+
+typedef struct {
+    const CondenseOptions *opt;
+    Dataset data;
+    ClassIndex ci;
+    Pool pool;
+    UNet net;
+    Schedule sched;
+    MatchWork mw;
+    Adam pool_opt;          /* over the pool's learnable floats */
+    float *pool_grad;       /* (n_learn) */
+    float *base;            /* (n, D) initial images when learning a low-res residual */
+    float *residual;        /* (n, C, R, R) the residual when pool_res > 0 */
+    size_t n_img_learn;     /* learnable image floats: n*D or n*C*R*R */
+    size_t n_learn;         /* + conditioning floats */
+    int *timesteps;         /* (topk) */
+    int K;
+    size_t D;
+    int max_batch;
+    /* per-class buffers */
+    float *xr, *xs, *xr_aug, *xs_aug, *noise_r, *noise_s, *gs, *gs_aug, *gcond;
+    float *cond_batch;
+    int64_t *yr, *ys;
+    int *sub;               /* syn subset indices */
+    float *neumann_p, *neumann_r;   /* (P) implicit differentiation */
+    int *inner_idx;         /* (max_batch) pool images of the implicit batch */
+    double implicit_ratio;  /* |implicit part| / |direct part| of the last pool gradient */
+    double eval_start;      /* held-out matching loss of the initial pool (-1: not measured) */
+} Condenser;
+
+/* Draws Br real images of class k from stream index `stream` into xr (labels into yr). */
+void draw_real(Condenser *c, int k, int Br, uint64_t stream, float *xr, int64_t *yr);
+/* Scores the candidate timesteps and keeps the best K in c->timesteps; *floor_out and
+ * *gap_out get the real-vs-real and real-vs-pool distances at the chosen ones. */
+void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out);
+/* K uniformly random timesteps (dsa, dm). */
+void random_timesteps(Condenser *c, int iter);
+/* The held-out matching loss of the pool (and of a random real subset, unless
+ * subset_out is NULL); see scoring.c. */
+void eval_matching(Condenser *c, double *pool_out, double *subset_out);
+
+#endif
