@@ -14,7 +14,10 @@
    7072, -3.5%). Its values
    are in the log (iteration 0 and the end) and in the pool's metadata; --eval-nets 0
    turns it off.
-3. --time-budget stops after the first iteration that reaches it, the metadata says how
+3. The jitter control is the random subset of the same seed with Gaussian pixel noise of
+   SD --jitter, clamped to [-1, 1]: RMS distance close to what that SD gives, and the
+   random subset itself with --jitter 0.
+4. --time-budget stops after the first iteration that reaches it, the metadata says how
    many iterations ran, and --resume then finishes the run with exactly the pool of an
    uninterrupted one.
 """
@@ -105,7 +108,25 @@ def budget_case():
     check("resumed metadata: 3 iterations", st.load(part)[1].get("iterations") == "3")
 
 
+def jitter_case():
+    paths = {}
+    for name, extra in (("random", []), ("jitter", []), ("jitter0", ["--jitter", 0])):
+        paths[name] = os.path.join(WORK, f"{name}.safetensors")
+        d2c_ok(f"--method {name[:6]} {' '.join(map(str, extra))}", EXE, "condense", "--method", name[:6], "--ipc", 50,
+               "--seed", 3, "--out", paths[name], "--quiet", *extra)
+    if not all(os.path.exists(p) for p in paths.values()):
+        return
+    r, j, j0 = (st.load(paths[k])[0] for k in ("random", "jitter", "jitter0"))
+    rms = float(np.sqrt(((j["images"] - r["images"]) ** 2).mean()))
+    check("jitter: the random subset's labels", (j["labels"] == r["labels"]).all())
+    check("jitter: RMS move 0.055..0.075 for SD 0.075, pixels in [-1, 1]", 0.055 < rms < 0.075 and
+          j["images"].min() >= -1 and j["images"].max() <= 1, f"{rms:.4f}")
+    ok, why = tensors_equal(j0, r)
+    check("--jitter 0 gives the random subset", ok, why)
+
+
 split_case()
+jitter_case()
 eval_case()
 budget_case()
 finish()

@@ -10,7 +10,7 @@
 
 static const char *USAGE =
     "usage: d2c condense --data SRC (--ratio R | --ipc N) --out POOL.safetensors [options]\n"
-    "Learns (d2c, dsa, dm) or selects (random, kcenter, herding, select) a pool of images per\n"
+    "Learns (d2c, dsa, dm) or selects (random, kcenter, herding, select, jitter) a pool of images per\n"
     "class. d2c: bilevel, timestep-aware gradient matching of the DDPM loss (+ --dm-weight\n"
     "distribution matching). Writes POOL, POOL.png (pool beside real images), POOL.log.jsonl\n"
     "and POOL.state.safetensors (for --resume).";
@@ -19,7 +19,7 @@ int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
     const char *data = o.data, *out = NULL, *method = o.method, *score = o.score, *opt_img = o.opt_img, *init = o.init;
     const char *log = NULL, *grid = NULL, *device = "cpu", *keep = o.select_keep;
-    double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0;
+    double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0, jitter = o.jitter;
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
     int learn_cond = 0, dsa = 0, channels = o.cfg.base_channels, seed = 0, threads = 2, resume = 0, ckpt = o.ckpt_every;
@@ -29,7 +29,7 @@ int cmd_condense(int argc, char **argv) {
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
         {"ratio", OPT_FLOAT, &ratio, 1e-9, 1, "pool size as a fraction of the training set, e.g. 0.01", 0},
         {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
-        {"method", OPT_STRING, &method, 1, 0, "d2c|random|kcenter|herding|dsa|dm|select (default d2c)", 0},
+        {"method", OPT_STRING, &method, 1, 0, "d2c|random|kcenter|herding|dsa|dm|select|jitter (default d2c)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
         {"time-budget", OPT_FLOAT, &budget, 0, 1e9, "stop after the iteration that reaches this many seconds (default 0 = none)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
@@ -50,6 +50,7 @@ int cmd_condense(int argc, char **argv) {
         {"learn-cond", OPT_FLAG, &learn_cond, 1, 0, "learn a conditioning vector per synthetic image", 0},
         {"dsa", OPT_FLAG, &dsa, 1, 0, "differentiable Siamese augmentation", 0},
         {"init", OPT_STRING, &init, 1, 0, "pool initialisation: real|noise|kcenter (default real)", 0},
+        {"jitter", OPT_FLOAT, &jitter, 0, 10, "jitter: SD of the Gaussian pixel noise added to the random subset (default 0.075)", 0},
         {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
         {"eval-nets", OPT_INT, &eval_nets, 0, 64, "networks of the held-out matching loss measured at the start and end (default 2, 0 = off)", 0},
@@ -70,10 +71,11 @@ int cmd_condense(int argc, char **argv) {
     check_device("condense", device);
     const int has_ratio = (probe && !find_option(opts, "ipc")->seen) || find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
     if (has_ratio == has_ipc) die_input("condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
-    const char *methods[] = {"d2c", "random", "kcenter", "herding", "dsa", "dm", "select"};
+    const char *methods[] = {"d2c", "random", "kcenter", "herding", "dsa", "dm", "select", "jitter"};
     int known = 0;
-    for (int i = 0; i < 7; i++) known |= strcmp(method, methods[i]) == 0;
-    if (!known) die_input("condense: --method must be one of d2c, random, kcenter, herding, dsa, dm, select; got '%s'", method);
+    for (int i = 0; i < 8; i++) known |= strcmp(method, methods[i]) == 0;
+    if (!known)
+        die_input("condense: --method must be one of d2c, random, kcenter, herding, dsa, dm, select, jitter; got '%s'", method);
     if (strcmp(score, "grad-norm") && strcmp(score, "gap") && strcmp(score, "loss") && strcmp(score, "excess"))
         die_input("condense: --score must be grad-norm, gap, loss or excess; got '%s'", score);
     if (strcmp(opt_img, "adam") && strcmp(opt_img, "sgd")) die_input("condense: --opt-img must be adam or sgd; got '%s'", opt_img);
@@ -115,6 +117,7 @@ int cmd_condense(int argc, char **argv) {
     o.quiet = quiet;
     o.eval_nets = eval_nets;
     o.time_budget = budget;
+    o.jitter = jitter;
     o.eval_every = eval_every;
     apply_threads(threads);
     if (probe) condense_probe(&o);

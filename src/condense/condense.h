@@ -6,7 +6,9 @@
  *   dsa      gradient matching at uniformly random timesteps with DSA (no timestep
  *            scoring, no distribution term): the classic DC/DSA recipe on the DDPM loss;
  *   dm       distribution matching alone on freshly initialised networks every iteration;
- *   random, kcenter, herding, select: subsets of the real data (baselines.c). */
+ *   random, kcenter, herding, select: subsets of the real data (baselines.c);
+ *   jitter   the random subset plus Gaussian pixel noise of SD `jitter`, clamped: the
+ *            control that tells a learned pool's gain from that of merely moved pixels. */
 #ifndef D2C_CONDENSE_CONDENSE_H
 #define D2C_CONDENSE_CONDENSE_H
 
@@ -37,6 +39,7 @@ typedef struct {
     UNetConfig cfg;        /* the matching network (in_channels/num_classes from data) */
     uint64_t seed;
     double time_budget;    /* seconds; stop after the iteration that reaches it (0 = none) */
+    double jitter;         /* jitter: SD of the pixel noise added to the random subset */
     int eval_nets;         /* networks of the held-out matching loss, 0 = off */
     int eval_every;        /* iterations between held-out evaluations (0 = start and end) */
     int resume, ckpt_every, quiet;
