@@ -53,7 +53,7 @@ int cmd_condense(int argc, char **argv) {
         {"jitter", OPT_FLOAT, &jitter, 0, 10, "jitter: SD of the Gaussian pixel noise added to the random subset (default 0.075)", 0},
         {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
-        {"eval-nets", OPT_INT, &eval_nets, 0, 64, "networks of the held-out matching loss measured at the start and end (default 2, 0 = off)", 0},
+        {"eval-nets", OPT_INT, &eval_nets, 0, 64, "networks of the held-out matching loss measured at the start and end (default 1, 0 = off)", 0},
         {"eval-every", OPT_INT, &eval_every, 0, 1e8, "also measure it every N iterations (default 0 = start and end only)", 0},
         {"ckpt-every", OPT_INT, &ckpt, 1, 1e8, "iterations between checkpoints (default 10)", 0},
         {"resume", OPT_FLAG, &resume, 1, 0, "continue from POOL.state.safetensors", 0},
