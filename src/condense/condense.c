@@ -543,7 +543,9 @@ double condense_run(const CondenseOptions *o) {
         fprintf(log, "], \"seconds\": %.3f, \"peak_mem_mib\": %.1f", secs, peak_rss_mib());
         if (floor >= 0) fprintf(log, ", \"floor\": %.4f, \"gap\": %.4f", floor, gap);
         if (o->implicit > 0) fprintf(log, ", \"implicit_ratio\": %.4g", c.implicit_ratio);
-        const int last = it + 1 == o->iters || (o->time_budget > 0 && now_seconds() - t0 >= o->time_budget);
+        /* one reading of the clock decides both the last evaluation and the stop */
+        const int out_of_time = o->time_budget > 0 && now_seconds() - t0 >= o->time_budget && it + 1 < o->iters;
+        const int last = it + 1 == o->iters || out_of_time;
         if (o->eval_nets > 0 && ((o->eval_every > 0 && (it + 1) % o->eval_every == 0) || last)) {
             eval_matching(&c, &ev.end, ev.subset < 0 ? &ev.subset : NULL);
             fprintf(log, ", \"eval_loss\": %.6f, \"eval_random_subset\": %.6f", ev.end, ev.subset);
@@ -554,7 +556,6 @@ double condense_run(const CondenseOptions *o) {
         char status[96];
         snprintf(status, sizeof status, "loss %.2f %.1f s/it", loss, secs);
         if (!o->quiet) progress_update(&prog, it + 1, status);
-        const int out_of_time = o->time_budget > 0 && now_seconds() - t0 >= o->time_budget && it + 1 < o->iters;
         if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters || out_of_time) save_state(&c, it + 1);
         if (out_of_time) {
             done = it + 1;
