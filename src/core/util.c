@@ -27,13 +27,17 @@ static int g_live_line;
 
 void stderr_live_line(int open) { g_live_line = open; }
 
-static void vreport(const char *kind, const char *fmt, va_list ap) {
+void report_line(const char *kind, const char *message) {
     fflush(stdout);
     if (g_live_line) fputc('\n', stderr); /* end the progress bar's line first */
     g_live_line = 0;
-    fprintf(stderr, "d2c: %s: ", kind);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "d2c: %s: %s\n", kind, message);
+}
+
+static void vreport(const char *kind, const char *fmt, va_list ap) {
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    report_line(kind, msg);
 }
 
 __attribute__((noreturn)) static void die_with(int status, const char *fmt, va_list ap) {
@@ -54,30 +58,21 @@ void die_fail(const char *fmt, ...) {
     die_with(D2C_EXIT_FAIL, fmt, ap);
 }
 
-void warn_msg(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "d2c: warning: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 void *xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
-    if (!p) die_fail("out of memory allocating %zu bytes", bytes);
+    if (!p) d2c_fatal("out of memory allocating %zu bytes", bytes);
     return p;
 }
 
 void *xcalloc(size_t count, size_t size) {
     void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) die_fail("out of memory allocating %zu x %zu bytes", count, size);
+    if (!p) d2c_fatal("out of memory allocating %zu x %zu bytes", count, size);
     return p;
 }
 
 void *xrealloc(void *p, size_t bytes) {
     void *q = realloc(p, bytes ? bytes : 1);
-    if (!q) die_fail("out of memory reallocating %zu bytes", bytes);
+    if (!q) d2c_fatal("out of memory reallocating %zu bytes", bytes);
     return q;
 }
 
@@ -85,7 +80,7 @@ float *xmalloc_floats(size_t count) {
     void *p = NULL;
     size_t bytes = (count ? count : 1) * sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, bytes) != 0) die_fail("out of memory allocating %zu floats", count);
+    if (posix_memalign(&p, 64, bytes) != 0) d2c_fatal("out of memory allocating %zu floats", count);
     return p;
 }
 

@@ -10,14 +10,19 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/status.h"
+
 enum { D2C_EXIT_OK = 0, D2C_EXIT_FAIL = 1, D2C_EXIT_INPUT = 2 };
 
 /* Prints "d2c: error: <message>" and exits with status 2 (bad input or usage). */
 void die_input(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 /* Prints "d2c: error: <message>" and exits with status 1 (internal or resource failure). */
 void die_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-/* Prints "d2c: warning: <message>" and returns. */
+/* A warning through the warning handler of core/status.h ("d2c: warning: <message>" on
+ * stderr by default); returns. */
 void warn_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "d2c: <kind>: <message>" on stderr, ending an open progress line first. */
+void report_line(const char *kind, const char *message);
 
 /* Tells the error reporter that stderr holds an unfinished progress line (1) or not (0). */
 void stderr_live_line(int open);
@@ -26,7 +31,8 @@ void stderr_live_line(int open);
  * Pass NULL to clear. One path at a time is enough: outputs are written one by one. */
 void cleanup_on_die(const char *path);
 
-/* Allocation that never returns NULL: reports the size and exits 1 on failure.
+/* Allocation that never returns NULL: on failure the fatal handler of core/status.h
+ * reports the size (by default exit status 1).
  * xmalloc_aligned returns 64-byte aligned memory (free with free()). */
 void *xmalloc(size_t bytes);
 void *xcalloc(size_t count, size_t size);
@@ -75,7 +81,7 @@ int get_num_threads(void);
 /* An invariant that protects memory: stays on in release builds. */
 #define D2C_CHECK(cond)                                                               \
     do {                                                                               \
-        if (!(cond)) die_fail("internal check failed at %s:%d: %s", __FILE__, __LINE__, #cond); \
+        if (!(cond)) d2c_fatal("internal check failed at %s:%d: %s", __FILE__, __LINE__, #cond); \
     } while (0)
 
 #endif
