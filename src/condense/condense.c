@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "condense/augment.h"
 #include "condense/baselines.h"
@@ -32,7 +31,6 @@
 #include "core/util.h"
 #include "diffusion/ddpm.h"
 #include "io/dataset.h"
-#include "io/safetensors.h"
 #include "model/adam.h"
 
 /* The Condenser state is in condense_state.h. */
