@@ -97,9 +97,10 @@ int cmd_condense(int argc, char **argv) {
     o.implicit = implicit;
     o.lr_img = lr_img;
     o.lr_net = lr_net;
-    o.dm_weight = o.method == CONDENSE_DM && !find_option(opts, "dm-weight")->seen ? 1.0 : dm;
+    o.dm_weight = dm;
     o.learn_cond = learn_cond;
-    o.dsa = dsa || o.method == CONDENSE_DSA;
+    o.dsa = dsa;
+    condense_options_apply_method(&o, find_option(opts, "dm-weight")->seen);
     o.cfg.base_channels = channels;
     o.seed = (uint64_t)seed;
     o.resume = resume;

@@ -7,11 +7,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "core/progress.h"
-#include "core/rng.h"
 #include "core/util.h"
 #include "diffusion/checkpoint.h"
-#include "diffusion/sample.h"
+#include "diffusion/generate.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "model/unet.h"
@@ -22,10 +20,6 @@ static const char *USAGE =
     "Draws images with deterministic DDIM (the spec's ddim_sample) or ancestral DDPM, with\n"
     "classifier-free guidance --guidance W (1 = none). Uses the model's EMA weights.";
 
-static void unet_denoise(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps) {
-    unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
-}
-
 /* The labels to sample: y (n) from the noise file when it has them (and --labels was
  * not given), else --labels cycled: "all" is 0..K-1, a list is sized from its entries.
  * Every label must be a class of the model, or K (the null label, unconditional). */
@@ -35,11 +29,7 @@ static int make_labels(const char *labels, int labels_given, const StFile *nf, i
         const int64_t *lv;
         D2C_TRY(st_require_i64(nf, "labels", 1, shp, &lv));
         memcpy(y, lv, (size_t)n * sizeof *y);
-        for (int i = 0; i < n; i++)
-            if (y[i] < 0 || y[i] > K)
-                return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the model's classes 0..%d (%d = null)",
-                                 st_path(nf), (long long)y[i], i, K - 1, K);
-        return D2C_OK;
+        return d2c_error_context(generator_check_labels(y, n, K), "%s: ", st_path(nf));
     }
     const int all = strcmp(labels, "all") == 0;
     const int cap = all ? K : count_list_entries(labels);
@@ -168,7 +158,7 @@ int cmd_sample(int argc, char **argv) {
     int64_t *y = NULL;
     Rng *rngs = NULL;
     StFile *nf = NULL;
-    UNet net = {0};
+    Generator gen = {0};
     int st;
     if (noise_path) {
         D2C_TRY_GOTO(st, d2c_error_context(st_open(&nf, noise_path), "sample: --noise: "), done);
@@ -189,35 +179,21 @@ int cmd_sample(int argc, char **argv) {
             goto done;
         }
     }
-    for (int i = 0; i < n; i++) {
-        rngs[i] = rng_stream((uint64_t)seed, RNG_SAMPLE, (uint64_t)i);
-        if (!noise_path) rng_fill_normal(&rngs[i], x + (size_t)i * D, D);
-    }
+    generator_streams((uint64_t)seed, n, D, rngs, noise_path ? NULL : x);
 
     if (batch > n) batch = n;
-    D2C_TRY_GOTO(st, d2c_error_context(unet_create(&net, &info.cfg, H, W, 2 * batch), "sample: "), done);
-    D2C_TRY_GOTO(st, d2c_error_context(checkpoint_load_weights(model, &net.lay, net.params), "sample: --model: "), done);
-    Schedule sched;
-    schedule_init(&sched, info.schedule);
-    DenoiserRef den = {unet_denoise, &net, K, 2 * batch};
-    Progress prog;
-    progress_begin(&prog, "sample", 0, n);
+    D2C_TRY_GOTO(st, d2c_error_context(generator_create(&gen, &info, H, W, batch), "sample: "), done);
+    D2C_TRY_GOTO(st, d2c_error_context(checkpoint_load_weights(model, &gen.net.lay, gen.net.params), "sample: --model: "),
+                 done);
     double t0 = now_seconds();
-    for (int i = 0; i < n; i += batch) {
-        int b = D2C_MIN(batch, n - i);
-        sample_run(sampler, &den, &sched, x + (size_t)i * D, y + i, b, D, steps, (float)guidance, rngs + i);
-        char status[64];
-        snprintf(status, sizeof status, "%.1f img/s", (i + b) / (now_seconds() - t0));
-        if (!quiet) progress_update(&prog, i + b, status);
-    }
-    if (!quiet) progress_end(&prog);
+    generator_run(&gen, sampler, x, y, n, steps, (float)guidance, rngs, quiet ? NULL : "sample");
     D2C_TRY_GOTO(st, write_outputs(out, grid, model, sampler, steps, guidance, seed, noise_path != NULL, n, K, C, H, W, x, y),
                  done);
     if (!quiet)
         fprintf(stderr, "sample: %d images (%s, %d steps, guidance %g) in %.1f s -> %s\n", n, SAMPLER_NAMES[sampler], steps,
                 guidance, now_seconds() - t0, out);
 done:
-    unet_destroy(&net);
+    generator_free(&gen);
     free(rngs);
     free(x);
     free(y);

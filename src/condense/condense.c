@@ -521,7 +521,7 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
 
 int condense_run(const CondenseOptions *o, double *seconds) {
     *seconds = 0;
-    D2C_CHECK((int)o->method >= 0 && o->method < CONDENSE_METHOD_COUNT);
+    D2C_TRY(condense_options_check(o));
     D2C_TRY(check_writable(o->out));
     Condenser c = {0};
     c.opt = o;

@@ -85,6 +85,13 @@ typedef struct {
 } CondenseOptions;
 
 CondenseOptions condense_default_options(void);
+/* What a method implies: dsa always augments (dsa = 1); dm's distribution-matching term
+ * weighs 1 unless the caller gave dm_weight. Call after setting method, dsa, dm_weight. */
+void condense_options_apply_method(CondenseOptions *o, int dm_weight_given);
+/* The options' ranges (those of `d2c condense`'s flags) and their consistency (exactly
+ * one of ratio and ipc, topk <= t_candidates): D2C_ERR_INPUT naming the option.
+ * condense_run calls it first. */
+int condense_options_check(const CondenseOptions *o);
 /* Runs the method and writes the pool (and its figure and log); *seconds gets the time
  * taken. D2C_ERR_INPUT for bad data or options (naming them: a class without images, or
  * with fewer than ipc, included), D2C_ERR_FAIL when a file cannot be written. */

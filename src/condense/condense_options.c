@@ -74,3 +74,49 @@ int condense_method_learns(CondenseMethod m) {
     return 0;
 }
 
+
+void condense_options_apply_method(CondenseOptions *o, int dm_weight_given) {
+    if (o->method == CONDENSE_DSA) o->dsa = 1;
+    if (o->method == CONDENSE_DM && !dm_weight_given) o->dm_weight = 1.0;
+}
+
+/* A double option in [lo, hi] (NaN fails). */
+static int in_range(double v, double lo, double hi) { return v >= lo && v <= hi; }
+
+int condense_options_check(const CondenseOptions *o) {
+    const int E = D2C_ERR_INPUT;
+    if (!o->data || !*o->data) return d2c_error(E, "--data: no data source given");
+    if (!o->out || !*o->out) return d2c_error(E, "--out: no pool file given");
+    if ((int)o->method < 0 || o->method >= CONDENSE_METHOD_COUNT || (int)o->score < 0 || o->score >= SCORE_COUNT ||
+        (int)o->opt_img < 0 || o->opt_img >= PIXEL_OPT_COUNT || (int)o->init < 0 || o->init >= POOL_INIT_COUNT ||
+        (int)o->select_keep < 0 || o->select_keep >= SELECT_KEEP_COUNT)
+        return d2c_error(E, "condense options: an enumerated option holds no valid value");
+    if ((o->ratio != 0) == (o->ipc != 0)) return d2c_error(E, "give exactly one of --ratio R (0 < R <= 1) or --ipc N");
+    if (o->ratio != 0 && !in_range(o->ratio, 1e-9, 1)) return d2c_error(E, "--ratio must be in (0, 1], got %g", o->ratio);
+    if (o->ipc < 0 || o->ipc > 1000000) return d2c_error(E, "--ipc must be 1..1000000, got %d", o->ipc);
+#define INT_OPT(field, name, lo, hi) \
+    if (o->field < (lo) || o->field > (hi)) return d2c_error(E, "--" name " must be %d..%d, got %d", (int)(lo), (int)(hi), o->field)
+    INT_OPT(iters, "iters", 0, 100000000);
+    INT_OPT(topk, "topk", 1, 64);
+    INT_OPT(t_candidates, "t-candidates", 1, 1000);
+    INT_OPT(rescore, "rescore", 1, 100000000);
+    INT_OPT(inner_steps, "inner", 0, 1000);
+    INT_OPT(outer_loop, "outer-loop", 1, 100000000);
+    INT_OPT(real_batch, "real-batch", 1, 4096);
+    INT_OPT(syn_batch, "syn-batch", 1, 4096);
+    INT_OPT(noise_draws, "noise-draws", 1, 64);
+    INT_OPT(pool_res, "pool-res", 0, 1024);
+    INT_OPT(implicit, "implicit", 0, 100);
+    INT_OPT(cfg.base_channels, "channels", 2, 512);
+    INT_OPT(eval_nets, "eval-nets", 0, 64);
+    INT_OPT(eval_every, "eval-every", 0, 100000000);
+    INT_OPT(ckpt_every, "ckpt-every", 1, 100000000);
+#undef INT_OPT
+    if (o->topk > o->t_candidates) return d2c_error(E, "--topk %d exceeds --t-candidates %d", o->topk, o->t_candidates);
+    if (!in_range(o->lr_img, 0, 1e3)) return d2c_error(E, "--lr-img must be in [0, 1000], got %g", o->lr_img);
+    if (!in_range(o->lr_net, 0, 1e3)) return d2c_error(E, "--lr-net must be in [0, 1000], got %g", o->lr_net);
+    if (!in_range(o->dm_weight, 0, 1e6)) return d2c_error(E, "--dm-weight must be in [0, 1e6], got %g", o->dm_weight);
+    if (!in_range(o->time_budget, 0, 1e9)) return d2c_error(E, "--time-budget must be in [0, 1e9], got %g", o->time_budget);
+    if (!in_range(o->jitter, 0, 10)) return d2c_error(E, "--jitter must be in [0, 10], got %g", o->jitter);
+    return D2C_OK;
+}

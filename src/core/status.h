@@ -33,7 +33,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-enum { D2C_OK = 0, D2C_ERR_FAIL = 1, D2C_ERR_INPUT = 2 };
+/* The status codes, d2c_last_error, d2c_clear_error and the handler setters are public:
+ * one definition, in include/d2c.h. */
+#include "d2c.h"
 
 /* Records the message for this thread (printf format) and returns status. */
 int d2c_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -42,9 +44,8 @@ int d2c_verror(int status, const char *fmt, va_list ap);
  * returns status unchanged; does nothing when status is D2C_OK, so that it can wrap a
  * call: return d2c_error_context(dataset_load(&d, src), "--data %s: ", src). */
 int d2c_error_context(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* This thread's last message ("" when there is none). Valid until the next d2c_error*. */
-const char *d2c_last_error(void);
-void d2c_clear_error(void);
+/* d2c_last_error() (d2c.h): this thread's last message ("" when there is none), valid
+ * until the next d2c_error*. */
 
 /* Propagates a failing status from expr. */
 #define D2C_TRY(expr)                          \
@@ -58,17 +59,14 @@ void d2c_clear_error(void);
         if (((st) = (expr)) != D2C_OK) goto label; \
     } while (0)
 
-/* The handler of unrecoverable failures (out of memory, a broken invariant). It must not
- * return; NULL restores the default (message on stderr, exit status 1). A program that
- * embeds d2c under MPI installs one that calls MPI_Abort. */
-typedef void (*d2c_fatal_handler)(const char *message);
-void d2c_set_fatal_handler(d2c_fatal_handler handler);
+/* The handler of unrecoverable failures (out of memory, a broken invariant) is set with
+ * d2c_set_fatal_handler (d2c.h). It must not return; NULL restores the default (message
+ * on stderr, exit status 1). A program that embeds d2c under MPI installs one that calls
+ * MPI_Abort. */
 void d2c_fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /* Warnings: one line "d2c: warning: <message>" on stderr by default; a program can route
- * them elsewhere (NULL restores the default). */
-typedef void (*d2c_warning_handler)(const char *message);
-void d2c_set_warning_handler(d2c_warning_handler handler);
+ * them elsewhere with d2c_set_warning_handler (d2c.h; NULL restores the default). */
 
 /* malloc that returns NULL on failure instead of calling the fatal handler, for buffers
  * whose size depends on the input; 64-byte aligned, free with free(). */

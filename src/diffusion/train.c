@@ -116,8 +116,29 @@ static int resume_from(const TrainOptions *opt, const UNetConfig *cfg, int H, in
     return D2C_OK;
 }
 
+/* The options' ranges (those of `d2c train`'s option table), for every caller of
+ * train_run: D2C_ERR_INPUT naming the option. */
+static int check_options(const TrainOptions *o) {
+    const int E = D2C_ERR_INPUT;
+    if (!o->data || !*o->data) return d2c_error(E, "--data: no data source given");
+    if (!o->out || !*o->out) return d2c_error(E, "--out: no model file given");
+    if (o->steps < 1 || o->steps > 1000000000L) return d2c_error(E, "--steps must be 1..1e9, got %ld", o->steps);
+    if (o->batch < 1 || o->batch > 4096) return d2c_error(E, "--batch must be 1..4096, got %d", o->batch);
+    if (!(o->lr >= 1e-8 && o->lr <= 1.0)) return d2c_error(E, "--lr must be in [1e-8, 1], got %g", o->lr);
+    if (o->warmup < 0 || o->warmup > 1000000000L) return d2c_error(E, "--warmup must be 0..1e9, got %ld", o->warmup);
+    if (!(o->grad_clip >= 0 && o->grad_clip <= 1e9))
+        return d2c_error(E, "--grad-clip must be in [0, 1e9] (0 = off), got %g", o->grad_clip);
+    if (!(o->cond_drop >= 0 && o->cond_drop <= 1)) return d2c_error(E, "--cond-drop must be in [0, 1], got %g", o->cond_drop);
+    if (!(o->ema_decay >= 0 && o->ema_decay <= 1)) return d2c_error(E, "--ema must be in [0, 1], got %g", o->ema_decay);
+    if (o->ckpt_every < 1 || o->ckpt_every > 1000000000L)
+        return d2c_error(E, "--ckpt-every must be 1..1e9, got %ld", o->ckpt_every);
+    if ((int)o->schedule < 0 || o->schedule >= SCHEDULE_COUNT) return d2c_error(E, "--schedule: not a schedule");
+    return D2C_OK;
+}
+
 int train_run(const TrainOptions *opt, double *final_loss) {
     *final_loss = 0;
+    D2C_TRY(check_options(opt));
     D2C_TRY(check_writable(opt->out));
     Dataset data;
     D2C_TRY(d2c_error_context(dataset_load(&data, opt->data), "--data: "));

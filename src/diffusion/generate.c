@@ -1,0 +1,62 @@
+/* Sampling from a trained model in batches (generate.h): shared by `d2c sample` and the
+ * public d2c_sampler, so both draw the same images from the same seed. */
+#include "diffusion/generate.h"
+
+#include <stdio.h>
+
+#include "core/progress.h"
+#include "core/util.h"
+
+static void unet_denoise(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps) {
+    unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
+}
+
+int generator_create(Generator *g, const ModelInfo *info, int H, int W, int batch) {
+    *g = (Generator){0};
+    D2C_CHECK(batch >= 1);
+    D2C_TRY(unet_config_validate(&info->cfg, H, W));
+    D2C_TRY(unet_create(&g->net, &info->cfg, H, W, 2 * batch));
+    schedule_init(&g->sched, info->schedule);
+    g->num_classes = info->cfg.num_classes;
+    g->batch = batch;
+    return D2C_OK;
+}
+
+void generator_free(Generator *g) {
+    unet_destroy(&g->net);
+    *g = (Generator){0};
+}
+
+void generator_streams(uint64_t seed, int n, size_t D, Rng *rngs, float *x) {
+    for (int i = 0; i < n; i++) {
+        rngs[i] = rng_stream(seed, RNG_SAMPLE, (uint64_t)i);
+        if (x) rng_fill_normal(&rngs[i], x + (size_t)i * D, D);
+    }
+}
+
+int generator_check_labels(const int64_t *y, int n, int K) {
+    for (int i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] > K)
+            return d2c_error(D2C_ERR_INPUT, "label %lld of image %d is outside the model's classes 0..%d (%d = null)",
+                             (long long)y[i], i, K - 1, K);
+    return D2C_OK;
+}
+
+void generator_run(Generator *g, SamplerKind kind, float *x, const int64_t *y, int n, int steps, float guidance,
+                   Rng *rngs, const char *progress) {
+    const size_t D = (size_t)g->net.lay.cfg.in_channels * g->net.H * g->net.W;
+    DenoiserRef den = {unet_denoise, &g->net, g->num_classes, 2 * g->batch};
+    Progress prog;
+    if (progress) progress_begin(&prog, progress, 0, n);
+    double t0 = now_seconds();
+    for (int i = 0; i < n; i += g->batch) {
+        int b = D2C_MIN(g->batch, n - i);
+        sample_run(kind, &den, &g->sched, x + (size_t)i * D, y + i, b, D, steps, guidance, rngs + i);
+        if (progress) {
+            char status[64];
+            snprintf(status, sizeof status, "%.1f img/s", (i + b) / (now_seconds() - t0));
+            progress_update(&prog, i + b, status);
+        }
+    }
+    if (progress) progress_end(&prog);
+}
