@@ -262,9 +262,10 @@ D2C_API int d2c_pool_cond(const d2c_pool *p, const float **cond, int *cond_dim);
 typedef struct d2c_evaluator d2c_evaluator;
 
 /* Loads an evaluator file (e.g. models/evaluator-fashion-mnist.safetensors) for batches
- * of up to batch images (0: 256). TEMPORARY: until the evaluation rework lands, a file
- * that is not a valid evaluator ends the process with status 2 and one "d2c: error:"
- * line instead of returning D2C_ERR_INPUT; a missing path and a bad batch do return it. */
+ * of up to batch images (1..4096, 0: 256). A missing, unreadable or malformed file is
+ * D2C_ERR_INPUT. TEMPORARY: until the evaluation rework lands, a well-formed safetensors
+ * file that is not an evaluator (or whose weights fail their hash) ends the process with
+ * status 2 and one "d2c: error:" line instead. */
 D2C_API int d2c_evaluator_load(d2c_evaluator **out, const char *path, int batch);
 D2C_API void d2c_evaluator_free(d2c_evaluator *e);
 /* The image shape (C, H, W) it takes, its feature dimension D and class count K. */
