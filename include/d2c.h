@@ -83,7 +83,7 @@ D2C_API int d2c_get_threads(void);
  * MPI_Abort). NULL restores the default: "d2c: error: <message>" on stderr, exit 1. */
 typedef void (*d2c_fatal_handler)(const char *message);
 D2C_API void d2c_set_fatal_handler(d2c_fatal_handler handler);
-/* Warnings (e.g. a data set without class names): by default one line "d2c: warning:
+/* Warnings (e.g. files an image folder skips): by default one line "d2c: warning:
  * <message>" on stderr; a handler receives the message instead. NULL restores it. */
 typedef void (*d2c_warning_handler)(const char *message);
 D2C_API void d2c_set_warning_handler(d2c_warning_handler handler);

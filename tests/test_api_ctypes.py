@@ -2,7 +2,8 @@
 
 Checks: the version against the installed d2c.h; a bad data source returns status 2 with
 the message in d2c_last_error; the options structs mirrored in ctypes have the size the
-library's _init writes (the ABI); training a 2-step model, then sampling with DDIM from a
+library's _init writes (the ABI); d2c_train and d2c_condense write the same files as the
+installed `d2c train` and `d2c condense`; with a 2-step model, sampling with DDIM from a
 seed and with DDPM from given noise gives exactly the images of the installed `d2c sample`
 (--seed, and --noise with --seed); a bad shape and an out-of-range label are status 2; the
 committed evaluator's features and probabilities of the samples are finite and well formed,
@@ -46,6 +47,19 @@ class TrainOptions(C.Structure):
                 ("schedule", C.c_char_p), ("seed", C.c_uint64), ("resume", C.c_int), ("quiet", C.c_int)]
 
 
+class CondenseOptions(C.Structure):
+    _fields_ = [("struct_size", C.c_size_t), ("data", C.c_char_p), ("out", C.c_char_p), ("method", C.c_char_p),
+                ("ratio", C.c_double), ("ipc", C.c_int), ("iters", C.c_int), ("topk", C.c_int),
+                ("t_candidates", C.c_int), ("score", C.c_char_p)] + \
+               [(f, C.c_int) for f in ("rescore", "inner_steps", "outer_loop", "real_batch", "syn_batch",
+                                       "noise_draws", "pool_res", "implicit")] + \
+               [("lr_img", C.c_double), ("lr_net", C.c_double), ("dm_weight", C.c_double), ("opt_img", C.c_char_p),
+                ("init", C.c_char_p), ("learn_cond", C.c_int), ("dsa", C.c_int), ("base_channels", C.c_int),
+                ("seed", C.c_uint64), ("time_budget", C.c_double), ("jitter", C.c_double), ("eval_nets", C.c_int),
+                ("eval_every", C.c_int), ("resume", C.c_int), ("ckpt_every", C.c_int), ("quiet", C.c_int),
+                ("log_path", C.c_char_p), ("grid_path", C.c_char_p), ("select_keep", C.c_char_p)]
+
+
 class SamplerOptions(C.Structure):
     _fields_ = [("struct_size", C.c_size_t), ("sampler", C.c_char_p), ("steps", C.c_int), ("guidance", C.c_double),
                 ("batch", C.c_int)]
@@ -60,6 +74,8 @@ def bind(lib):
         "d2c_data_load": (I, [C.POINTER(P), C.c_char_p]), "d2c_data_free": (None, [P]),
         "d2c_train_options_init": (None, [C.POINTER(TrainOptions)]),
         "d2c_train": (I, [C.POINTER(TrainOptions), C.POINTER(C.c_double)]),
+        "d2c_condense_options_init": (None, [C.POINTER(CondenseOptions)]),
+        "d2c_condense": (I, [C.POINTER(CondenseOptions), C.POINTER(C.c_double)]),
         "d2c_model_load": (I, [C.POINTER(P), C.c_char_p]), "d2c_model_free": (None, [P]),
         "d2c_model_num_classes": (I, [P, C.POINTER(I)]),
         "d2c_model_shape": (I, [P, C.POINTER(I), C.POINTER(I), C.POINTER(I)]),
@@ -142,6 +158,29 @@ def main():
     loss = C.c_double()
     ok(lib, lib.d2c_train(C.byref(topt), C.byref(loss)), "d2c_train")
     check(np.isfinite(loss.value) and loss.value > 0, f"final loss {loss.value}")
+    cli_model = os.path.join(work, "cli_model.safetensors")
+    subprocess.run([d2c, "train", "--data", "fashion-mnist:test", "--out", cli_model, "--steps", "2", "--batch", "4",
+                    "--warmup", "0", "--channels", "8", "--channel-mult", "1,2", "--attn-levels", "1", "--threads", "2",
+                    "--quiet"], check=True)
+    check(open(cli_model, "rb").read() == open(model, "rb").read(), "d2c_train's model file equals d2c train's")
+
+    # condensation: the options struct's layout, and the same pool as d2c condense
+    copt = CondenseOptions()
+    lib.d2c_condense_options_init(C.byref(copt))
+    check(copt.struct_size == C.sizeof(CondenseOptions), f"condense options size {copt.struct_size} == {C.sizeof(CondenseOptions)}")
+    check(copt.method == b"d2c" and copt.iters == 100 and copt.select_keep == b"easy" and copt.dm_weight == -1,
+          "condense options defaults")
+    pool = os.path.join(work, "pool.safetensors")
+    copt.data, copt.out, copt.method, copt.ipc, copt.quiet = b"fashion-mnist:test", pool.encode(), b"kcenter", 2, 1
+    ok(lib, lib.d2c_condense(C.byref(copt), None), "d2c_condense")
+    cli_pool = os.path.join(work, "cli_pool.safetensors")
+    subprocess.run([d2c, "condense", "--data", "fashion-mnist:test", "--out", cli_pool, "--method", "kcenter", "--ipc",
+                    "2", "--threads", "2", "--quiet"], check=True)
+    (ta, ma), (tb, mb) = st_numpy.load(pool), st_numpy.load(cli_pool)
+    timing = {"wall_seconds", "checksum"}  # the time taken, and the checksum that covers it
+    check(ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta), "d2c_condense's pool equals d2c condense's")
+    check({k: v for k, v in ma.items() if k not in timing} == {k: v for k, v in mb.items() if k not in timing},
+          "d2c_condense's pool metadata equals d2c condense's (but for the time taken)")
     m = C.c_void_p()
     ok(lib, lib.d2c_model_load(C.byref(m), model), "d2c_model_load")
     k, c, h, w = C.c_int(), C.c_int(), C.c_int(), C.c_int()
