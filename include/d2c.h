@@ -72,9 +72,9 @@ D2C_API int d2c_version_number(void);
 D2C_API const char *d2c_last_error(void);
 D2C_API void d2c_clear_error(void);
 
-/* Worker threads of every later call (OpenMP and OpenBLAS), n >= 1, else D2C_ERR_INPUT.
+/* Worker threads of every later call (OpenMP and OpenBLAS), 1..4096, else D2C_ERR_INPUT.
  * Until it is called, OpenMP's default ($OMP_NUM_THREADS or all cores) applies. The d2c
- * command uses 2. Process-wide. */
+ * command uses 2. Process-wide. d2c_get_threads: the count the next call uses. */
 D2C_API int d2c_set_threads(int n);
 D2C_API int d2c_get_threads(void);
 

@@ -34,6 +34,7 @@ static const char *path_in(const char *dir, const char *name) {
 static void test_version_and_threads(void) {
     CHECK(strcmp(d2c_version(), D2C_VERSION) == 0);
     CHECK(d2c_version_number() == D2C_VERSION_MAJOR * 10000 + D2C_VERSION_MINOR * 100 + D2C_VERSION_PATCH);
+    CHECK(d2c_get_threads() >= 1); /* OpenMP's default before any d2c_set_threads */
     CHECK_INPUT(d2c_set_threads(0), "d2c_set_threads");
     CHECK(d2c_set_threads(2) == D2C_OK && d2c_get_threads() == 2);
     d2c_clear_error();

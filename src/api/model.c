@@ -1,11 +1,16 @@
 /* d2c_model and d2c_train (d2c.h): training through diffusion/train.h's train_run, and a
  * model file loaded into memory (metadata and EMA weights) through diffusion/checkpoint.h. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "core/util.h"
 #include "diffusion/train.h"
+
+/* The first version of the struct ends at its last field (d2c.h "ABI"): fields added
+ * later are only appended, so older callers' struct_size stays at least this. */
+#define D2C_TRAIN_OPTIONS_V1_SIZE (offsetof(d2c_train_options, quiet) + sizeof(int))
 
 _Static_assert(D2C_MAX_LEVELS == UNET_MAX_LEVELS, "d2c.h's D2C_MAX_LEVELS is the UNet's level limit");
 
@@ -40,7 +45,7 @@ int d2c_train(const d2c_train_options *user, double *final_loss) {
     if (final_loss) *final_loss = 0;
     d2c_train_options o;
     d2c_train_options_init(&o);
-    D2C_TRY(api_read_options(&o, sizeof o, sizeof o, user, "d2c_train_options"));
+    D2C_TRY(api_read_options(&o, sizeof o, D2C_TRAIN_OPTIONS_V1_SIZE, user, "d2c_train_options"));
     TrainOptions t = train_default_options();
     t.data = o.data;
     t.out = o.out;

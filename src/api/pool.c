@@ -1,5 +1,6 @@
 /* d2c_pool and d2c_condense (d2c.h): condensation through condense/condense.h's
  * condense_run, and a pool file loaded through condense/pool.h's pool_load. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,6 +8,10 @@
 #include "condense/condense.h"
 #include "condense/pool.h"
 #include "core/util.h"
+
+/* The first version of the struct ends at its last field (d2c.h "ABI"): fields added
+ * later are only appended, so older callers' struct_size stays at least this. */
+#define D2C_CONDENSE_OPTIONS_V1_SIZE (offsetof(d2c_condense_options, select_keep) + sizeof(const char *))
 
 struct d2c_pool {
     Pool p;
@@ -62,7 +67,7 @@ int d2c_condense(const d2c_condense_options *user, double *seconds) {
     if (seconds) *seconds = 0;
     d2c_condense_options o;
     d2c_condense_options_init(&o);
-    D2C_TRY(api_read_options(&o, sizeof o, sizeof o, user, "d2c_condense_options"));
+    D2C_TRY(api_read_options(&o, sizeof o, D2C_CONDENSE_OPTIONS_V1_SIZE, user, "d2c_condense_options"));
     CondenseOptions c = condense_default_options();
     PARSE_NAME(o.method, condense_method_parse, c.method, "method");
     PARSE_NAME(o.score, timestep_score_parse, c.score, "score");

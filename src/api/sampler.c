@@ -2,12 +2,17 @@
  * same batch loop and seeded noise as `d2c sample`. The network is made at the first run,
  * sized for min(batch, n) images, and remade only when a later run needs more. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "core/util.h"
 #include "diffusion/generate.h"
+
+/* The first version of the struct ends at its last field (d2c.h "ABI"): fields added
+ * later are only appended, so older callers' struct_size stays at least this. */
+#define D2C_SAMPLER_OPTIONS_V1_SIZE (offsetof(d2c_sampler_options, batch) + sizeof(int))
 
 #define SAMPLE_MAX_IMAGES 10000000 /* as `d2c sample --n` */
 
@@ -38,7 +43,7 @@ int d2c_sampler_create(d2c_sampler **out, const d2c_model *model, const d2c_samp
     API_NOT_NULL(fn, model, "the model handle");
     d2c_sampler_options o;
     d2c_sampler_options_init(&o);
-    if (user) D2C_TRY(api_read_options(&o, sizeof o, sizeof o, user, "d2c_sampler_options"));
+    if (user) D2C_TRY(api_read_options(&o, sizeof o, D2C_SAMPLER_OPTIONS_V1_SIZE, user, "d2c_sampler_options"));
     SamplerKind kind = SAMPLER_DDIM;
     if (o.sampler) D2C_TRY(d2c_error_context(sampler_parse(o.sampler, &kind), "%s: sampler: ", fn));
     D2C_TRY(api_check_count(fn, "steps", o.steps, 1000));

@@ -171,7 +171,7 @@ int parse_double(const char *s, double *out) {
     return 0;
 }
 
-static int g_threads = 1;
+static int g_threads; /* 0 until set_num_threads: OpenMP's default */
 
 void set_num_threads(int n) {
     if (n < 1) n = 1;
@@ -180,7 +180,7 @@ void set_num_threads(int n) {
     openblas_set_num_threads(n);
 }
 
-int get_num_threads(void) { return g_threads; }
+int get_num_threads(void) { return g_threads ? g_threads : omp_get_max_threads(); }
 
 int check_writable(const char *path) {
     AtomicFile af;
