@@ -9,7 +9,8 @@ WORK_DIR/train/model.safetensors, which test_cli_sample.py then samples from, an
 2. the model file: metadata "config" (the UNetConfig fields, schedule, image_size) and
    "step" = 150; the training state train.params / train.adam_m / train.adam_v /
    train.ema, one float per parameter; the spec-named tensors are the EMA weights
-   (concatenated in file order they equal train.ema) and differ from the raw weights.
+   (concatenated in file order they equal train.ema) and differ from the raw weights;
+3. `--attn-levels ''` (the help's "none") trains a model without attention levels.
 """
 import json
 import math
@@ -65,5 +66,15 @@ if os.path.exists(MODEL):
         check("EMA weights differ from the raw weights", not np.array_equal(flat, state["train.params"]))
 else:
     check("model file written", False, MODEL)
+
+# 3. an empty --attn-levels means no attention level (it was once refused as an empty value)
+NO_ATTN = os.path.join(WORK, "no_attn.safetensors")
+d2c_ok("train --attn-levels ''", EXE, "train", "--data", "fashion-mnist", "--out", NO_ATTN, "--steps", 1,
+       "--batch", 4, "--channels", 16, "--attn-levels", "", "--threads", THREADS, "--quiet")
+if os.path.exists(NO_ATTN):
+    cfg = json.loads(st.load(NO_ATTN)[1].get("config", "{}"))
+    check("--attn-levels '' gives no attention level", cfg.get("attn_levels") == [], json.dumps(cfg))
+else:
+    check("--attn-levels '' writes a model", False, NO_ATTN)
 
 finish()

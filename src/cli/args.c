@@ -24,7 +24,7 @@ void print_option_help(const Option *opts) {
 
 static int set_value(const char *command, Option *o, const char *value) {
     if (o->kind == OPT_STRING) {
-        if (!*value) return d2c_error(D2C_ERR_INPUT, "%s: option --%s needs a non-empty value", command, o->name);
+        if (!*value && o->min > 0) return d2c_error(D2C_ERR_INPUT, "%s: option --%s needs a non-empty value", command, o->name);
         *(const char **)o->dst = value;
         return D2C_OK;
     }

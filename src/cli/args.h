@@ -11,7 +11,8 @@ typedef struct {
     const char *name;      /* without the leading "--" */
     OptKind kind;
     void *dst;             /* int*, double*, const char**, int* (flag) */
-    double min, max;       /* inclusive range for numbers (ignored when min > max) */
+    double min, max;       /* inclusive range for numbers (ignored when min > max); for a
+                            * string, min 0 allows the empty value (e.g. --attn-levels '') */
     const char *help;
     int seen;              /* set by the parser */
 } Option;

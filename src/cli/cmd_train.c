@@ -29,7 +29,7 @@ int cmd_train(int argc, char **argv) {
         {"grad-clip", OPT_FLOAT, &clip, 0, 1e9, "max gradient norm, 0 = off (default 1)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels C (default 32)", 0},
         {"channel-mult", OPT_STRING, &mult, 1, 0, "per-level channel multipliers (default 1,2,2)", 0},
-        {"attn-levels", OPT_STRING, &attn, 1, 0, "levels with self-attention, '' for none (default 2)", 0},
+        {"attn-levels", OPT_STRING, &attn, 0, -1, "levels with self-attention, '' for none (default 2)", 0},
         {"groups", OPT_INT, &groups, 1, 512, "GroupNorm groups (default 8)", 0},
         {"schedule", OPT_STRING, &schedule, 1, 0, "noise schedule: linear or cosine (default linear)", 0},
         {"cond-drop", OPT_FLOAT, &drop, 0, 1, "null-label probability for guidance (default 0.1)", 0},
