@@ -25,3 +25,12 @@ add_test(NAME crash_safety
           --trials 3 --seed 1)
 set_tests_properties(crash_safety PROPERTIES LABELS "hardening;python;cli" TIMEOUT 900 PROCESSORS 2
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_WAIT_POLICY=PASSIVE")
+
+# Bad input everywhere (tests/test_bad_input.py): 100+ malformed files, options and values,
+# each exit 2 with one error line naming the culprit and no file at the output path; the
+# table in docs/HARDENING.md must equal this run's (regenerate it with --write-doc).
+add_test(NAME bad_input
+  COMMAND ${D2C_PYTHON} ${D2C_TEST_DIR}/test_bad_input.py $<TARGET_FILE:d2c> ${CMAKE_CURRENT_BINARY_DIR}/hardening
+          --doc ${CMAKE_SOURCE_DIR}/docs/HARDENING.md)
+set_tests_properties(bad_input PROPERTIES LABELS "hardening;python;cli" TIMEOUT 600 PROCESSORS 2
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;OMP_WAIT_POLICY=PASSIVE")
