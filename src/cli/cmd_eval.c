@@ -91,12 +91,11 @@ static void write_json(const char *path, const QualityMetrics *q, const Evaluato
     cJSON_AddStringToObject(o, "d2c_version", D2C_VERSION);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    AtomicFile af = atomic_open(path);
-    cleanup_on_die(af.tmp_path);
+    AtomicFile af;
+    d2c_die_on_error(atomic_open(&af, path));
     fputs(text, af.f);
     fputc('\n', af.f);
-    atomic_commit(&af);
-    cleanup_on_die(NULL);
+    d2c_die_on_error(atomic_commit(&af));
     free(text);
 }
 
@@ -118,32 +117,35 @@ int cmd_eval(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output and no table", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("eval", USAGE, opts, argc, argv, 2);
-    require_option("eval", opts, "samples");
-    require_option("eval", opts, "ref");
-    require_option("eval", opts, "out");
-    check_device("eval", device);
+    D2C_TRY(parse_options("eval", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("eval", opts, "samples"));
+    D2C_TRY(require_option("eval", opts, "ref"));
+    D2C_TRY(require_option("eval", opts, "out"));
+    D2C_TRY(check_device("eval", device));
     apply_threads(threads);
-    check_writable(out);
+    d2c_die_on_error(check_writable(out));
     double t0 = now_seconds();
 
     /* the samples: checked before any long work */
-    StFile *sf = st_open(samples);
+    StFile *sf;
+    d2c_die_on_error(st_open(&sf, samples));
     const StTensor *it = st_find(sf, "images");
     if (!it) die_input("%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
     if (it->ndim != 4) die_input("%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
     const int n = (int)it->shape[0], C = (int)it->shape[1], H = (int)it->shape[2], W = (int)it->shape[3];
     if (n < 1) die_input("%s: holds no images", samples);
-    const float *images = st_require_f32(sf, "images", 4, it->shape);
+    const float *images;
+    d2c_die_on_error(st_require_f32(sf, "images", 4, it->shape, &images));
     for (size_t i = 0, m = (size_t)n * C * H * W; i < m; i++)
         if (!isfinite(images[i])) die_input("%s: 'images' holds a non-finite value at flat index %zu", samples, i);
     const int64_t *labels = NULL;
     if (st_find(sf, "labels")) {
         int64_t shp[1] = {n};
-        labels = st_require_i64(sf, "labels", 1, shp);
+        d2c_die_on_error(st_require_i64(sf, "labels", 1, shp, &labels));
     }
 
-    Dataset ref_full = dataset_load(ref_src), ref_small = {0};
+    Dataset ref_full, ref_small = {0};
+    d2c_die_on_error(dataset_load(&ref_full, ref_src));
     Dataset *ref = limit_reference(&ref_full, max_ref, &ref_small);
     char *default_eval = eval_path ? NULL : evaluator_default_path(ref_src, ref->c, ref->h, ref->w);
     Evaluator net;

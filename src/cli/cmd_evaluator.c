@@ -56,9 +56,9 @@ static int evaluator_train_cmd(int argc, char **argv) {
         {"quiet", OPT_FLAG, &o.quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("evaluator train", USAGE, opts, argc, argv, 3);
-    require_option("evaluator train", opts, "out");
-    check_device("evaluator train", device);
+    D2C_TRY(parse_options("evaluator train", USAGE, opts, argc, argv, 3));
+    D2C_TRY(require_option("evaluator train", opts, "out"));
+    D2C_TRY(check_device("evaluator train", device));
     o.lr = lr;
     o.flip = !no_flip;
     o.test = !no_test;
@@ -84,7 +84,8 @@ static int evaluator_info_cmd(int argc, char **argv) {
     Evaluator net;
     EvaluatorInfo info;
     evaluator_load(&net, &info, argv[3], 1); /* verifies the hash */
-    StFile *f = st_open(argv[3]);
+    StFile *f;
+    d2c_die_on_error(st_open(&f, argv[3]));
     printf("%-15s%s\n%-15s%s\n%-15s%s (verified)\n%-15s%zu\n%-15s%d\n", "file", info.path, "id", info.id,
            "hash", info.hash, "parameters", net.lay.n_params, "features", net.lay.feature_dim);
     for (int i = 0; i < st_meta_count(f); i++) {

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "engine/kernels.h"
+#include "eval/legacy_exit.h" /* TEMPORARY, issue 9 */
 
 #define EVAL_ARCH_NAME "convnet-v1"
 #define EVAL_MAX_STAGES 8

@@ -64,7 +64,7 @@ void evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta 
     set_meta_num(w, "test_accuracy", m->test_accuracy, "%.4f");
     set_meta_num(w, "train_seconds", m->train_seconds, "%.0f");
     st_set_meta(w, "d2c_version", D2C_VERSION);
-    st_write(w, path);
+    d2c_die_on_error(st_write(w, path));
     st_writer_free(w);
     if (info) {
         memset(info, 0, sizeof *info);
@@ -77,7 +77,8 @@ void evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta 
 }
 
 void evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int max_batch) {
-    StFile *f = st_open(path);
+    StFile *f;
+    d2c_die_on_error(st_open(&f, path));
     const char *format = st_meta(f, "format"), *arch_json = st_meta(f, "arch");
     if (!format || strcmp(format, EVAL_FORMAT) != 0 || !arch_json)
         die_input("%s: not a d2c evaluator (metadata 'format' is not '%s'); train one with "
@@ -90,7 +91,8 @@ void evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int m
     for (int i = 0; i < lay->n_tensors; i++) {
         const EvalTensor *t = &lay->tensors[i];
         if (!st_find(f, t->name)) die_input("%s: evaluator tensor '%s' is missing", path, t->name);
-        const float *src = st_require_f32(f, t->name, t->ndim, t->shape);
+        const float *src;
+        d2c_die_on_error(st_require_f32(f, t->name, t->ndim, t->shape, &src));
         memcpy(net->params + t->offset, src, t->count * sizeof(float));
     }
     char hash[17];
@@ -199,7 +201,8 @@ char *evaluator_default_path(const char *ref_src, int C, int H, int W) {
     int matches = 0, by_source = 0;
     for (int i = 0; i < count; i++) {
         char *p = join(dir, names[i]);
-        StFile *f = st_open(p);
+        StFile *f;
+        d2c_die_on_error(st_open(&f, p));
         EvalArch a;
         char why[256];
         const char *arch = st_meta(f, "arch"), *ds = st_meta(f, "dataset");

@@ -128,8 +128,9 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     if (dlen > 5 && strcmp(o->data + dlen - 5, ":test") == 0)
         die_input("evaluator train: --data %s: train on the training split; the test split is only for "
                   "the final report", o->data);
-    check_writable(o->out);
-    Dataset d = dataset_load(o->data);
+    d2c_die_on_error(check_writable(o->out));
+    Dataset d;
+    d2c_die_on_error(dataset_load(&d, o->data));
     const int C = d.c, H = d.h, W = d.w, K = d.num_classes;
     const size_t img = (size_t)C * H * W;
     int *train_idx = xcalloc((size_t)d.n, sizeof *train_idx), n_train = 0;
@@ -223,7 +224,8 @@ void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     double test_acc = NAN;
     char *test_src = o->test ? test_source(o->data) : NULL;
     if (test_src) {
-        Dataset t = dataset_load(test_src);
+        Dataset t;
+        d2c_die_on_error(dataset_load(&t, test_src));
         if (t.c != C || t.h != H || t.w != W)
             die_input("evaluator train: %s holds %dx%dx%d images, the training split %dx%dx%d", test_src, t.c, t.h,
                       t.w, C, H, W);

@@ -15,6 +15,7 @@
 #define D2C_EVAL_METRICS_H
 
 #include <stdint.h>
+#include "eval/legacy_exit.h" /* TEMPORARY, issue 9 */
 
 enum {
     METRICS_PRDC_K = 3,     /* neighbourhood size for precision/recall/density/coverage */
