@@ -23,9 +23,12 @@ const char *fuzz_scratch_dir(void);
 const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size);
 /* Removes everything inside the scratch folder (keeps the folder). */
 void fuzz_clear_scratch(void);
+/* Reads every byte of p[0..n) (a short buffer is then an ASan report). */
+void fuzz_touch(const void *p, size_t n);
 /* Aborts with the message when cond is false (a broken promise of the error model). */
 void fuzz_require(int cond, const char *what);
-/* Checks a status: OK, or an error with a message; returns it. */
+/* Checks a status: OK, or an error with a message; returns it (and prints both when
+ * D2C_FUZZ_VERBOSE is set, to see what a seed reaches). */
 int fuzz_status(int status);
 
 #endif

@@ -54,6 +54,15 @@ const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size) 
     return path;
 }
 
+void fuzz_touch(const void *p, size_t n) {
+    static volatile unsigned sink;
+    (void)sink;
+    const unsigned char *b = p;
+    unsigned s = 0;
+    for (size_t i = 0; i < n; i++) s += b[i];
+    sink += s;
+}
+
 void fuzz_require(int cond, const char *what) {
     if (!cond) {
         fprintf(stderr, "fuzz: broken promise: %s (last error: '%s')\n", what, d2c_last_error());
@@ -62,8 +71,11 @@ void fuzz_require(int cond, const char *what) {
 }
 
 int fuzz_status(int status) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("D2C_FUZZ_VERBOSE") != NULL;
     fuzz_require(status == D2C_OK || status == D2C_ERR_INPUT || status == D2C_ERR_FAIL, "status is 0, 1 or 2");
     if (status != D2C_OK) fuzz_require(d2c_last_error()[0] != 0, "a failing status comes with a message");
+    if (verbose) fprintf(stderr, "fuzz: status %d %s\n", status, d2c_last_error());
     d2c_clear_error();
     return status;
 }
