@@ -24,6 +24,9 @@ the checksum covers the metadata), the figure equals it byte for byte, and the
 log's entries (the last one of each step or iteration, as a resumed log repeats the steps
 since the last checkpoint) equal the reference's except the timing fields (img_per_s,
 seconds, peak_mem_mib).
+Also, for condense, the narrowest window on purpose: the final state file written, the pool
+not yet (the resumed run has no iteration left, and must still write the reference's pool
+and metadata).
 Printed: one line per trial with where each kill landed; a table of landings; the
 temporary files the killed processes left behind (they never sit at an output path).
 """
@@ -324,6 +327,16 @@ for cmd in (TRAIN, CONDENSE):
     if not check(f"{cmd.name}: uninterrupted reference run", r.returncode == 0, f"{ref_seconds:.1f} s"):
         print(r.stderr)
         continue
+    if cmd is CONDENSE:
+        # the narrowest window, made on purpose: a kill after the last state file was renamed
+        # and before the pool was written (the resumed run has no iteration left to run)
+        edge = os.path.join(WORK, "condense_edge")
+        shutil.copytree(ref, edge)
+        for kind in ("pool", "figure"):
+            os.remove(cmd.paths(edge)[kind])
+        r = run_to_end(cmd, edge, True)
+        diffs = compare_final(cmd, ref, edge) if r.returncode == 0 else [f"exit {r.returncode}: {r.stderr.strip()}"]
+        check("condense: --resume from the final state without the pool = reference", not diffs, "; ".join(diffs))
     # writes a run makes: checkpoints (+ pool and figure for condense)
     n_writes = 24 // 3 if cmd.name == "train" else 8 // 2 + 2
     for i in range(args.trials):
