@@ -31,13 +31,14 @@ if [[ " $stages " == *" asan "* ]]; then
   stage "AddressSanitizer + UndefinedBehaviorSanitizer build"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DD2C_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"
-  # Left out here, run in the release build only: conformance (the outside contract, a
-  # property of the release binary, 1 min there, 4 here), io_cifar10 (unpacks and decodes the
-  # 60000-image CIFAR-10 tarball through the same JPEG reader test_io and io_interop cover),
-  # crash_safety (timing-driven kills; it checks files, not memory) and valgrind_memcheck
-  # (needs its own build).
+  # Left out here, run in the release build only: cli_condense (100 s there, over 10 min
+  # here; condense's code runs here in cli_resume, bad_input and the valgrind stage),
+  # conformance (the outside contract, a property of the release binary), io_cifar10 (decodes
+  # the 60000-image CIFAR-10 tarball through the JPEG reader that test_io and io_interop
+  # cover), crash_safety (timing-driven kills; it checks files, not memory) and
+  # valgrind_memcheck (needs its own build). Every C test runs.
   ctest --test-dir build-asan --output-on-failure -j1 \
-    -E '^(conformance|io_cifar10|crash_safety|valgrind_memcheck)$'
+    -E '^(cli_condense|conformance|io_cifar10|crash_safety|valgrind_memcheck)$'
   done_stage asan
 fi
 

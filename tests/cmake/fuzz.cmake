@@ -30,7 +30,7 @@ foreach(src ${D2C_FUZZ_SOURCES})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
     set(scratch ${CMAKE_CURRENT_BINARY_DIR}/fuzz/${short})
     add_test(NAME fuzz_smoke_${short} COMMAND sh -c
-      "rm -rf '${scratch}' && mkdir -p '${scratch}/corpus' && exec '$<TARGET_FILE:${name}>' -max_total_time=${D2C_FUZZ_SMOKE_SECONDS} -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix='${scratch}/' '${scratch}/corpus' '${corpus}'")
+      "rm -rf '${scratch}' && mkdir -p '${scratch}/corpus' && exec '$<TARGET_FILE:${name}>' -max_total_time=${D2C_FUZZ_SMOKE_SECONDS} -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 -close_fd_mask=1 -artifact_prefix='${scratch}/' '${scratch}/corpus' '${corpus}'")
     # libFuzzer runs each file argument once; a target without regressions yet replays its seeds
     add_test(NAME fuzz_regress_${short} COMMAND sh -c
       "set -- '${regress}'/*; [ -e \"$1\" ] || set -- '${corpus}'/*; exec '$<TARGET_FILE:${name}>' -runs=1 \"$@\"")

@@ -7,7 +7,8 @@
 # BIN_DIR holds fuzz_<name> programs, SEED_CORPUS_DIR/<name>/ their seeds. Per target,
 # OUT_DIR/<name>/ gets the corpus it grows (the seeds stay untouched), its log and any
 # crash-*, leak-*, timeout-*, oom-* input. OUT_DIR/summary.txt holds the table. Exit
-# status 1 if any target found anything.
+# status 1 if any target found anything. FUZZ_RUNNER (e.g. a dynamic loader and its
+# --library-path) is put before each program; FUZZ_EXTRA adds libFuzzer flags.
 set -uo pipefail
 bin=$1 seeds=$2 out=$3 secs=$4 jobs=$5
 shift 5
@@ -20,8 +21,9 @@ run_one() {
   local t=$1 dir="$out/$1"
   mkdir -p "$dir/corpus"
   # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a run past 2.5 GiB is an OOM
-  "$bin/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 \
-    -artifact_prefix="$dir/" "$dir/corpus" "$seeds/$t" >"$dir/log.txt" 2>&1
+  # -close_fd_mask=1: the option parser's --help text goes to stdout, once per such input
+  ${FUZZ_RUNNER:-} "$bin/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 \
+    -close_fd_mask=1 ${FUZZ_EXTRA:-} -artifact_prefix="$dir/" "$dir/corpus" "$seeds/$t" >"$dir/log.txt" 2>&1
   echo $? >"$dir/status"
 }
 running=0
