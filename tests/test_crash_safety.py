@@ -13,7 +13,8 @@ lets the last run finish. Each kill lands at one of
   - the moment a temporary file of an atomic write ("<file>.tmp.<pid>") is seen, for a
     random one of the writes the run makes: a checkpoint, or (condense) the pool or its
     figure at the end; the kill follows the sighting after 0 to 2 ms, so it falls inside
-    the write, its fsync or the rename.
+    the write, its fsync or the rename (the first temporary of a run is its start-up check
+    that the output folder is writable, which counts among them).
 After every kill: every output that exists (model; pool, state file and figure) must be a
 complete file: a safetensors file whose header and offsets account for every byte of it,
 or a PNG whose chunks' CRCs are valid up to IEND. A half-written file at an output path
@@ -34,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -185,43 +187,71 @@ def run_to_end(cmd, folder, resume):
     return r
 
 
+def role(name):
+    base = name.split(".tmp.")[0]
+    return {"model.safetensors": "the model", "pool.safetensors.state.safetensors": "the state file",
+            "pool.safetensors": "the pool", "pool.safetensors.png": "the figure"}.get(base, base)
+
+
 def run_and_kill(cmd, folder, resume, mode, when, write_index):
-    """Starts the command, kills it as mode says; returns a description of the landing."""
+    """Starts the command and kills it as mode says: at `when` seconds, or 0-2 ms after the
+    write_index-th temporary file appears. Returns (killed, landing dict, exit status, stderr);
+    the landing holds the temporaries present at the kill, with their sizes."""
     before = set(temporaries(folder))
     t0 = time.time()
     p = subprocess.Popen(cmd.run_args(folder, resume), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-    seen, writes, landing = False, 0, None
+    seen, writes, fire, target = False, 0, False, None
     delay = rnd.uniform(0, 0.002)
     while p.poll() is None:
-        now = time.time() - t0
-        if mode == "time" and now >= when:
-            tmps = [n for n in temporaries(folder) if n not in before]
-            landing = f"at {now:.2f} s" + (f", during the write of {tmps[0].split('.tmp.')[0]}" if tmps else "")
-            break
-        if mode == "write":
-            tmps = [n for n in temporaries(folder) if n not in before]
+        tmps = [n for n in temporaries(folder) if n not in before]
+        if mode == "time" and time.time() - t0 >= when:
+            fire = True
+        elif mode == "write":
             if tmps and not seen:
                 writes += 1
                 seen = True
                 if writes == write_index:
+                    target = tmps[0]
                     time.sleep(delay)
-                    still = [n for n in temporaries(folder) if n not in before]
-                    landing = (f"write #{writes} ({tmps[0].split('.tmp.')[0]}) +{delay * 1e3:.1f} ms"
-                               + ("" if still else ", just after its rename"))
-                    break
+                    fire = True
             elif not tmps:
                 seen = False
+        if fire:
+            break
         time.sleep(0.0002)
+    landing = {"mode": mode, "at_s": round(time.time() - t0, 3), "temporary": target and role(target),
+               "delay_ms": round(delay * 1e3, 2) if target else None}
     if p.poll() is None:
+        present = []
+        for n in temporaries(folder):
+            if n not in before:
+                try:
+                    present.append((role(n), os.path.getsize(os.path.join(folder, n))))
+                except OSError:
+                    pass
         p.send_signal(signal.SIGKILL)
         p.wait()
         killed = True
+        landing["present"] = present
     else:
-        landing = f"the run ended (exit {p.returncode}) before the kill ({mode} {when if mode == 'time' else write_index})"
         killed = False
+        landing["present"] = []
     err = p.stderr.read().decode(errors="replace")
     p.stderr.close()
     return killed, landing, p.returncode, err
+
+
+def describe(landing, killed, after):
+    """Where a kill landed, in words (also the key of the table of landings)."""
+    if not killed:
+        return "the run ended before the kill"
+    if landing["present"]:
+        what, size = landing["present"][0]
+        return (f"inside the write of {what} ({size} bytes of its temporary written)" if size else
+                f"as a temporary for {what} was created (a write's first instant, or the start-up writability probe)")
+    if landing["temporary"]:
+        return f"just after the temporary for {landing['temporary']} was renamed or removed"
+    return "between writes" if after is not None else "before the first checkpoint"
 
 
 def compare_final(cmd, ref, folder):
@@ -281,7 +311,7 @@ def trial(cmd, ref, ref_seconds, n_writes, index):
         killed, landing, rc, err = run_and_kill(cmd, folder, resume, mode, when, widx)
         after = progress_of(cmd, folder)
         kills.append({"mode": mode, "resume": resume, "killed": killed, "landing": landing,
-                      "checkpoint_after": after})
+                      "where": describe(landing, killed, after), "checkpoint_after": after})
         if not killed and rc != 0:
             problems.append(f"run {k + 1} exited {rc}: {err.strip()[-300:]}")
         problems += [f"after kill {k + 1}: {b}" for b in outputs_complete(cmd, folder)]
@@ -298,23 +328,12 @@ def trial(cmd, ref, ref_seconds, n_writes, index):
     outs = set(cmd.outputs.values())
     if any(n in outs for n in stale):
         problems.append(f"a temporary at an output path: {stale}")
-    desc = "; ".join(f"{'resume, ' if x['resume'] else ''}{x['landing']} -> checkpoint {x['checkpoint_after']}"
-                     for x in kills)
+    desc = "; ".join(f"{'resume, ' if x['resume'] else ''}{x['mode']} kill at {x['landing']['at_s']} s: {x['where']}"
+                     f" -> checkpoint {x['checkpoint_after']}" for x in kills)
     ok = check(f"{cmd.name} trial {index}: {len(kills)} kill(s), final files = reference", not problems,
                desc + ("; PROBLEMS: " + " | ".join(problems) if problems else ""))
     return {"command": cmd.name, "trial": index, "kills": kills, "ok": ok, "problems": problems,
             "stale_temporaries": len(stale)}
-
-
-def category(kill):
-    land = kill["landing"]
-    if not kill["killed"]:
-        return "run ended before the kill"
-    if "write #" in land or "during the write" in land:
-        what = land.split("(")[1].split(")")[0] if "write #" in land else land.split("write of ")[1]
-        part = "final outputs" if what.endswith(("pool.safetensors", ".png")) else "a checkpoint"
-        return f"during the write of {part}" + (" (just after its rename)" if "rename" in land else "")
-    return "between writes (before the first checkpoint)" if kill["checkpoint_after"] is None else "between writes"
 
 
 report = []
@@ -345,7 +364,7 @@ for cmd in (TRAIN, CONDENSE):
 table = {}
 for t in report:
     for k in t["kills"]:
-        key = (t["command"], category(k))
+        key = (t["command"], re.sub(r"\(\d+ bytes", "(N bytes", k["where"]))
         table[key] = table.get(key, 0) + 1
 print("\nwhere the kills landed:")
 for (c, what), n in sorted(table.items()):
