@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything d2c needs on Debian 12 (as root, idempotent): the compiler
-# toolchain, the numeric libraries, the default dataset and the PyTorch reference.
+# toolchain, the numeric libraries, the default dataset and the PyTorch reference, and the
+# hardening tools of scripts/test.sh: clang with libFuzzer (libclang-rt-14-dev) and its
+# OpenMP runtime (libomp-14-dev) for the fuzz targets, valgrind for the memcheck test.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-openmp-dev liblapacke-dev zlib1g-dev libpng-dev libjpeg-dev libcjson-dev
       dataset-fashion-mnist
       python3 python3-numpy python3-scipy python3-torch python3-pil python3-pip
-      time)
+      time
+      clang libclang-rt-14-dev libomp-14-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

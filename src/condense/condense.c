@@ -507,6 +507,9 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
     free(log_path);
     if (st) return st;
     if (!o->quiet) progress_end(&prog);
+    /* resumed from the final checkpoint (a run stopped while writing its outputs): the loop
+     * did not run, so measure the end values again; they depend on the pool alone */
+    if (o->eval_nets > 0 && ev.end < 0) eval_matching(c, &ev.end, &ev.subset);
     *seconds = now_seconds() - t0;
     D2C_TRY(write_outputs(o, &c->pool, &c->data, *seconds, done, c->timesteps, c->K, ev));
     if (!o->quiet) {

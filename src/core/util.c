@@ -107,6 +107,10 @@ int read_whole_file(const char *path, size_t max_bytes, unsigned char **buf, siz
 
 int atomic_open(AtomicFile *af, const char *path) {
     memset(af, 0, sizeof *af);
+    /* rename() over a folder fails only at the commit, after the work; refuse it now */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return d2c_error(D2C_ERR_INPUT, "%s: is a folder, not a file to write", path);
     size_t n = strlen(path) + 32;
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());

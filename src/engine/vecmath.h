@@ -11,10 +11,13 @@
 
 /* exp(x) for float, Cephes' range reduction and degree-6 polynomial: within 2 ulp of
  * expf over the clamped range [-87, 88]; outside it saturates at exp(-87) ~ 1.6e-38 and
- * exp(88) ~ 1.7e38 instead of reaching 0 or inf. Branch-free, so loops vectorise. */
-static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+ * exp(88) ~ 1.7e38 instead of reaching 0 or inf; NaN gives NaN. Branch-free, so loops
+ * vectorise. */
+static inline float fast_expf(float x_in) {
+    /* the comparisons are written so that a NaN is clamped to -87 (converting a NaN to
+     * int32_t below would be undefined behaviour); the NaN is returned at the end */
+    float x = x_in > -87.0f ? x_in : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     /* n = round(x / ln 2) by the 1.5 * 2^23 trick (round to nearest even) */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;  /* ln 2 split in two for an exact product */
@@ -29,7 +32,7 @@ static inline float fast_expf(float x) {
     int32_t bits = ((int32_t)n + 127) << 23; /* 2^n, n in [-126, 127] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x_in == x_in ? p * scale : x_in;
 }
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }

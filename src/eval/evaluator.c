@@ -8,6 +8,7 @@
 #include "eval/evaluator.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,10 @@ char *eval_arch_to_json(const EvalArch *a) {
 }
 
 static int json_int(const cJSON *v, int *out) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) return -1;
+    /* the range check first: converting a double outside int's range is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX) ||
+        v->valuedouble != (double)(int)v->valuedouble)
+        return -1;
     *out = (int)v->valuedouble;
     return 0;
 }

@@ -75,7 +75,7 @@ static int list_dir(const char *dir, int want_dirs, NameList *out) {
         names_free(&l);
         return st;
     }
-    qsort(l.names, (size_t)l.n, sizeof(char *), compare_names);
+    if (l.n > 1) qsort(l.names, (size_t)l.n, sizeof(char *), compare_names); /* names is NULL when empty */
     *out = l;
     return D2C_OK;
 }
