@@ -86,6 +86,9 @@ def main():
         check("first 1000 test images equal PIL's decoding", same, f"{len(files)} files")
         shutil.rmtree(os.path.dirname(out), ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
+    if passed + failed == 0:
+        print("FAIL no check ran")
+        sys.exit(1)
     sys.exit(1 if failed else 0)
 
 

@@ -11,7 +11,12 @@
 5. image folders written with PIL (RGB, RGBA, palette, grey, grey+alpha, 16-bit grey PNGs;
    RGB and grey JPEGs) load in d2c equal to PIL's decoding;
 6. randomly damaged safetensors, gzip IDX, PNG and JPEG files (cut short, bytes changed; a
-   fixed seed) make d2c exit 0 or 2 with one "d2c: error:" line, never crash or hang.
+   fixed seed) make d2c exit 0 or 2 with one "d2c: error:" line, never crash or hang; a
+   damaged d2c safetensors file (which carries a checksum) is refused unless it still reads
+   back exactly as written;
+7. the "checksum" metadata of d2c's files (src/io/st_checksum.h) recomputed here with
+   Python's zlib.crc32 matches, a file checksummed here is read by d2c, and one whose
+   checksum does not match is refused naming the file.
 Parts whose Python packages are missing are reported as skipped. Ends "N passed, N failed".
 """
 import gzip
@@ -81,6 +86,33 @@ def st_write(path, tensors, meta):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def st_checksum(path):
+    """(recorded, recomputed) "crc32:<hex>" of a file, by the definition in src/io/st_checksum.h."""
+    import zlib
+    blob = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    crc = 0
+    for name in sorted(header, key=lambda k: k.encode()):
+        t = header[name]
+        desc = f"{t['dtype']} {','.join(str(d) for d in t['shape'])} {t['data_offsets'][0]} {t['data_offsets'][1]}"
+        crc = zlib.crc32(name.encode() + b"\0" + desc.encode() + b"\0", crc)
+    for key in sorted((k for k in meta if k != "checksum"), key=lambda k: k.encode()):
+        crc = zlib.crc32(key.encode() + b"\0" + meta[key].encode() + b"\0", crc)
+    crc = zlib.crc32(blob[8 + n:], crc)
+    return meta.get("checksum"), f"crc32:{crc:08x}"
+
+
+def with_checksum(path):
+    """Rewrites a file written by st_write with the checksum computed here."""
+    got, meta, _ = st_read(path)
+    meta = dict(meta, checksum="crc32:00000000")
+    st_write(path, {k: np.array(v) for k, v in got.items()}, meta)
+    _, crc = st_checksum(path)
+    st_write(path, {k: np.array(v) for k, v in got.items()}, dict(meta, checksum=crc))
+
+
 def sample():
     """The tensors test_io's write-sample / check-sample use."""
     return {
@@ -111,8 +143,33 @@ def part_safetensors():
     got, meta, header_len = st_read(path)
     diff = same_tensors(got, want)
     check("own reader reads d2c's file", not diff, diff)
-    check("metadata and 8-byte header padding", meta == {"who": "d2c", "tricky": TRICKY} and header_len % 8 == 0,
+    plain = {k: v for k, v in meta.items() if k != "checksum"}
+    check("metadata and 8-byte header padding", plain == {"who": "d2c", "tricky": TRICKY} and header_len % 8 == 0,
           f"{meta}, header {header_len} bytes")
+    recorded, recomputed = st_checksum(path)
+    check("d2c's checksum = zlib.crc32 here (src/io/st_checksum.h)", recorded == recomputed,
+          f"recorded {recorded}, recomputed {recomputed}")
+
+    # A file checksummed here is read by d2c; a wrong checksum is refused.
+    path = os.path.join(TMP, "own_checksum.safetensors")
+    st_write(path, want, {"who": "python", "tricky": TRICKY})
+    with_checksum(path)
+    check("d2c reads a file checksummed here", run("check-sample", path).returncode == 0)
+    got, meta, _ = st_read(path)
+    for what, changed in (("a metadata value", dict(meta, who="pythoN")),
+                          ("the checksum itself", dict(meta, checksum="crc32:%08x" % (int(meta["checksum"][6:], 16) ^ 1)))):
+        bad = os.path.join(TMP, "bad_checksum.safetensors")
+        st_write(bad, {k: np.array(v) for k, v in got.items()}, changed)
+        r = subprocess.run([EXE, "open", "st", bad], capture_output=True, text=True)
+        check(f"d2c refuses a file whose {what} changed", r.returncode == 2 and "checksum mismatch" in r.stderr and
+              bad in r.stderr, r.stderr.strip())
+    values = {k: np.array(v) for k, v in got.items()}
+    values["a"].flat[5] += 1
+    bad = os.path.join(TMP, "bad_checksum.safetensors")
+    st_write(bad, values, meta)
+    r = subprocess.run([EXE, "open", "st", bad], capture_output=True, text=True)
+    check("d2c refuses a file whose tensor value changed", r.returncode == 2 and "checksum mismatch" in r.stderr,
+          r.stderr.strip())
 
     # Python writes, d2c reads.
     path = os.path.join(TMP, "own_writer.safetensors")
@@ -131,7 +188,8 @@ def part_safetensors():
     check(f"safetensors {safetensors.__version__} (numpy) reads d2c's file", not diff, diff)
     with safe_open(os.path.join(TMP, "from_d2c.safetensors"), framework="np") as f:
         m = f.metadata()
-    check("safetensors reads d2c's metadata", m == {"who": "d2c", "tricky": TRICKY}, str(m))
+    check("safetensors reads d2c's metadata", {k: v for k, v in m.items() if k != "checksum"} ==
+          {"who": "d2c", "tricky": TRICKY} and m.get("checksum", "").startswith("crc32:"), str(m))
     path = os.path.join(TMP, "official_numpy.safetensors")
     save_file(want, path, metadata={"who": "safetensors.numpy", "tricky": TRICKY})
     check("d2c reads safetensors.numpy's file", run("check-sample", path).returncode == 0)
@@ -301,6 +359,8 @@ def part_damaged_files(per_kind=100):
             codes[code] = codes.get(code, 0) + 1
             if code not in (0, 2) or (code == 2 and err.count("d2c: error:") != 1):
                 bad.append(f"#{i}: exit {code} {err.strip()[-200:]}")
+            elif kind == "st" and code == 0 and run("check-sample", damaged).returncode != 0:
+                bad.append(f"#{i}: a changed d2c file was accepted with other content (the checksum missed it)")
         check(f"{per_kind} damaged {kind} files", not bad, f"exit codes {codes}" + ("; " + bad[0] if bad else ""))
 
 
@@ -318,6 +378,9 @@ def main():
             print(f"files kept in {TMP}")
     line = f"{counts['passed']} passed, {counts['failed']} failed"
     print(line + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
+    if counts["passed"] + counts["failed"] == 0:  # nothing was checked: a skip or a failure, never a pass
+        print("skip: every part was skipped" if counts["skipped"] else "FAIL no check ran")
+        sys.exit(77 if counts["skipped"] else 1)
     sys.exit(1 if counts["failed"] else 0)
 
 

@@ -59,6 +59,9 @@ def finish():
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     print(f"({time.time() - _t0:.1f} s)")
     print(f"{counts['passed']} passed, {counts['failed']} failed{skipped}", flush=True)
+    if counts["passed"] + counts["failed"] == 0:  # nothing was checked: a skip or a failure, never a pass
+        print("skip: every check was skipped" if counts["skipped"] else "FAIL no check ran", flush=True)
+        sys.exit(77 if counts["skipped"] else 1)
     sys.exit(1 if counts["failed"] else 0)
 
 

@@ -10,7 +10,11 @@
    lacks a tensor, one that is not a safetensors file, `train --resume` of a model trained
    with another --channels or beyond --steps, a --noise file with the wrong channel count or
    rank, a label outside the model's classes, both --ipc and --ratio.
-2. A non-finite loss stops training with exit status 1 and one "d2c: error:" line naming
+2. Integrity: a model file, a training checkpoint or a condensation state with one byte
+   changed (tensor data or metadata) is refused with exit 2 naming the file ("checksum
+   mismatch"), and a failed --resume leaves the file as it was. Files edited by other
+   tools (below) drop the checksum key, as files from older d2c or PyTorch lack it.
+3. A non-finite loss stops training with exit status 1 and one "d2c: error:" line naming
    the step: on a .safetensors pool of finite but enormous pixels (+-3e38, labels valid,
    metadata num_classes) a fresh run stops at step 1 and leaves no model file (nor any
    temporary file); a model trained 10 steps on good data (--ckpt-every 5) and resumed on
@@ -46,6 +50,8 @@ small = W("small.safetensors")
 TRAIN = ["--batch", 4, "--threads", THREADS, "--quiet"]
 d2c_ok("small model (2 steps, C=8)", EXE, "train", "--data", subset, "--out", small, "--steps", 2, "--channels", 8, *TRAIN)
 tensors, meta = st.load(small)
+check("(d2c's model carries a checksum)", meta.get("checksum", "").startswith("crc32:"), meta.get("checksum", ""))
+meta = {k: v for k, v in meta.items() if k != "checksum"}  # edited copies below: no checksum to verify
 
 # 1. bad usage and bad input
 expect_error("unknown data source", ["train", "--data", "nosuch:x", "--out", W("m1.safetensors")], "nosuch:x")
@@ -104,7 +110,52 @@ expect_error("condense --ipc and --ratio", [*COND, "--ipc", 1, "--ratio", 0.1], 
 expect_error("condense --method nosuch", [*COND, "--ipc", 1, "--method", "nosuch"], "--method")
 expect_error("condense --resume without state", [*COND, "--ipc", 1, "--iters", 2, "--resume"], "--resume")
 
-# 2. a non-finite loss
+# 2. integrity: one flipped byte in a d2c file
+def flipped(src, dst, where):
+    """dst = src with one byte changed: where = 'data' (the last tensor byte) or 'meta'."""
+    blob = bytearray(open(src, "rb").read())
+    if where == "data":
+        blob[-3] ^= 0x10
+    else:  # the digits of the "step" metadata value
+        i = blob.index(b'"step":"') + len(b'"step":"')
+        blob[i] = ord("7") if blob[i] != ord("7") else ord("8")
+    open(dst, "wb").write(bytes(blob))
+    return dst
+
+
+for where in ("data", "meta"):
+    bad_model = flipped(small, W(f"flipped_{where}.safetensors"), where)
+    expect_error(f"sample from a model with a changed {where} byte", [*SAMPLE[:2], bad_model, *SAMPLE[3:], "--n", 2],
+                 f"flipped_{where}.safetensors: checksum mismatch")
+    before = open(bad_model, "rb").read()
+    expect_error(f"train --resume from a checkpoint with a changed {where} byte",
+                 ["train", "--data", subset, "--out", bad_model, "--steps", 4, "--channels", 8, "--resume", *TRAIN],
+                 f"flipped_{where}.safetensors: checksum mismatch")
+    check(f"train --resume from a changed checkpoint ({where}): the file stays as it was",
+          open(bad_model, "rb").read() == before)
+pool = W("cpool.safetensors")
+d2c_ok("condense 2 iterations (a state file)", EXE, "condense", "--data", subset, "--out", pool, "--ipc", 1, "--iters", 2,
+       "--ckpt-every", 1, "--t-candidates", 4, "--topk", 1, "--real-batch", 8, "--syn-batch", 1, "--eval-nets", 0,
+       "--channels", 8, "--threads", THREADS, "--quiet")
+state = pool + ".state.safetensors"
+check("(the condensation state carries a checksum)", st.load(state)[1].get("checksum", "").startswith("crc32:"))
+check("(the pool carries a checksum)", st.load(pool)[1].get("checksum", "").startswith("crc32:"))
+blob = bytearray(open(state, "rb").read())
+blob[-5] ^= 0x01
+open(state, "wb").write(bytes(blob))
+expect_error("condense --resume from a state with a changed byte",
+             ["condense", "--data", subset, "--out", pool, "--ipc", 1, "--iters", 3, "--t-candidates", 4, "--topk", 1,
+              "--real-batch", 8, "--syn-batch", 1, "--eval-nets", 0, "--channels", 8, "--threads", THREADS, "--quiet",
+              "--resume"], "cpool.safetensors.state.safetensors: checksum mismatch")
+check("condense --resume from a changed state: the state stays as it was", open(state, "rb").read() == bytes(blob))
+blob = bytearray(open(pool, "rb").read())
+blob[-5] ^= 0x01
+open(W("cpool_flipped.safetensors"), "wb").write(bytes(blob))
+expect_error("train on a pool with a changed byte",
+             ["train", "--data", W("cpool_flipped.safetensors"), "--out", W("m_pool.safetensors"), "--steps", 1,
+              "--channels", 8, *TRAIN], "cpool_flipped.safetensors: checksum mismatch")
+
+# 3. a non-finite loss
 good = subset
 x = st.load(subset)[0]
 rng = np.random.default_rng(0)

@@ -69,7 +69,7 @@ static void write_samples(const char *name, int n, int c, int h, int w, const fl
     int64_t shape[4] = {n, c, h, w}, lshape[1] = {n};
     st_add(wr, "images", ST_F32, 4, shape, images ? (const void *)images : (const void *)lab);
     st_add(wr, "labels", ST_I64, 1, lshape, lab);
-    st_write(wr, tmp_path(name));
+    test_require_ok(st_write(wr, tmp_path(name)));
     st_writer_free(wr);
     free(zeros);
     free(lab);
@@ -131,7 +131,8 @@ static void test_bad_inputs(const char *evaluator) {
 
     /* a tampered evaluator: one weight byte changed (the last byte of the data section) */
     size_t len;
-    unsigned char *bytes = read_whole_file(evaluator, &len);
+    unsigned char *bytes;
+    test_require_ok(read_whole_file(evaluator, 0, &bytes, &len));
     bytes[len - 1] ^= 0x01;
     f = fopen(tmp_path("tampered.safetensors"), "wb");
     fwrite(bytes, 1, len, f);
@@ -157,7 +158,8 @@ static void test_bad_inputs(const char *evaluator) {
 }
 
 static void test_good_run_and_cache(void) {
-    Dataset d = dataset_load("fashion-mnist:train");
+    Dataset d;
+    test_require_ok(dataset_load(&d, "fashion-mnist:train"));
     write_samples("real.safetensors", 300, 1, 28, 28, d.images, d.labels);
     dataset_free(&d);
     char args[2048];
@@ -239,7 +241,9 @@ static void train_twice(const char *what, const char *common) {
     CHECK(run(args) == 0);
     snprintf(args, sizeof args, "%s --threads 2 --out %s", common, tmp_path("e2.safetensors"));
     CHECK(run(args) == 0);
-    StFile *f1 = st_open(tmp_path("e1.safetensors")), *f2 = st_open(tmp_path("e2.safetensors"));
+    StFile *f1, *f2;
+    test_require_ok(st_open(&f1, tmp_path("e1.safetensors")));
+    test_require_ok(st_open(&f2, tmp_path("e2.safetensors")));
     const char *h1 = st_meta(f1, "hash"), *h2 = st_meta(f2, "hash");
     printf("train %s twice (1 and 2 threads): %s %s\n", what, h1 ? h1 : "-", h2 ? h2 : "-");
     CHECK(h1 && h2 && strcmp(h1, h2) == 0);

@@ -77,7 +77,9 @@ static void check_evaluator(const char *path) {
     g_D = g_net.lay.feature_dim;
     g_K = g_net.lay.arch.num_classes;
     printf("evaluator %s (%s)\n", info.id, info.path);
-    Dataset test = dataset_load("fashion-mnist:test"), train = dataset_load("fashion-mnist:train");
+    Dataset test, train;
+    test_require_ok(dataset_load(&test, "fashion-mnist:test"));
+    test_require_ok(dataset_load(&train, "fashion-mnist:train"));
     g_img = (size_t)test.c * test.h * test.w;
     ClassIndex ci = class_index_build(&train);
 

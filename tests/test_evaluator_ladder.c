@@ -30,7 +30,8 @@ static void test_ladder(const char *d2c) {
     int rc = system(cmd);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     size_t len = 0;
-    unsigned char *text = access(out, F_OK) == 0 ? read_whole_file(out, &len) : NULL;
+    unsigned char *text = NULL;
+    if (access(out, F_OK) == 0) CHECK(read_whole_file(out, 0, &text, &len) == D2C_OK);
     cJSON *o = text ? cJSON_Parse((const char *)text) : NULL;
     free(text);
     CHECK(o != NULL);
@@ -72,7 +73,9 @@ static void test_ladder(const char *d2c) {
 }
 
 static void test_cas(void) {
-    Dataset train = dataset_load("fashion-mnist:train"), test = dataset_load("fashion-mnist:test");
+    Dataset train, test;
+    test_require_ok(dataset_load(&train, "fashion-mnist:train"));
+    test_require_ok(dataset_load(&test, "fashion-mnist:test"));
     enum { N = 2000, N_TEST = 2000 };
     const size_t img = (size_t)train.c * train.h * train.w;
     CasOptions o = cas_default_options();

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "condense/augment.h"
 #include "condense/matching.h"
@@ -20,20 +21,36 @@
 #include "model/unet.h"
 #include "testing.h"
 
+/* A reference tensor the test cannot go on without (exits naming it when absent). */
+static const float *f32(const StFile *f, const char *name, int ndim, const int64_t *shape) {
+    const float *p;
+    test_require_ok(st_require_f32(f, name, ndim, shape, &p));
+    return p;
+}
+
+static const int64_t *i64(const StFile *f, const char *name, int ndim, const int64_t *shape) {
+    const int64_t *p;
+    test_require_ok(st_require_i64(f, name, ndim, shape, &p));
+    return p;
+}
+
 static void load_params(const StFile *f, const UNetLayout *lay, float *params) {
     char name[128];
     for (int i = 0; i < lay->n_tensors; i++) {
         const ParamTensor *t = &lay->tensors[i];
         snprintf(name, sizeof name, "param.%s", t->name);
-        memcpy(params + t->offset, st_require_f32(f, name, t->ndim, t->shape), t->count * sizeof(float));
+        memcpy(params + t->offset, f32(f, name, t->ndim, t->shape), t->count * sizeof(float));
     }
 }
 
+/* The F32 tensor prefix + name of the reference file, which must exist (any shape):
+ * a missing one ends the test with an error naming it. */
 static const float *req(const StFile *f, const char *prefix, const char *name) {
     char full[128];
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const StTensor *t = st_find(f, full);
-    return st_require_f32(f, full, t ? t->ndim : 1, NULL);
+    if (!t) test_require_ok(d2c_error(D2C_ERR_INPUT, "%s: no tensor '%s'", st_path(f), full));
+    return f32(f, full, t->ndim, NULL);
 }
 
 /* Returns 0 when the file has no case c, 1 for a plain case, 2 for a DSA case. */
@@ -52,18 +69,18 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
     const size_t D = (size_t)xr->shape[1] * H * W;
 
     UNet net;
-    unet_create(&net, cfg, H, W, Br > Bs ? Br : Bs);
+    test_require_ok(unet_create(&net, cfg, H, W, Br > Bs ? Br : Bs));
     load_params(f, &net.lay, net.params);
     Schedule sched;
     schedule_init(&sched, SCHEDULE_LINEAR);
     MatchWork w;
     match_work_create(&w, &net, Br, Bs);
     snprintf(name, sizeof name, "%sy_real", pre);
-    const int64_t *y_real = st_require_i64(f, name, 1, NULL);
+    const int64_t *y_real = i64(f, name, 1, NULL);
     snprintf(name, sizeof name, "%sy_syn", pre);
-    const int64_t *y_syn = st_require_i64(f, name, 1, NULL);
+    const int64_t *y_syn = i64(f, name, 1, NULL);
     snprintf(name, sizeof name, "%stimesteps", pre);
-    const int64_t *timesteps = st_require_i64(f, name, 1, NULL);
+    const int64_t *timesteps = i64(f, name, 1, NULL);
     const float dm = *req(f, pre, "dm_weight");
     float *grad = xcalloc((size_t)Bs * D, sizeof(float));
     const float *x_real = req(f, pre, "x_real"), *x_syn = req(f, pre, "x_syn");
@@ -75,9 +92,9 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
     const int C = (int)xr->shape[1];
     if (dsa) {
         int64_t nf = 7, ni = 4;
-        const float *af = st_require_f32(f, name, 1, &nf);
+        const float *af = f32(f, name, 1, &nf);
         snprintf(name, sizeof name, "%saug_int", pre);
-        const int64_t *ai = st_require_i64(f, name, 1, &ni);
+        const int64_t *ai = i64(f, name, 1, &ni);
         aug.brightness = af[0], aug.saturation = af[1], aug.contrast = af[2], aug.scale = af[3];
         aug.angle = af[4], aug.shift_x = af[5], aug.shift_y = af[6];
         aug.flip = (int)ai[0], aug.cut_x = (int)ai[1], aug.cut_y = (int)ai[2], aug.cut_size = (int)ai[3];
@@ -102,9 +119,12 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
 
     snprintf(name, sizeof name, "%sgrad_x_syn_f64", pre);
     const StTensor *gt = st_find(f, name);
-    const double *ref = st_data(f, gt);
-    CHECK(gt && gt->dtype == ST_F64 && (size_t)gt->numel == (size_t)Bs * D);
+    const int ref_ok = gt && gt->dtype == ST_F64 && (size_t)gt->numel == (size_t)Bs * D;
+    CHECK(ref_ok); /* before anything reads it */
+    if (!ref_ok) printf("FAIL %s: no F64 tensor '%s' of %d x %zu values\n", st_path(f), name, Bs, D);
+    const double *ref = ref_ok ? st_data(f, gt) : NULL;
     double dot = 0, na = 0, nb = 0, diff = 0;
+    if (!ref) goto release;
     for (size_t i = 0; i < (size_t)Bs * D; i++) {
         dot += grad[i] * ref[i];
         na += (double)grad[i] * grad[i];
@@ -121,6 +141,7 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
     load_params(f, &net.lay, orig);
     CHECK(memcmp(orig, net.params, net.lay.n_params * sizeof(float)) == 0);
     free(orig);
+release:
     free(grad);
     free(xr_aug);
     free(xs_aug);
@@ -131,14 +152,25 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
 }
 
 int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_hypergrad REF.safetensors [...] (the references of tests/make_reference.py)\n");
+        return 2; /* nothing to check is a failure, not a pass */
+    }
+    for (int i = 1; i < argc; i++)
+        if (access(argv[i], R_OK) != 0) {
+            char why[1200];
+            snprintf(why, sizeof why, "reference %s is missing (made by tests/make_reference.py, CTest reference_*)", argv[i]);
+            return test_skip(why);
+        }
     set_num_threads(2);
     for (int i = 1; i < argc; i++) {
-        StFile *f = st_open(argv[i]);
+        StFile *f;
+        test_require_ok(st_open(&f, argv[i]));
         UNetConfig cfg;
-        char why[256];
-        if (unet_config_from_json(st_meta(f, "config"), &cfg, why, sizeof why)) {
-            printf("FAIL %s: %s\n", argv[i], why);
+        if (unet_config_from_json(st_meta(f, "config"), &cfg)) {
+            printf("FAIL %s: %s\n", argv[i], d2c_last_error());
             CHECK(0);
+            st_close(f);
             continue;
         }
         printf("== %s\n", argv[i]);

@@ -41,7 +41,7 @@ static const char *tmp_path(const char *name) {
 
 static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) die_fail("cannot write %s", path);
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) d2c_fatal("cannot write %s", path);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -79,7 +79,7 @@ static void sample_write(const char *path, const Sample *x) {
     st_add(w, "e", ST_U8, 1, (int64_t[]){7}, x->e);
     st_add(w, "s", ST_F32, 0, NULL, &x->s);
     st_add(w, "z", ST_F32, 2, (int64_t[]){0, 3}, NULL);
-    st_write(w, path);
+    test_require_ok(st_write(w, path));
     st_writer_free(w);
 }
 
@@ -87,7 +87,11 @@ static void sample_write(const char *path, const Sample *x) {
 static int sample_check(const char *path, const char *who) {
     Sample x;
     sample_fill(&x);
-    StFile *f = st_open(path);
+    StFile *f;
+    if (st_open(&f, path)) {
+        printf("sample %s: %s\n", path, d2c_last_error());
+        return 1;
+    }
     int bad = 0;
     struct { const char *name; StDtype dtype; int ndim; int64_t shape[3]; const void *want; size_t bytes; } t[] = {
         {"a", ST_F32, 3, {2, 3, 4}, x.a, sizeof x.a}, {"b", ST_F64, 1, {5}, x.b, sizeof x.b},
@@ -129,7 +133,8 @@ static void expect_input_error(const char *kind, const char *path, const char *n
     int status = 0;
     waitpid(pid, &status, 0);
     size_t len = 0;
-    char *text = (char *)read_whole_file(err_path, &len);
+    char *text;
+    test_require_ok(read_whole_file(err_path, 0, (unsigned char **)&text, &len));
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     const char *line = strstr(text, "d2c: error: ");
     int lines = 0;
@@ -176,23 +181,34 @@ static void test_safetensors(void) {
 
     /* Header padded to a multiple of 8; tensors in the order added. */
     size_t len;
-    unsigned char *raw = read_whole_file(path, &len);
+    unsigned char *raw;
+    test_require_ok(read_whole_file(path, 0, &raw, &len));
     uint64_t header = 0;
     for (int i = 7; i >= 0; i--) header = header << 8 | raw[i];
     CHECK(header % 8 == 0 && raw[8] == '{' && (raw[8 + header - 1] == ' ' || raw[8 + header - 1] == '}'));
     CHECK(strstr((char *)raw + 8, "\"__metadata__\"") == (char *)raw + 9);
     free(raw);
-    StFile *f = st_open(path);
+    StFile *f;
+    test_require_ok(st_open(&f, path));
     const char *order = "abcdesz";
     for (int i = 0; i < st_count(f); i++) CHECK(st_tensor(f, i)->name[0] == order[i]);
-    CHECK(st_find(f, "nope") == NULL && st_meta(f, "nope") == NULL && st_meta_count(f) == 2);
-    const float *b = st_require_f32(f, "b", 1, (int64_t[]){5}); /* F64 converted */
+    CHECK(st_find(f, "nope") == NULL && st_meta(f, "nope") == NULL && st_meta_count(f) == 3);
+    CHECK(st_meta(f, "checksum") && strncmp(st_meta(f, "checksum"), "crc32:", 6) == 0); /* st_checksum.h */
+    const float *b, *a;
+    test_require_ok(st_require_f32(f, "b", 1, (int64_t[]){5}, &b)); /* F64 converted */
     for (int i = 0; i < 5; i++) CHECK(b[i] == (float)(i / 3.0));
-    const int64_t *c = st_require_i64(f, "c", 2, (int64_t[]){-1, 2}); /* I32 converted */
+    const int64_t *c, *e;
+    test_require_ok(st_require_i64(f, "c", 2, (int64_t[]){-1, 2}, &c)); /* I32 converted */
     for (int i = 0; i < 6; i++) CHECK(c[i] == i - 3);
-    const int64_t *e = st_require_i64(f, "e", 1, NULL); /* U8 converted */
+    test_require_ok(st_require_i64(f, "e", 1, NULL, &e)); /* U8 converted */
     CHECK(e[6] == 6 * 37 % 256);
-    CHECK(st_require_f32(f, "a", 3, (int64_t[]){2, 3, 4})[23] == 8.5f);
+    test_require_ok(st_require_f32(f, "a", 3, (int64_t[]){2, 3, 4}, &a));
+    CHECK(a[23] == 8.5f);
+    /* a tensor of another dtype, shape or name is a status with a message, not an exit */
+    const float *none = b;
+    CHECK(st_require_f32(f, "c", 2, NULL, &none) == D2C_ERR_INPUT && none == NULL && strstr(d2c_last_error(), "'c' is I32"));
+    CHECK(st_require_f32(f, "a", 3, (int64_t[]){2, 3, 5}, &none) == D2C_ERR_INPUT && strstr(d2c_last_error(), "expected (2, 3, 5)"));
+    CHECK(st_require_i64(f, "nope", 1, NULL, &e) == D2C_ERR_INPUT && e == NULL && strstr(d2c_last_error(), "no tensor 'nope'"));
     st_close(f);
 
     /* A tensor misaligned in the file (after 3 bytes of U8) still comes back aligned. */
@@ -203,10 +219,36 @@ static void test_safetensors(void) {
                   "{\"u\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
                   "\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[3,11]}}",
                   data, sizeof data, 0);
-    f = st_open(path);
-    const float *v = st_require_f32(f, "v", 1, (int64_t[]){2});
+    test_require_ok(st_open(&f, path));
+    const float *v;
+    test_require_ok(st_require_f32(f, "v", 1, (int64_t[]){2}, &v));
     CHECK((uintptr_t)v % 4 == 0 && v[0] == 1.25f && v[1] == -7.0f);
     st_close(f);
+
+    /* Integrity: one changed byte of a d2c file, in its data or in its metadata, is a
+     * checksum mismatch naming the file; the same bytes without the checksum key (as an
+     * older d2c or another tool writes them) load. */
+    {
+        size_t n;
+        unsigned char *bytes;
+        test_require_ok(read_whole_file(tmp_path("sample.safetensors"), 0, &bytes, &n));
+        bytes[n - 30] ^= 0x01; /* a bit of tensor data */
+        write_bytes(tmp_path("flipped_data.safetensors"), bytes, n);
+        expect_input_error("st", tmp_path("flipped_data.safetensors"), "checksum mismatch");
+        bytes[n - 30] ^= 0x01;
+        char *who = strstr((char *)bytes + 8, "\"who\":\"d2c\"");
+        CHECK(who != NULL);
+        if (who) who[8] = 'D'; /* a metadata value: "d2c" -> "D2c" */
+        write_bytes(tmp_path("flipped_meta.safetensors"), bytes, n);
+        expect_input_error("st", tmp_path("flipped_meta.safetensors"), "checksum mismatch");
+        if (who) who[8] = 'd';
+        char *sum = strstr((char *)bytes + 8, "\"checksum\":\"crc32:");
+        CHECK(sum != NULL);
+        if (sum) memcpy(sum + 12, "sha256", 6); /* an algorithm d2c does not write */
+        write_bytes(tmp_path("other_checksum.safetensors"), bytes, n);
+        expect_input_error("st", tmp_path("other_checksum.safetensors"), "is not crc32:");
+        free(bytes);
+    }
 
     /* Corrupt files: each one line, exit 2, naming the file. */
     const char *ok_entry = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
@@ -236,6 +278,29 @@ static void test_safetensors(void) {
                                     "{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,8]}}", two, 8, 0),
                        "more bytes");
     expect_input_error("st", raw_st("meta_number.safetensors", "{\"__metadata__\":{\"n\":3}}", NULL, 0, 0), "not a string");
+    expect_input_error("st", raw_st("meta_twice.safetensors", "{\"__metadata__\":{\"n\":\"3\",\"n\":\"4\"}}", NULL, 0, 0),
+                       "appears twice");
+    expect_input_error("st", raw_st("no_offsets.safetensors", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2]}}", two, 8, 0),
+                       "data_offsets");
+    expect_input_error("st", raw_st("reversed.safetensors", "{\"x\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", two, 8, 0),
+                       "end before they begin");
+    expect_input_error("st", raw_st("overflow_shape.safetensors",
+                                    "{\"x\":{\"dtype\":\"F64\",\"shape\":[9007199254740992,9007199254740992,8],\"data_offsets\":[0,8]}}",
+                                    two, 8, 0),
+                       "more bytes");
+    /* The official header bound (100,000,000 bytes): a sparse file long enough to hold a
+     * header of 100,000,001 bytes is refused before anything is read or allocated. */
+    {
+        const char *big = tmp_path("header_over_limit.safetensors");
+        uint64_t n = 100000001;
+        unsigned char len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(n >> (8 * i));
+        FILE *fb = fopen(big, "wb");
+        CHECK(fb && fwrite(len8, 1, 8, fb) == 8 && fputc('{', fb) != EOF && ftruncate(fileno(fb), (off_t)(8 + n + 8)) == 0);
+        if (fb) fclose(fb);
+        expect_input_error("st", big, "implausible header length 100000001");
+        unlink(big);
+    }
     expect_input_error("st", raw_st("duplicate.safetensors",
                                     "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                                     "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", two, 8, 0),
@@ -278,7 +343,7 @@ static size_t idx_bytes(unsigned char *buf, int type, int ndim, const int *dims,
 
 static void write_gz(const char *path, const void *data, size_t n) {
     gzFile gz = gzopen(path, "wb");
-    if (!gz || gzwrite(gz, data, (unsigned)n) != (int)n || gzclose(gz) != Z_OK) die_fail("cannot write %s", path);
+    if (!gz || gzwrite(gz, data, (unsigned)n) != (int)n || gzclose(gz) != Z_OK) d2c_fatal("cannot write %s", path);
 }
 
 static void test_idx(void) {
@@ -292,18 +357,20 @@ static void test_idx(void) {
     write_gz(tmp_path("mnist/t10k-images-idx3-ubyte.gz"), img, ni);
     write_gz(tmp_path("mnist/t10k-labels-idx1-ubyte.gz"), lab, nl);
 
-    IdxArray a = idx_read_u8(tmp_path("mnist/train-images-idx3-ubyte"), 3);
+    IdxArray a;
+    test_require_ok(idx_read_u8(&a, tmp_path("mnist/train-images-idx3-ubyte"), 3));
     CHECK(a.dims[0] == 5 && a.dims[1] == 3 && a.dims[2] == 2 && a.size == 30 && memcmp(a.data, pixels, 30) == 0);
     idx_free(&a);
     char src[1100];
     snprintf(src, sizeof src, "mnist:%s:test", tmp_path("mnist"));
-    Dataset d = dataset_load(src);
+    Dataset d;
+    test_require_ok(dataset_load(&d, src));
     CHECK(d.n == 5 && d.c == 1 && d.h == 3 && d.w == 2 && d.num_classes == 10 && d.labels[0] == 2);
     CHECK(d.images[0] == -1.0f && d.images[29] == (uint8_t)(29 * 17) / 127.5f - 1.0f && d.images[15] == 255 / 127.5f - 1.0f);
     CHECK(strcmp(d.class_names[3], "3") == 0 && strstr(d.source, ":test") != NULL);
     dataset_free(&d);
     snprintf(src, sizeof src, "idx:%s/mnist/train", g_tmp);
-    d = dataset_load(src);
+    test_require_ok(dataset_load(&d, src));
     CHECK(d.n == 5 && d.num_classes == 3 && d.labels[3] == 2);
 
     /* Subsets and per-class index lists. */
@@ -322,7 +389,8 @@ static void test_idx(void) {
     unsigned char gz_full[256];
     write_gz(tmp_path("full.gz"), img, ni);
     size_t gz_len;
-    unsigned char *gz = read_whole_file(tmp_path("full.gz"), &gz_len);
+    unsigned char *gz;
+    test_require_ok(read_whole_file(tmp_path("full.gz"), 0, &gz, &gz_len));
     memcpy(gz_full, gz, gz_len);
     free(gz);
     write_bytes(tmp_path("trunc.gz"), gz_full, gz_len - 12); /* cut the deflate stream */
@@ -356,6 +424,35 @@ static void test_idx(void) {
     snprintf(src, sizeof src, "idx:%s/mismatch/x", g_tmp);
     expect_input_error("data", src, "4 labels for the 5 images");
     expect_input_error("data", "no-such-source", "unknown data source");
+    /* 20 bytes claiming 10^9 images of 28x28: an error before any allocation */
+    unsigned char claim[20] = {0, 0, 8, 3};
+    const uint32_t dims3[3] = {1000000000u, 28, 28};
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < 4; k++) claim[4 + 4 * j + k] = (unsigned char)(dims3[j] >> (8 * (3 - k)));
+    write_bytes(tmp_path("claim-images-idx3-ubyte"), claim, sizeof claim);
+    expect_input_error("idx3", tmp_path("claim-images-idx3-ubyte"), "truncated");
+    write_gz(tmp_path("claim-images-idx3-ubyte.gz"), claim, sizeof claim); /* and compressed */
+    expect_input_error("idx3", tmp_path("claim-images-idx3-ubyte.gz"), "truncated");
+
+    /* The label rule: mnist has 10 classes, so label 200 is an error; an idx: source
+     * takes K = max label + 1 = 201, which loads, but leaves classes without images. */
+    uint8_t bad_labels[5] = {2, 0, 200, 1, 0};
+    mkdir(tmp_path("label200"), 0755);
+    write_bytes(tmp_path("label200/train-images-idx3-ubyte"), img, ni);
+    nl = idx_bytes(lab, 8, 1, (int[]){5}, bad_labels);
+    write_bytes(tmp_path("label200/train-labels-idx1-ubyte"), lab, nl);
+    snprintf(src, sizeof src, "mnist:%s", tmp_path("label200"));
+    expect_input_error("data", src, "label 200 of image 2 is outside the 10 classes");
+    write_bytes(tmp_path("label200/x-images-idx3-ubyte"), img, ni);
+    write_bytes(tmp_path("label200/x-labels-idx1-ubyte"), lab, nl);
+    snprintf(src, sizeof src, "idx:%s/label200/x", g_tmp);
+    Dataset d200;
+    test_require_ok(dataset_load(&d200, src));
+    CHECK(d200.num_classes == 201);
+    CHECK(dataset_require_all_classes(&d200) == D2C_ERR_INPUT);
+    printf("     %s\n", d2c_last_error());
+    CHECK(strstr(d2c_last_error(), "197 of its 201 classes have no images (classes 3-199)") != NULL);
+    dataset_free(&d200);
     snprintf(src, sizeof src, "idx:%s/nothing/here", g_tmp);
     expect_input_error("data", src, "no such file");
 }
@@ -373,15 +470,17 @@ static void test_images(void) {
     uint8_t rgb[3 * 6 * 8], grey[6 * 8];
     make_image(rgb, 3, 6, 8, 1);
     make_image(grey, 1, 6, 8, 2);
-    png_write_u8(tmp_path("rgb.png"), rgb, 3, 6, 8);
-    png_write_u8(tmp_path("grey.png"), grey, 1, 6, 8);
-    ImageU8 a = image_load(tmp_path("rgb.png")), b = image_load(tmp_path("grey.png"));
+    test_require_ok(png_write_u8(tmp_path("rgb.png"), rgb, 3, 6, 8));
+    test_require_ok(png_write_u8(tmp_path("grey.png"), grey, 1, 6, 8));
+    ImageU8 a, b;
+    test_require_ok(image_load(&a, tmp_path("rgb.png")));
+    test_require_ok(image_load(&b, tmp_path("grey.png")));
     CHECK(a.c == 3 && a.h == 6 && a.w == 8 && memcmp(a.pixels, rgb, sizeof rgb) == 0);
     CHECK(b.c == 1 && b.h == 6 && b.w == 8 && memcmp(b.pixels, grey, sizeof grey) == 0);
     image_free(&a);
     image_free(&b);
-    jpeg_write_u8(tmp_path("rgb.jpg"), rgb, 3, 6, 8, 100);
-    a = image_load(tmp_path("rgb.jpg"));
+    test_require_ok(jpeg_write_u8(tmp_path("rgb.jpg"), rgb, 3, 6, 8, 100));
+    test_require_ok(image_load(&a, tmp_path("rgb.jpg")));
     int max_diff = 0;
     for (size_t i = 0; i < sizeof rgb; i++) max_diff = D2C_MAX(max_diff, abs((int)a.pixels[i] - rgb[i]));
     printf("     JPEG quality 100 round trip: max |diff| %d\n", max_diff);
@@ -401,15 +500,16 @@ static void test_images(void) {
             for (int i = 0; i < 2 + k + split; i++) {
                 make_image(rgb, 3, 6, 8, k);
                 snprintf(file, sizeof file, "%s/%02d.%s", dir, i, i % 2 ? "JPG" : "png");
-                if (i % 2) jpeg_write_u8(tmp_path(file), rgb, 3, 6, 8, 95);
-                else png_write_u8(tmp_path(file), rgb, 3, 6, 8);
+                if (i % 2) test_require_ok(jpeg_write_u8(tmp_path(file), rgb, 3, 6, 8, 95));
+                else test_require_ok(png_write_u8(tmp_path(file), rgb, 3, 6, 8));
             }
         }
     }
     write_bytes(tmp_path("folder/train/a_first/notes.txt"), "hi", 2); /* skipped with a warning */
     char src[1100];
     snprintf(src, sizeof src, "folder:%s", tmp_path("folder"));
-    Dataset d = dataset_load(src);
+    Dataset d;
+    test_require_ok(dataset_load(&d, src));
     CHECK(d.n == 2 + 3 + 4 && d.c == 3 && d.h == 6 && d.w == 8 && d.num_classes == 3);
     CHECK(strcmp(d.class_names[0], "a_first") == 0 && strcmp(d.class_names[2], "c_third") == 0);
     CHECK(d.labels[0] == 0 && d.labels[2] == 0 && d.labels[3] == 1 && d.labels[4] == 1 && d.labels[8] == 2);
@@ -417,32 +517,34 @@ static void test_images(void) {
     CHECK(d.images[5] == rgb[5] / 127.5f - 1.0f);
     dataset_free(&d);
     snprintf(src, sizeof src, "folder:%s:test", tmp_path("folder"));
-    d = dataset_load(src);
+    test_require_ok(dataset_load(&d, src));
     CHECK(d.n == 3 + 4 + 5 && d.num_classes == 3);
     dataset_free(&d);
 
     /* Bad folders and images. */
     make_image(rgb, 3, 6, 8, 0);
-    png_write_u8(tmp_path("folder/test/c_third/99.png"), rgb, 3, 8, 6); /* 6 wide, 8 high */
+    test_require_ok(png_write_u8(tmp_path("folder/test/c_third/99.png"), rgb, 3, 8, 6)); /* 6 wide, 8 high */
     snprintf(src, sizeof src, "folder:%s:test", tmp_path("folder"));
     expect_input_error("data", src, "c_third/99.png: 6x8 with 3 channels, but");
-    png_write_u8(tmp_path("folder/test/c_third/99.png"), grey, 1, 6, 8);
+    test_require_ok(png_write_u8(tmp_path("folder/test/c_third/99.png"), grey, 1, 6, 8));
     expect_input_error("data", src, "8x6 with 1 channel, but");
     size_t len;
-    unsigned char *png = read_whole_file(tmp_path("rgb.png"), &len);
+    unsigned char *png;
+    test_require_ok(read_whole_file(tmp_path("rgb.png"), 0, &png, &len));
     write_bytes(tmp_path("folder/test/c_third/99.png"), png, len - 20);
     expect_input_error("data", src, "corrupt PNG");
     expect_input_error("image", tmp_path("folder/test/c_third/99.png"), "corrupt PNG");
     free(png);
-    unsigned char *jpg = read_whole_file(tmp_path("rgb.jpg"), &len);
+    unsigned char *jpg;
+    test_require_ok(read_whole_file(tmp_path("rgb.jpg"), 0, &jpg, &len));
     write_bytes(tmp_path("truncated.jpg"), jpg, len / 2);
     expect_input_error("image", tmp_path("truncated.jpg"), "corrupt JPEG");
     free(jpg);
     uint8_t *large = xmalloc(3 * 64 * 64); /* entropy-coded data cut short: libjpeg only warns */
     for (int i = 0; i < 3 * 64 * 64; i++) large[i] = (uint8_t)(i * 7919 % 251);
-    jpeg_write_u8(tmp_path("large.jpg"), large, 3, 64, 64, 90);
+    test_require_ok(jpeg_write_u8(tmp_path("large.jpg"), large, 3, 64, 64, 90));
     free(large);
-    jpg = read_whole_file(tmp_path("large.jpg"), &len);
+    test_require_ok(read_whole_file(tmp_path("large.jpg"), 0, &jpg, &len));
     write_bytes(tmp_path("truncated_scan.jpg"), jpg, len - 200);
     expect_input_error("image", tmp_path("truncated_scan.jpg"), "Premature end");
     free(jpg);
@@ -456,22 +558,135 @@ static void test_images(void) {
 
     /* Grids: pixel values, size, caption ink below the grid. */
     float imgs[3 * 1 * 2 * 2] = {-1, -1, -1, -1, 1, 1, 1, 1, 0, 0.5f, -0.5f, 2};
-    png_write_grid(tmp_path("grid.png"), imgs, 3, 1, 2, 2, 2, 1);
-    ImageU8 g = image_load(tmp_path("grid.png"));
+    test_require_ok(png_write_grid(tmp_path("grid.png"), imgs, 3, 1, 2, 2, 2, 1));
+    ImageU8 g;
+    test_require_ok(image_load(&g, tmp_path("grid.png")));
     CHECK(g.c == 1 && g.w == 2 * 3 + 1 && g.h == 2 * 3 + 1);
     CHECK(g.pixels[0] == 255 && g.pixels[1 * 7 + 1] == 0 && g.pixels[1 * 7 + 4] == 255);
     CHECK(g.pixels[4 * 7 + 1] == 128 && g.pixels[4 * 7 + 2] == 191 && g.pixels[5 * 7 + 1] == 64 && g.pixels[5 * 7 + 2] == 255);
     image_free(&g);
     float big[10 * 3 * 28 * 28];
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) big[i] = sinf((float)i * 0.01f);
-    png_write_grid_caption(tmp_path("caption.png"), big, 10, 3, 28, 28, 5, 2, "pool vs real, ratio 1%\nIPC 10 (d2c)");
-    g = image_load(tmp_path("caption.png"));
+    test_require_ok(png_write_grid_caption(tmp_path("caption.png"), big, 10, 3, 28, 28, 5, 2, "pool vs real, ratio 1%\nIPC 10 (d2c)"));
+    test_require_ok(image_load(&g, tmp_path("caption.png")));
     int grid_h = 2 * 30 + 2, ink = 0;
     for (int y = grid_h; y < g.h; y++)
         for (int x = 0; x < g.w; x++) ink += g.pixels[(size_t)y * g.w + x] == 0;
     printf("     caption grid %dx%d, %d caption pixels inked\n", g.w, g.h, ink);
     CHECK(g.c == 3 && g.w == 5 * 30 + 2 && g.h > grid_h + 14 && ink > 100);
     image_free(&g);
+}
+
+/* A 4-image pool with these labels (and num_classes metadata when meta is not NULL). */
+static const char *label_pool(const char *name, const int64_t labels[4], const char *meta) {
+    float images[4 * 2 * 2] = {0};
+    StWriter *w = st_writer_new();
+    st_add(w, "images", ST_F32, 4, (int64_t[]){4, 1, 2, 2}, images);
+    st_add(w, "labels", ST_I64, 1, (int64_t[]){4}, labels);
+    if (meta) st_set_meta(w, "num_classes", meta);
+    const char *path = tmp_path(name);
+    test_require_ok(st_write(w, path));
+    st_writer_free(w);
+    return path;
+}
+
+/* The label rule of io/dataset.h on pools and samples files. */
+static void test_labels(void) {
+    Dataset d;
+    const char *ok = label_pool("labels_ok.safetensors", (int64_t[]){0, 1, 2, 1}, NULL);
+    test_require_ok(dataset_load(&d, ok));
+    CHECK(d.num_classes == 3 && dataset_require_all_classes(&d) == D2C_OK);
+    dataset_free(&d);
+    const char *gap = label_pool("labels_0_1_2_99.safetensors", (int64_t[]){0, 1, 2, 99}, NULL);
+    test_require_ok(dataset_load(&d, gap)); /* K = 100 by the rule ... */
+    CHECK(d.num_classes == 100);
+    CHECK(dataset_require_all_classes(&d) == D2C_ERR_INPUT); /* ... 96 of them empty */
+    printf("     %s\n", d2c_last_error());
+    CHECK(strstr(d2c_last_error(), "96 of its 100 classes have no images (classes 3-98)") && strstr(d2c_last_error(), gap));
+    dataset_free(&d);
+    const char *spread = label_pool("labels_spread.safetensors", (int64_t[]){0, 2, 4, 6}, "8");
+    test_require_ok(dataset_load(&d, spread));
+    CHECK(dataset_require_all_classes(&d) == D2C_ERR_INPUT && strstr(d2c_last_error(), "(classes 1, 3, 5, 7)"));
+    dataset_free(&d);
+    expect_input_error("data", label_pool("labels_90000.safetensors", (int64_t[]){0, 1, 2, 90000}, NULL),
+                       "label 90000 would make 90001 classes; d2c takes at most 1000");
+    expect_input_error("data", label_pool("labels_negative.safetensors", (int64_t[]){0, -1, 2, 1}, NULL), "negative");
+    expect_input_error("data", label_pool("labels_meta.safetensors", (int64_t[]){0, 1, 12, 1}, "10"),
+                       "label 12 of image 2 is outside the 10 classes 0..9 (its num_classes metadata)");
+    expect_input_error("data", label_pool("labels_meta_huge.safetensors", (int64_t[]){0, 1, 2, 1}, "5000"),
+                       "num_classes '5000' is not a class count 1..1000");
+    expect_input_error("data", label_pool("labels_meta_text.safetensors", (int64_t[]){0, 1, 2, 1}, "ten"), "num_classes");
+}
+
+/* Image folders that are not data sets: each one clear error naming the file. */
+static void test_bad_folders(void) {
+    uint8_t rgb[3 * 6 * 8];
+    make_image(rgb, 3, 6, 8, 3);
+    char src[1100];
+    /* a symlink loop inside a class folder */
+    mkdir(tmp_path("loop"), 0755);
+    mkdir(tmp_path("loop/cat"), 0755);
+    test_require_ok(png_write_u8(tmp_path("loop/cat/a.png"), rgb, 3, 6, 8));
+    CHECK(symlink("b.png", tmp_path("loop/cat/a_loop.png")) == 0 && symlink("a_loop.png", tmp_path("loop/cat/b.png")) == 0);
+    snprintf(src, sizeof src, "folder:%s", tmp_path("loop"));
+    expect_input_error("data", src, "loop/cat/a_loop.png: cannot read: Too many levels of symbolic links");
+    /* a dangling link */
+    mkdir(tmp_path("dangling"), 0755);
+    mkdir(tmp_path("dangling/cat"), 0755);
+    test_require_ok(png_write_u8(tmp_path("dangling/cat/a.png"), rgb, 3, 6, 8));
+    CHECK(symlink("gone.png", tmp_path("dangling/cat/z.png")) == 0);
+    snprintf(src, sizeof src, "folder:%s", tmp_path("dangling"));
+    expect_input_error("data", src, "dangling/cat/z.png: cannot read: No such file");
+    /* a class folder that links back to the data set's own folder: a class of folders */
+    mkdir(tmp_path("selfloop"), 0755);
+    mkdir(tmp_path("selfloop/cat"), 0755);
+    test_require_ok(png_write_u8(tmp_path("selfloop/cat/a.png"), rgb, 3, 6, 8));
+    CHECK(symlink("..", tmp_path("selfloop/cat/up")) == 0 && symlink(".", tmp_path("selfloop/dog")) == 0);
+    snprintf(src, sizeof src, "folder:%s", tmp_path("selfloop"));
+    expect_input_error("data", src, "selfloop/dog: class folder holds no .png");
+    /* an unreadable file (not testable as root, who reads everything) */
+    mkdir(tmp_path("unreadable"), 0755);
+    mkdir(tmp_path("unreadable/cat"), 0755);
+    test_require_ok(png_write_u8(tmp_path("unreadable/cat/a.png"), rgb, 3, 6, 8));
+    test_require_ok(png_write_u8(tmp_path("unreadable/cat/b.png"), rgb, 3, 6, 8));
+    if (geteuid() != 0) {
+        CHECK(chmod(tmp_path("unreadable/cat/b.png"), 0) == 0);
+        snprintf(src, sizeof src, "folder:%s", tmp_path("unreadable"));
+        expect_input_error("data", src, "unreadable/cat/b.png: cannot open: Permission denied");
+    } else {
+        printf("skip unreadable image file: running as root\n");
+    }
+    /* a truncated JPEG and a truncated PNG among good images */
+    mkdir(tmp_path("truncated"), 0755);
+    mkdir(tmp_path("truncated/cat"), 0755);
+    mkdir(tmp_path("truncated/dog"), 0755);
+    test_require_ok(png_write_u8(tmp_path("truncated/cat/a.png"), rgb, 3, 6, 8));
+    test_require_ok(jpeg_write_u8(tmp_path("truncated/dog/a.jpg"), rgb, 3, 6, 8, 90));
+    size_t len;
+    unsigned char *bytes;
+    test_require_ok(read_whole_file(tmp_path("truncated/dog/a.jpg"), 0, &bytes, &len));
+    write_bytes(tmp_path("truncated/dog/b.jpg"), bytes, len / 2);
+    free(bytes);
+    snprintf(src, sizeof src, "folder:%s", tmp_path("truncated"));
+    expect_input_error("data", src, "truncated/dog/b.jpg: corrupt JPEG");
+    unlink(tmp_path("truncated/dog/b.jpg"));
+    test_require_ok(read_whole_file(tmp_path("truncated/cat/a.png"), 0, &bytes, &len));
+    write_bytes(tmp_path("truncated/cat/b.png"), bytes, len - 20); /* into the image data */
+    free(bytes);
+    expect_input_error("data", src, "truncated/cat/b.png: corrupt PNG");
+    /* a PNG whose header claims 4000 x 4000 pixels in 57 bytes (IHDR, an empty IDAT,
+     * IEND): refused before the decoder allocates for it */
+    unsigned char png[8 + 25 + 12 + 12] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                           0, 0, 0x0F, 0xA0, 0, 0, 0x0F, 0xA0, 8, 2, 0, 0, 0};
+    memcpy(png + 33, "\0\0\0\0IDAT", 8);
+    memcpy(png + 45, "\0\0\0\0IEND", 8);
+    const int chunk_at[3] = {12, 37, 49}, chunk_len[3] = {17, 4, 4}, crc_at[3] = {29, 41, 53};
+    for (int c = 0; c < 3; c++) {
+        uLong crc = crc32(0, png + chunk_at[c], (uInt)chunk_len[c]);
+        for (int k = 0; k < 4; k++) png[crc_at[c] + k] = (unsigned char)(crc >> (8 * (3 - k)));
+    }
+    write_bytes(tmp_path("claims_4000.png"), png, sizeof png);
+    expect_input_error("image", tmp_path("claims_4000.png"), "truncated PNG: its header claims 4000 x 4000 pixels");
 }
 
 static void test_fashion_mnist(void) {
@@ -497,7 +712,8 @@ static void test_fashion_mnist(void) {
         gzclose(gz);
 
         double t0 = now_seconds();
-        Dataset d = dataset_load(test ? "fashion-mnist:test" : "fashion-mnist");
+        Dataset d;
+        test_require_ok(dataset_load(&d, test ? "fashion-mnist:test" : "fashion-mnist"));
         double seconds = now_seconds() - t0;
         printf("     fashion-mnist:%s: %d x %d x %d x %d, %d classes, first label %lld (file: %d), %.3f s\n",
                test ? "test" : "train", d.n, d.c, d.h, d.w, d.num_classes, (long long)d.labels[0], first_label, seconds);
@@ -518,24 +734,37 @@ static void test_fashion_mnist(void) {
 /* ---------------------------------------------------------------------------------- */
 /* Modes                                                                               */
 
+/* Opens path as kind; any failure is reported as the CLI does (one "d2c: error:" line,
+ * exit status = the status). */
 static int mode_open(const char *kind, const char *path) {
-    if (strcmp(kind, "st") == 0) st_close(st_open(path));
-    else if (strcmp(kind, "idx3") == 0 || strcmp(kind, "idx1") == 0) {
-        IdxArray a = idx_read_u8(path, kind[3] - '0');
-        idx_free(&a);
+    int st;
+    if (strcmp(kind, "st") == 0) {
+        StFile *f;
+        st = st_open(&f, path);
+        if (!st) st_close(f);
+    } else if (strcmp(kind, "idx3") == 0 || strcmp(kind, "idx1") == 0) {
+        IdxArray a;
+        st = idx_read_u8(&a, path, kind[3] - '0');
+        if (!st) idx_free(&a);
     } else if (strcmp(kind, "image") == 0) {
-        ImageU8 img = image_load(path);
-        image_free(&img);
+        ImageU8 img;
+        st = image_load(&img, path);
+        if (!st) image_free(&img);
     } else if (strcmp(kind, "data") == 0) {
-        Dataset d = dataset_load(path);
-        dataset_free(&d);
-    } else die_input("unknown kind '%s'", kind);
-    return 0;
+        Dataset d;
+        st = dataset_load(&d, path);
+        if (!st) dataset_free(&d);
+    } else {
+        st = d2c_error(D2C_ERR_INPUT, "unknown kind '%s'", kind);
+    }
+    if (st) report_line("error", d2c_last_error());
+    return st;
 }
 
 static int mode_load(const char *src) {
     double t0 = now_seconds();
-    Dataset d = dataset_load(src);
+    Dataset d;
+    test_require_ok(dataset_load(&d, src));
     double seconds = now_seconds() - t0;
     float lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < (size_t)d.n * d.c * d.h * d.w; i++) lo = fminf(lo, d.images[i]), hi = fmaxf(hi, d.images[i]);
@@ -566,7 +795,8 @@ static int mode_load(const char *src) {
 }
 
 static int mode_dump(const char *src, const char *out, long max_images) {
-    Dataset d = dataset_load(src);
+    Dataset d;
+    test_require_ok(dataset_load(&d, src));
     int n = (int)D2C_MIN((long)d.n, max_images);
     StWriter *w = st_writer_new();
     st_add(w, "images", ST_F32, 4, (int64_t[]){n, d.c, d.h, d.w}, d.images);
@@ -575,7 +805,7 @@ static int mode_dump(const char *src, const char *out, long max_images) {
     snprintf(buf, sizeof buf, "%d", d.num_classes);
     st_set_meta(w, "num_classes", buf);
     st_set_meta(w, "source", d.source);
-    st_write(w, out);
+    test_require_ok(st_write(w, out));
     st_writer_free(w);
     dataset_free(&d);
     return 0;
@@ -600,24 +830,32 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "load") == 0) return mode_load(argv[2]);
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "dump") == 0) {
         long n = 1L << 30;
-        if (argc == 5 && (parse_long(argv[4], &n) != 0 || n < 0)) die_input("bad image count '%s'", argv[4]);
+        if (argc == 5 && (parse_long(argv[4], &n) != 0 || n < 0)) {
+            fprintf(stderr, "d2c: error: bad image count '%s'\n", argv[4]);
+            return 2;
+        }
         return mode_dump(argv[2], argv[3], n);
     }
     if (argc == 3 && strcmp(argv[1], "write-sample") == 0) return mode_write_sample(argv[2]);
     if (argc == 3 && strcmp(argv[1], "check-sample") == 0) return mode_check_sample(argv[2]);
-    if (argc != 1) die_input("usage: test_io [open KIND PATH | load SRC | dump SRC OUT [N] | write-sample OUT | check-sample IN]");
+    if (argc != 1) {
+        fprintf(stderr, "usage: test_io [open KIND PATH | load SRC | dump SRC OUT [N] | write-sample OUT | check-sample IN]\n");
+        return 2;
+    }
 
     ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
-    if (n <= 0) die_fail("cannot find this program through /proc/self/exe");
+    if (n <= 0) d2c_fatal("cannot find this program through /proc/self/exe");
     g_self[n] = 0;
     const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(g_tmp, sizeof g_tmp, "%s/d2c_test_io.XXXXXX", base);
-    if (!mkdtemp(g_tmp)) die_fail("cannot make a folder under %s", base);
+    if (!mkdtemp(g_tmp)) d2c_fatal("cannot make a folder under %s", base);
     printf("scratch folder %s\n", g_tmp);
 
     test_safetensors();
     test_idx();
     test_images();
+    test_labels();
+    test_bad_folders();
     test_fashion_mnist();
 
     int status = test_finish();

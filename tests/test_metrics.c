@@ -167,7 +167,7 @@ static int32_t *kid_indices(const Case *c, int which) {
 
 static void write_case(const Case *c, const char *path) {
     FILE *f = fopen(path, "wb");
-    if (!f) die_fail("cannot write %s", path);
+    if (!f) test_require_ok(d2c_error(D2C_ERR_FAIL, "cannot write %s", path));
     int32_t header[6] = {0x4D433244, c->n_real, c->n_fake, c->d, c->n_classes, METRICS_PRDC_K};
     fwrite(header, sizeof header, 1, f);
     fwrite(c->real, sizeof(float), (size_t)c->n_real * c->d, f);
@@ -181,7 +181,7 @@ static void write_case(const Case *c, const char *path) {
         fwrite(idx, sizeof(int32_t), (size_t)KID_SUBSETS * kid_m(c), f);
         free(idx);
     }
-    if (fclose(f) != 0) die_fail("cannot write %s", path);
+    if (fclose(f) != 0) test_require_ok(d2c_error(D2C_ERR_FAIL, "cannot write %s", path));
 }
 
 static size_t ref_count(const Case *c) {
@@ -192,7 +192,7 @@ static size_t ref_count(const Case *c) {
 static double **run_reference(const Case *cases, int n_cases, const char *python,
                                const char *script) {
     char dir[] = "/tmp/d2c_test_metrics_XXXXXX";
-    if (!mkdtemp(dir)) die_fail("mkdtemp failed");
+    if (!mkdtemp(dir)) test_require_ok(d2c_error(D2C_ERR_FAIL, "mkdtemp failed"));
     size_t cap = strlen(python) + strlen(script) + 16 + (size_t)n_cases * (2 * sizeof dir + 32);
     char *cmd = xmalloc(cap);
     int len = snprintf(cmd, cap, "'%s' '%s'", python, script);

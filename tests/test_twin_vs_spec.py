@@ -9,8 +9,9 @@ relative error max|twin - spec| / max|spec| below 1e-6. The hypergradient (a dou
 backward pass) loses about 2e-5 relative to the exact value in float32 whichever way it
 is computed, so in float32 it is held to 1e-5 and it is also compared in float64, where
 twin and spec must agree to 1e-9. Prints one line per check and
-"N passed, N failed"; exits 1 on any failure. Without the spec file there is nothing to
-compare against: it says so and exits 0 with "0 passed, 0 failed".
+"N passed, N failed"; exits 1 on any failure, and also when no check ran. Without the
+spec file there is nothing to compare against: it says so and exits 77, which CTest
+reports as skipped (SKIP_RETURN_CODE 77 in tests/cmake/reference.cmake), never a pass.
 """
 import copy
 import importlib.util
@@ -176,9 +177,8 @@ def check_sensitivity(r, S, m_t, m_s):
 def main():
     S, path = load_spec(sys.argv[1] if len(sys.argv) > 1 else None)
     if S is None:
-        print(f"spec not found at {path}: nothing to compare against")
-        print("0 passed, 0 failed")
-        return 0
+        print(f"skip: spec not found at {path}: nothing to compare against")
+        return 77
     torch.set_num_threads(1)
     print(f"spec: {os.path.abspath(path)}")
     r = Report()
@@ -188,6 +188,9 @@ def main():
         models = check_config(r, S, name, fields, hw)
     check_sensitivity(r, S, *models)
     print(f"{r.passed} passed, {r.failed} failed")
+    if r.passed + r.failed == 0:
+        print("FAIL no check ran: a comparison that checked nothing has not passed")
+        return 1
     return 0 if r.failed == 0 else 1
 
 

@@ -3,6 +3,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "core/util.h"
 
 static int g_passed, g_failed;
 
@@ -48,7 +51,23 @@ double check_close_d(const char *name, const double *a, const double *b, size_t 
     return finish_close(name, maxdiff, maxref, finite, limit);
 }
 
+void test_require_ok(int st) {
+    if (st == D2C_OK) return;
+    fflush(stdout);
+    report_line("error", d2c_last_error());
+    exit(st);
+}
+
 int test_finish(void) {
     printf("%d passed, %d failed\n", g_passed, g_failed);
+    if (g_passed + g_failed == 0) {
+        printf("FAIL no check ran: a test that checked nothing has not passed\n");
+        return 1;
+    }
     return g_failed ? 1 : 0;
+}
+
+int test_skip(const char *why) {
+    printf("skip: %s\n", why);
+    return 77;
 }

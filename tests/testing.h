@@ -15,7 +15,15 @@ double check_close(const char *name, const float *a, const float *b, size_t n, d
 /* Same, for double arrays. */
 double check_close_d(const char *name, const double *a, const double *b, size_t n, double limit);
 
-/* Prints "N passed, N failed" and returns the exit status for main (0 iff no failure). */
+/* Unless st is D2C_OK (core/status.h): prints "d2c: error: <message>" and exits with
+ * status st. For set-up steps a test cannot go on without. */
+void test_require_ok(int st);
+
+/* Prints "N passed, N failed" and returns the exit status for main: 0 iff no check
+ * failed and at least one ran (a test that checked nothing has not passed). */
 int test_finish(void);
+/* For a test whose reference is missing: prints "skip: <why>" and returns 77, the
+ * status CTest reports as skipped where the test declares SKIP_RETURN_CODE 77. */
+int test_skip(const char *why);
 
 #endif

@@ -46,14 +46,14 @@ typedef struct {
     int threads, batch, hw, channels, in_ch, iters;
 } BenchShape;
 
-static void bench_train(const BenchShape *s, double sgemm) {
+static int bench_train(const BenchShape *s, double sgemm) {
     UNetConfig cfg = unet_default_config();
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
     const int B = s->batch;
     const size_t D = (size_t)s->in_ch * s->hw * s->hw;
     UNet net;
-    unet_create(&net, &cfg, s->hw, s->hw, B);
+    D2C_TRY(unet_create(&net, &cfg, s->hw, s->hw, B));
     unet_init_params(&net.lay, net.params, 0);
     Adam adam;
     adam_create(&adam, net.lay.n_params, 2e-4f);
@@ -86,6 +86,7 @@ static void bench_train(const BenchShape *s, double sgemm) {
     ddpm_scratch_free(&w);
     adam_destroy(&adam);
     unet_destroy(&net);
+    return D2C_OK;
 }
 
 /* The matching workload both hypergrad and condense time: a UNet of the given config, a
@@ -101,11 +102,11 @@ typedef struct {
 
 enum { MB_REAL = 64, MB_SYN = 10 };
 
-static void match_bench_create(MatchBench *m, UNetConfig cfg, const BenchShape *s) {
+static int match_bench_create(MatchBench *m, UNetConfig cfg, const BenchShape *s) {
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
     m->D = (size_t)s->in_ch * s->hw * s->hw;
-    unet_create(&m->net, &cfg, s->hw, s->hw, MB_REAL);
+    D2C_TRY(unet_create(&m->net, &cfg, s->hw, s->hw, MB_REAL));
     unet_init_params(&m->net.lay, m->net.params, 0);
     schedule_init(&m->sched, SCHEDULE_LINEAR);
     match_work_create(&m->w, &m->net, MB_REAL, MB_SYN);
@@ -114,6 +115,7 @@ static void match_bench_create(MatchBench *m, UNetConfig cfg, const BenchShape *
     m->g = xmalloc_floats((size_t)MB_SYN * m->D);
     for (int b = 0; b < MB_REAL; b++) m->yr[b] = 3;
     for (int b = 0; b < MB_SYN; b++) m->ys[b] = 3;
+    return D2C_OK;
 }
 
 static void match_bench_free(MatchBench *m) {
@@ -124,9 +126,9 @@ static void match_bench_free(MatchBench *m) {
     unet_destroy(&m->net);
 }
 
-static void bench_hypergrad(const BenchShape *s) {
+static int bench_hypergrad(const BenchShape *s) {
     MatchBench m;
-    match_bench_create(&m, unet_default_config(), s);
+    D2C_TRY(match_bench_create(&m, unet_default_config(), s));
     const int Br = MB_REAL, Bs = MB_SYN, K = 2;
     const size_t D = m.D;
     float *nr = xmalloc_floats((size_t)K * Br * D), *ns = xmalloc_floats((size_t)K * Bs * D);
@@ -149,16 +151,17 @@ static void bench_hypergrad(const BenchShape *s) {
     free(nr);
     free(ns);
     match_bench_free(&m);
+    return D2C_OK;
 }
 
-static void bench_sample(const BenchShape *s) {
+static int bench_sample(const BenchShape *s) {
     UNetConfig cfg = unet_default_config();
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
     const int B = s->batch;
     const size_t D = (size_t)s->in_ch * s->hw * s->hw;
     UNet net;
-    unet_create(&net, &cfg, s->hw, s->hw, B);
+    D2C_TRY(unet_create(&net, &cfg, s->hw, s->hw, B));
     unet_init_params(&net.lay, net.params, 0);
     float *x = xmalloc_floats((size_t)B * D), *eps = xmalloc_floats((size_t)B * D);
     int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
@@ -175,6 +178,7 @@ static void bench_sample(const BenchShape *s) {
            s->in_ch, B, dt * 1e3, B / dt);
     free(x); free(eps); free(t); free(y);
     unet_destroy(&net);
+    return D2C_OK;
 }
 
 
@@ -229,10 +233,10 @@ static double fit_line(const int *x, const double *y, int n, double *a, double *
  * seconds per timestep and the growth of the peak RSS (from the first round, taken in
  * ascending K after a warm-up call); then the least-squares lines t(K) = a + b K of wall
  * and CPU time with R^2, and what the wall line gives for K = 2 and all T = 1000. */
-static void bench_condense(const BenchShape *s) {
+static int bench_condense(const BenchShape *s) {
     const CondenseOptions defaults = condense_default_options();
     MatchBench m;
-    match_bench_create(&m, defaults.cfg, s);
+    D2C_TRY(match_bench_create(&m, defaults.cfg, s));
     const int Br = MB_REAL, Bs = MB_SYN, NC = defaults.t_candidates, T = 1000;
     const size_t D = m.D;
     float *xr = m.xr, *xs = m.xs, *g = m.g;
@@ -292,6 +296,7 @@ static void bench_condense(const BenchShape *s) {
            defaults.topk, a + b * defaults.topk, T, a + b * T, (a + b * T) / 60,
            (double)T * (Br + Bs) * D * 4.0 / (1 << 20));
     match_bench_free(&m);
+    return D2C_OK;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -307,21 +312,22 @@ int cmd_bench(int argc, char **argv) {
         {"what", OPT_STRING, &what, 1, 0, "all|train|hypergrad|sample|sgemm|condense (default all; all leaves condense out)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("bench", USAGE, opts, argc, argv, 2);
+    D2C_TRY(parse_options("bench", USAGE, opts, argc, argv, 2));
     apply_threads(s.threads);
     int all = strcmp(what, "all") == 0;
     if (!all && strcmp(what, "train") && strcmp(what, "hypergrad") && strcmp(what, "sample") && strcmp(what, "sgemm") &&
         strcmp(what, "condense"))
-        die_input("bench: --what must be all, train, hypergrad, sample, sgemm or condense; got '%s'", what);
+        return d2c_error(D2C_ERR_INPUT, "bench: --what must be all, train, hypergrad, sample, sgemm or condense; got '%.64s'",
+                         what);
     BenchShape sc = s; /* condense: d2c condense's network unless --channels is given */
     if (!sc.channels) sc.channels = condense_default_options().cfg.base_channels;
     if (!s.channels) s.channels = 32;
     double sg = sgemm_gflops(1024, 10);
     printf("sgemm       openblas threads=%d n=1024: %.1f GFLOP/s\n", s.threads, sg);
-    if (all || !strcmp(what, "train")) bench_train(&s, sg);
-    if (all || !strcmp(what, "hypergrad")) bench_hypergrad(&s);
-    if (all || !strcmp(what, "sample")) bench_sample(&s);
-    if (!strcmp(what, "condense")) bench_condense(&sc);
+    if (all || !strcmp(what, "train")) D2C_TRY(bench_train(&s, sg));
+    if (all || !strcmp(what, "hypergrad")) D2C_TRY(bench_hypergrad(&s));
+    if (all || !strcmp(what, "sample")) D2C_TRY(bench_sample(&s));
+    if (!strcmp(what, "condense")) D2C_TRY(bench_condense(&sc));
     printf("peak_rss    d2c: %.1f MiB\n", peak_rss_mib());
-    return 0;
+    return D2C_OK;
 }

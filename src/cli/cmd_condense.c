@@ -17,8 +17,10 @@ static const char *USAGE =
 
 int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
-    const char *data = o.data, *out = NULL, *method = o.method, *score = o.score, *opt_img = o.opt_img, *init = o.init;
-    const char *log = NULL, *grid = NULL, *device = "cpu", *keep = o.select_keep;
+    const char *data = o.data, *out = NULL, *method = CONDENSE_METHOD_NAMES[o.method];
+    const char *score = TIMESTEP_SCORE_NAMES[o.score], *opt_img = PIXEL_OPTIMISER_NAMES[o.opt_img];
+    const char *init = POOL_INIT_NAMES[o.init], *keep = SELECT_KEEP_NAMES[o.select_keep];
+    const char *log = NULL, *grid = NULL, *device = "cpu";
     double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0, jitter = o.jitter;
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
@@ -66,32 +68,25 @@ int cmd_condense(int argc, char **argv) {
         {"probe", OPT_FLAG, &probe, 1, 0, "measure the matching objective's noise floor instead (table + OUT.probe.jsonl)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("condense", USAGE, opts, argc, argv, 2);
-    require_option("condense", opts, "out");
-    check_device("condense", device);
+    D2C_TRY(parse_options("condense", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("condense", opts, "out"));
+    D2C_TRY(check_device("condense", device));
     const int has_ratio = (probe && !find_option(opts, "ipc")->seen) || find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
-    if (has_ratio == has_ipc) die_input("condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
-    const char *methods[] = {"d2c", "random", "kcenter", "herding", "dsa", "dm", "select", "jitter"};
-    int known = 0;
-    for (int i = 0; i < 8; i++) known |= strcmp(method, methods[i]) == 0;
-    if (!known)
-        die_input("condense: --method must be one of d2c, random, kcenter, herding, dsa, dm, select, jitter; got '%s'", method);
-    if (strcmp(score, "grad-norm") && strcmp(score, "gap") && strcmp(score, "loss") && strcmp(score, "excess"))
-        die_input("condense: --score must be grad-norm, gap, loss or excess; got '%s'", score);
-    if (strcmp(opt_img, "adam") && strcmp(opt_img, "sgd")) die_input("condense: --opt-img must be adam or sgd; got '%s'", opt_img);
-    if (strcmp(init, "real") && strcmp(init, "noise") && strcmp(init, "kcenter"))
-        die_input("condense: --init must be real, noise or kcenter; got '%s'", init);
-    if (strcmp(keep, "easy") && strcmp(keep, "hard")) die_input("condense: --select-keep must be easy or hard; got '%s'", keep);
-    if (topk > cand) die_input("condense: --topk %d exceeds --t-candidates %d", topk, cand);
+    if (has_ratio == has_ipc) return d2c_error(D2C_ERR_INPUT, "condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
+    /* the names, parsed once; the library switches on the enums */
+    D2C_TRY(d2c_error_context(condense_method_parse(method, &o.method), "condense: --method: "));
+    D2C_TRY(d2c_error_context(timestep_score_parse(score, &o.score), "condense: --score: "));
+    D2C_TRY(d2c_error_context(pixel_optimiser_parse(opt_img, &o.opt_img), "condense: --opt-img: "));
+    D2C_TRY(d2c_error_context(pool_init_parse(init, &o.init), "condense: --init: "));
+    D2C_TRY(d2c_error_context(select_keep_parse(keep, &o.select_keep), "condense: --select-keep: "));
+    if (topk > cand) return d2c_error(D2C_ERR_INPUT, "condense: --topk %d exceeds --t-candidates %d", topk, cand);
     o.data = data;
     o.out = out;
-    o.method = method;
     o.ratio = ratio;
     o.ipc = ipc;
     o.iters = iters;
     o.topk = topk;
     o.t_candidates = cand;
-    o.score = score;
     o.rescore = rescore;
     o.inner_steps = inner;
     o.outer_loop = outer;
@@ -102,12 +97,9 @@ int cmd_condense(int argc, char **argv) {
     o.implicit = implicit;
     o.lr_img = lr_img;
     o.lr_net = lr_net;
-    o.opt_img = opt_img;
-    o.dm_weight = strcmp(method, "dm") == 0 && !find_option(opts, "dm-weight")->seen ? 1.0 : dm;
+    o.dm_weight = o.method == CONDENSE_DM && !find_option(opts, "dm-weight")->seen ? 1.0 : dm;
     o.learn_cond = learn_cond;
-    o.dsa = dsa || strcmp(method, "dsa") == 0;
-    o.init = init;
-    o.select_keep = keep;
+    o.dsa = dsa || o.method == CONDENSE_DSA;
     o.cfg.base_channels = channels;
     o.seed = (uint64_t)seed;
     o.resume = resume;
@@ -120,7 +112,7 @@ int cmd_condense(int argc, char **argv) {
     o.jitter = jitter;
     o.eval_every = eval_every;
     apply_threads(threads);
-    if (probe) condense_probe(&o);
-    else condense_run(&o);
-    return 0;
+    if (probe) return d2c_error_context(condense_probe(&o), "condense: ");
+    double seconds;
+    return d2c_error_context(condense_run(&o, &seconds), "condense: ");
 }

@@ -54,35 +54,41 @@ typedef struct {
     double seconds;
 } CasRun;
 
-/* CAS of the samples on the test split of ref_src's data set (or cas_test). */
-static void run_cas(CasRun *c, const float *images, const int64_t *labels, int n, int C, int H, int W, int K,
+/* CAS of the samples on the test split of ref_src's data set (or cas_test). Status. */
+static int run_cas(CasRun *c, const float *images, const int64_t *labels, int n, int C, int H, int W, int K,
                     const char *ref_src, const char *cas_test, const Dataset *ref_full, const CasOptions *o) {
     memset(c, 0, sizeof *c);
     c->cas = NAN;
     if (!labels) {
         c->note = "the samples file has no labels";
-        return;
+        return D2C_OK;
     }
     char *src = cas_test ? xstrdup(cas_test) : eval_test_source(ref_src);
     if (!src) {
         c->note = "the reference has no test split (pass --cas-test SRC)";
-        return;
+        return D2C_OK;
     }
     snprintf(c->test_src, sizeof c->test_src, "%s", src);
     Dataset loaded = {0};
     const Dataset *test = ref_full;
+    int st = D2C_OK;
     if (strcmp(src, ref_full->source) != 0 && strcmp(src, ref_src) != 0) {
-        loaded = dataset_load(src);
+        if ((st = dataset_load(&loaded, src)) != D2C_OK) goto done;
         test = &loaded;
     }
-    if (test->c != C || test->h != H || test->w != W)
-        die_input("--cas-test %s: images are %dx%dx%d, the samples %dx%dx%d", src, test->c, test->h, test->w, C, H, W);
+    if (test->c != C || test->h != H || test->w != W) {
+        st = d2c_error(D2C_ERR_INPUT, "--cas-test %s: images are %dx%dx%d, the samples %dx%dx%d", src, test->c, test->h,
+                       test->w, C, H, W);
+        goto done;
+    }
     double t0 = now_seconds();
-    CLI_TRY(cas_score(images, labels, n, C, H, W, K, test->images, test->labels, test->n, o, &c->cas));
+    st = cas_score(images, labels, n, C, H, W, K, test->images, test->labels, test->n, o, &c->cas);
     c->seconds = now_seconds() - t0;
     c->n_test = test->n;
+done:
     if (test == &loaded) dataset_free(&loaded);
     free(src);
+    return st;
 }
 
 static cJSON *metrics_json(const EvaluatorSuite *s, const EvaluatorResult *r, const CasRun *cas, const CasOptions *co,
@@ -157,15 +163,17 @@ static cJSON *metrics_json(const EvaluatorSuite *s, const EvaluatorResult *r, co
     return o;
 }
 
-static void write_json_file(const char *path, const cJSON *o) {
+static int write_json_file(const char *path, const cJSON *o) {
     char *text = cJSON_Print(o);
-    AtomicFile af = atomic_open(path);
-    cleanup_on_die(af.tmp_path);
-    fputs(text, af.f);
-    fputc('\n', af.f);
-    atomic_commit(&af);
-    cleanup_on_die(NULL);
+    AtomicFile af;
+    int st = atomic_open(&af, path);
+    if (st == D2C_OK) {
+        fputs(text, af.f);
+        fputc('\n', af.f);
+        st = atomic_commit(&af);
+    }
     free(text);
+    return st;
 }
 
 static void print_table(const EvaluatorSuite *s, const EvaluatorResult *r, const CasRun *cas, int n,
@@ -212,37 +220,40 @@ int cmd_eval(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output and no table", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("eval", USAGE, opts, argc, argv, 2);
-    require_option("eval", opts, "samples");
-    require_option("eval", opts, "ref");
-    require_option("eval", opts, "out");
-    check_device("eval", device);
+    D2C_TRY(parse_options("eval", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("eval", opts, "samples"));
+    D2C_TRY(require_option("eval", opts, "ref"));
+    D2C_TRY(require_option("eval", opts, "out"));
+    D2C_TRY(check_device("eval", device));
     apply_threads(threads);
-    check_writable(out);
+    D2C_TRY(check_writable(out));
     co.steps = cas_steps;
     co.quiet = quiet;
     double t0 = now_seconds();
 
     /* the samples: checked before any long work */
-    StFile *sf = st_open(samples);
+    StFile *sf;
+    D2C_TRY(st_open(&sf, samples));
     const StTensor *it = st_find(sf, "images");
-    if (!it) die_input("%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
-    if (it->ndim != 4) die_input("%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
+    if (!it) return d2c_error(D2C_ERR_INPUT, "%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
+    if (it->ndim != 4) return d2c_error(D2C_ERR_INPUT, "%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
     const int n = (int)it->shape[0], C = (int)it->shape[1], H = (int)it->shape[2], W = (int)it->shape[3];
-    if (n < 1) die_input("%s: holds no images", samples);
-    const float *images = st_require_f32(sf, "images", 4, it->shape);
+    if (n < 1) return d2c_error(D2C_ERR_INPUT, "%s: holds no images", samples);
+    const float *images;
+    D2C_TRY(st_require_f32(sf, "images", 4, it->shape, &images));
     for (size_t i = 0, m = (size_t)n * C * H * W; i < m; i++)
-        if (!isfinite(images[i])) die_input("%s: 'images' holds a non-finite value at flat index %zu", samples, i);
+        if (!isfinite(images[i])) return d2c_error(D2C_ERR_INPUT, "%s: 'images' holds a non-finite value at flat index %zu", samples, i);
     const int64_t *labels = NULL;
     if (st_find(sf, "labels")) {
         int64_t shp[1] = {n};
-        labels = st_require_i64(sf, "labels", 1, shp);
+        D2C_TRY(st_require_i64(sf, "labels", 1, shp, &labels));
     }
 
-    Dataset ref_full = dataset_load(ref_src), ref_small = {0};
+    Dataset ref_full, ref_small = {0};
+    D2C_TRY(dataset_load(&ref_full, ref_src));
     Dataset *ref = eval_limit_dataset(&ref_full, max_ref, &ref_small);
     EvaluatorSet set;
-    CLI_TRY(eval_list ? evaluator_set_from_list(&set, eval_list) : evaluator_set_for_ref(&set, ref_src, ref->c, ref->h, ref->w));
+    D2C_TRY(eval_list ? evaluator_set_from_list(&set, eval_list) : evaluator_set_for_ref(&set, ref_src, ref->c, ref->h, ref->w));
     SuiteOptions so = suite_default_options();
     char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
     so.cache_dir = cache_dir;
@@ -252,29 +263,29 @@ int cmd_eval(int argc, char **argv) {
     for (int e = 0; e < set.n; e++) {
         Evaluator net;
         EvaluatorInfo info;
-        CLI_TRY(evaluator_load(&net, &info, set.paths[e], 1));
+        D2C_TRY(evaluator_load(&net, &info, set.paths[e], 1));
         const EvalArch *a = &net.lay.arch;
         if (C != a->in_channels)
-            die_input("%s: images have %d channel(s) but the evaluator %s takes %d", samples, C, info.path, a->in_channels);
+            return d2c_error(D2C_ERR_INPUT, "%s: images have %d channel(s) but the evaluator %s takes %d", samples, C, info.path, a->in_channels);
         if (H != a->height || W != a->width)
-            die_input("%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W, info.path, a->height, a->width);
+            return d2c_error(D2C_ERR_INPUT, "%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W, info.path, a->height, a->width);
         if (labels)
             for (int i = 0; i < n; i++)
                 if (labels[i] < 0 || labels[i] >= a->num_classes)
-                    die_input("%s: label %lld of image %d is outside the evaluator's classes 0..%d", samples,
+                    return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the evaluator's classes 0..%d", samples,
                               (long long)labels[i], i, a->num_classes - 1);
         evaluator_destroy(&net);
     }
     if (n < METRICS_IS_SPLITS || n <= METRICS_PRDC_K)
-        die_input("%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
+        return d2c_error(D2C_ERR_INPUT, "%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
     if (n < HEADLINE_SAMPLES && !quiet)
         report_line("note", "fewer than 10000 samples: FID is biased at small n; KID is the primary number here");
 
     EvaluatorSuite suite;
-    CLI_TRY(suite_open(&suite, &set, ref, &so));
+    D2C_TRY(suite_open(&suite, &set, ref, &so));
     EvaluatorResult *r = xcalloc((size_t)suite.n, sizeof *r);
     int st = suite_measure(&suite, images, labels, n, &so, quiet ? NULL : "samples", r);
-    if (st != D2C_OK) CLI_TRY(d2c_error_context(st, "%s: ", samples));
+    if (st != D2C_OK) return (d2c_error_context(st, "%s: ", samples));
     CasRun cas;
     if (no_cas) {
         memset(&cas, 0, sizeof cas);
@@ -282,12 +293,13 @@ int cmd_eval(int argc, char **argv) {
         cas.note = "skipped (--no-cas)";
     } else {
         const EvalArch *a = &suite.nets[suite.default_index].lay.arch;
-        run_cas(&cas, images, labels, n, C, H, W, a->num_classes, ref_src, cas_test, &ref_full, &co);
+        D2C_TRY(run_cas(&cas, images, labels, n, C, H, W, a->num_classes, ref_src, cas_test, &ref_full, &co));
     }
     double seconds = now_seconds() - t0;
     cJSON *o = metrics_json(&suite, r, &cas, &co, ref_src, samples, n, seconds);
-    write_json_file(out, o);
+    st = write_json_file(out, o);
     cJSON_Delete(o);
+    if (st != D2C_OK) return st;
     if (!quiet) print_table(&suite, r, &cas, n, samples, out, seconds);
     free(r);
     free(cache_dir);

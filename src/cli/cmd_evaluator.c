@@ -67,34 +67,34 @@ static int evaluator_train_cmd(int argc, char **argv) {
         {"quiet", OPT_FLAG, &o.quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("evaluator train", USAGE, opts, argc, argv, 3);
-    require_option("evaluator train", opts, "out");
-    check_device("evaluator train", device);
+    D2C_TRY(parse_options("evaluator train", USAGE, opts, argc, argv, 3));
+    D2C_TRY(require_option("evaluator train", opts, "out"));
+    D2C_TRY(check_device("evaluator train", device));
     o.lr = lr;
     o.flip = !no_flip;
     o.test = !no_test;
-    CLI_TRY(d2c_error_context(eval_kind_parse(kind, &o.kind), "--kind: "));
+    D2C_TRY(d2c_error_context(eval_kind_parse(kind, &o.kind), "--kind: "));
     if (channels || strides) {
         EvalArch def = eval_arch_default(o.kind, 1, 28, 28, 10);
         int L = channels ? parse_int_list(channels, o.channels, EVAL_MAX_STAGES) : def.num_stages;
         int Ls = strides ? parse_int_list(strides, o.strides, EVAL_MAX_STAGES) : def.num_stages;
         for (int l = 0; !channels && l < L; l++) o.channels[l] = def.channels[l];
         for (int l = 0; !strides && l < Ls; l++) o.strides[l] = def.strides[l];
-        if (L < 1) die_input("evaluator train: --channels must be 1..%d comma-separated integers", EVAL_MAX_STAGES);
-        if (Ls != L) die_input("evaluator train: --strides must list one stride per --channels entry (%d)", L);
+        if (L < 1) return d2c_error(D2C_ERR_INPUT, "evaluator train: --channels must be 1..%d comma-separated integers", EVAL_MAX_STAGES);
+        if (Ls != L) return d2c_error(D2C_ERR_INPUT, "evaluator train: --strides must list one stride per --channels entry (%d)", L);
         o.num_stages = L;
     }
     if (dec) {
         o.num_dec = parse_int_list(dec, o.dec_channels, EVAL_MAX_STAGES + 1);
-        if (o.num_dec < 2) die_input("evaluator train: --decoder-channels must be 2..%d comma-separated integers", EVAL_MAX_STAGES + 1);
-        if (o.kind != EVAL_KIND_AE) die_input("evaluator train: --decoder-channels is for --kind ae");
+        if (o.num_dec < 2) return d2c_error(D2C_ERR_INPUT, "evaluator train: --decoder-channels must be 2..%d comma-separated integers", EVAL_MAX_STAGES + 1);
+        if (o.kind != EVAL_KIND_AE) return d2c_error(D2C_ERR_INPUT, "evaluator train: --decoder-channels is for --kind ae");
     }
-    if (o.hidden && o.kind == EVAL_KIND_POOL) die_input("evaluator train: --hidden is for --kind spatial or ae");
+    if (o.hidden && o.kind == EVAL_KIND_POOL) return d2c_error(D2C_ERR_INPUT, "evaluator train: --hidden is for --kind spatial or ae");
     apply_threads(threads);
     char *command = join_command(argc, argv);
     o.command = command;
     EvaluatorInfo info;
-    CLI_TRY(evaluator_train(&o, &info));
+    D2C_TRY(evaluator_train(&o, &info));
     printf("%s\t%s\ttest_accuracy %.4f", info.id, info.path, info.test_accuracy);
     if (!isnan(info.test_mse)) printf("\ttest_mse %.6f", info.test_mse);
     printf("\n");
@@ -103,11 +103,12 @@ static int evaluator_train_cmd(int argc, char **argv) {
 }
 
 static int evaluator_info_cmd(int argc, char **argv) {
-    if (argc != 4 || argv[3][0] == '-') die_input("evaluator info: give one evaluator file (d2c evaluator info FILE)");
+    if (argc != 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator info: give one evaluator file (d2c evaluator info FILE)");
     Evaluator net;
     EvaluatorInfo info;
-    CLI_TRY(evaluator_load(&net, &info, argv[3], 1)); /* verifies the hash */
-    StFile *f = st_open(argv[3]);
+    D2C_TRY(evaluator_load(&net, &info, argv[3], 1)); /* verifies the hash */
+    StFile *f;
+    D2C_TRY(st_open(&f, argv[3]));
     printf("%-15s%s\n%-15s%s\n%-15s%s (verified)\n%-15s%zu\n%-15s%d\n", "file", info.path, "id", info.id,
            "hash", info.hash, "parameters", net.lay.n_params, "features", net.lay.feature_dim);
     for (int i = 0; i < st_meta_count(f); i++) {
@@ -120,7 +121,7 @@ static int evaluator_info_cmd(int argc, char **argv) {
 }
 
 static int evaluator_calibrate_cmd(int argc, char **argv) {
-    if (argc < 4 || argv[3][0] == '-') die_input("evaluator calibrate: give one evaluator file (d2c evaluator calibrate FILE --data SRC)");
+    if (argc < 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator calibrate: give one evaluator file (d2c evaluator calibrate FILE --data SRC)");
     const char *path = argv[3], *data = NULL, *cache_opt = NULL;
     int threads = 2, no_cache = 0, quiet = 0;
     Option opts[] = {
@@ -131,15 +132,15 @@ static int evaluator_calibrate_cmd(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("evaluator calibrate", USAGE, opts, argc, argv, 4);
-    require_option("evaluator calibrate", opts, "data");
+    D2C_TRY(parse_options("evaluator calibrate", USAGE, opts, argc, argv, 4));
+    D2C_TRY(require_option("evaluator calibrate", opts, "data"));
     apply_threads(threads);
     SuiteOptions so = suite_default_options();
     char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
     so.cache_dir = cache_dir;
     so.quiet = quiet;
     double fid, kid;
-    CLI_TRY(evaluator_calibrate(path, data, &so, &fid, &kid));
+    D2C_TRY(evaluator_calibrate(path, data, &so, &fid, &kid));
     printf("%s\tanchor_fid %.6g\tanchor_kid %.6g\n", path, fid, kid);
     free(cache_dir);
     return 0;
@@ -149,12 +150,12 @@ int cmd_evaluator(int argc, char **argv) {
     const char *sub = argc > 2 ? argv[2] : NULL;
     if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         fprintf(sub ? stdout : stderr, "%s\n", USAGE);
-        if (!sub) die_input("evaluator: give a subcommand: train, info, calibrate or ladder");
+        if (!sub) return d2c_error(D2C_ERR_INPUT, "evaluator: give a subcommand: train, info, calibrate or ladder");
         return 0;
     }
     if (strcmp(sub, "train") == 0) return evaluator_train_cmd(argc, argv);
     if (strcmp(sub, "info") == 0) return evaluator_info_cmd(argc, argv);
     if (strcmp(sub, "calibrate") == 0) return evaluator_calibrate_cmd(argc, argv);
     if (strcmp(sub, "ladder") == 0) return cmd_evaluator_ladder(argc, argv);
-    die_input("evaluator: unknown subcommand '%s' (train, info, calibrate or ladder)", sub);
+    return d2c_error(D2C_ERR_INPUT, "evaluator: unknown subcommand '%s' (train, info, calibrate or ladder)", sub);
 }

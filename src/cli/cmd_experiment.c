@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "cli/experiment_table.h"
 #include "core/util.h"
+#include "condense/condense.h"
 #include "io/dataset.h"
 
 static const char *USAGE =
@@ -31,13 +32,13 @@ static const char *USAGE =
 
 static char g_self[4096];
 
-/* Runs this executable with argv (NULL-terminated); returns the wall seconds. Dies (1)
- * naming the step if the child fails. */
-static double run_self(const char *step, char *const argv[]) {
+/* Runs this executable with argv (NULL-terminated); *seconds gets the wall seconds.
+ * D2C_ERR_FAIL naming the step if the child fails (which printed its own error). */
+static int run_self(const char *step, char *const argv[], double *seconds) {
     double t0 = now_seconds();
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) die_fail("experiment: cannot start %s: %s", step, strerror(errno));
+    if (pid < 0) return d2c_error(D2C_ERR_FAIL, "experiment: cannot start %s: %s", step, strerror(errno));
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* an interrupted table stops its current step too */
         execv(g_self, argv);
@@ -47,8 +48,10 @@ static double run_self(const char *step, char *const argv[]) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die_fail("experiment: step '%s' failed (exit status %d)", step, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    return now_seconds() - t0;
+        return d2c_error(D2C_ERR_FAIL, "experiment: step '%s' failed (exit status %d)", step,
+                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (seconds) *seconds = now_seconds() - t0;
+    return D2C_OK;
 }
 
 static int exists(const char *p) {
@@ -57,11 +60,12 @@ static int exists(const char *p) {
 }
 
 /* Images in a data source (a pool file or a data set's training split). */
-static int count_images(const char *src) {
-    Dataset d = dataset_load(src);
-    int n = d.n;
+static int count_images(const char *src, int *n) {
+    Dataset d;
+    D2C_TRY(dataset_load(&d, src));
+    *n = d.n;
     dataset_free(&d);
-    return n;
+    return D2C_OK;
 }
 
 static int split_list(char *s, char **out, int max) {
@@ -71,21 +75,27 @@ static int split_list(char *s, char **out, int max) {
 }
 
 /* Reads a JSON file written by an earlier step (cell record or metrics). */
-static cJSON *read_json(const char *path) {
+static int read_json(const char *path, cJSON **out) {
     size_t len;
-    unsigned char *buf = read_whole_file(path, &len);
-    cJSON *j = cJSON_Parse((const char *)buf);
+    unsigned char *buf;
+    D2C_TRY(read_whole_file(path, 0, &buf, &len));
+    *out = cJSON_Parse((const char *)buf);
     free(buf);
-    return j;
+    if (!*out) return d2c_error(D2C_ERR_INPUT, "%s: not a JSON file (an earlier step's output, corrupt?)", path);
+    return D2C_OK;
 }
 
-static void write_json(const char *path, const cJSON *j) {
+static int write_json(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
-    AtomicFile af = atomic_open(path);
-    fputs(s, af.f);
-    fputc('\n', af.f);
-    atomic_commit(&af);
+    AtomicFile af;
+    int st = atomic_open(&af, path);
+    if (st == D2C_OK) {
+        fputs(s, af.f);
+        fputc('\n', af.f);
+        st = atomic_commit(&af);
+    }
     free(s);
+    return st;
 }
 
 int cmd_experiment(int argc, char **argv) {
@@ -106,29 +116,37 @@ int cmd_experiment(int argc, char **argv) {
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("experiment", USAGE, opts, argc, argv, 2);
-    require_option("experiment", opts, "out");
+    D2C_TRY(parse_options("experiment", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("experiment", opts, "out"));
     full = !no_full;
     ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
-    if (n <= 0) die_fail("experiment: cannot find this executable");
+    if (n <= 0) return d2c_error(D2C_ERR_FAIL, "experiment: cannot find this executable");
     g_self[n] = 0;
     char *methods_buf = xstrdup(methods_s), *budgets_buf = xstrdup(budgets_s), *seeds_buf = xstrdup(seeds_s);
     char *methods[16], *budgets[16], *seeds[16];
     int nm = split_list(methods_buf, methods, 16), nb = split_list(budgets_buf, budgets, 16), ns = split_list(seeds_buf, seeds, 16);
-    if (nm < 1 || nb < 1 || ns < 1) die_input("experiment: --methods, --budgets and --seeds need at least one entry each");
+    if (nm < 1 || nb < 1 || ns < 1)
+        return d2c_error(D2C_ERR_INPUT, "experiment: --methods, --budgets and --seeds need at least one entry each");
+    for (int i = 0; i < nm; i++) {
+        CondenseMethod m;
+        D2C_TRY(d2c_error_context(condense_method_parse(methods[i], &m), "experiment: --methods: "));
+    }
     for (int i = 0; i < nb; i++) {
         double b;
-        if (parse_double(budgets[i], &b) || b <= 0 || b > 1) die_input("experiment: budget '%s' is not in (0, 1]", budgets[i]);
+        if (parse_double(budgets[i], &b) || b <= 0 || b > 1)
+            return d2c_error(D2C_ERR_INPUT, "experiment: budget '%.64s' is not in (0, 1]", budgets[i]);
     }
     for (int i = 0; i < ns; i++) {
         long s;
-        if (parse_long(seeds[i], &s) || s < 0) die_input("experiment: seed '%s' is not a non-negative integer", seeds[i]);
+        if (parse_long(seeds[i], &s) || s < 0)
+            return d2c_error(D2C_ERR_INPUT, "experiment: seed '%.64s' is not a non-negative integer", seeds[i]);
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", work ? work : out);
     if (!work) strncat(dir, ".d", sizeof dir - strlen(dir) - 1);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) die_input("experiment: cannot create '%s': %s", dir, strerror(errno));
-    check_writable(out);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return d2c_error(D2C_ERR_INPUT, "experiment: cannot create '%s': %s", dir, strerror(errno));
+    D2C_TRY(d2c_error_context(check_writable(out), "experiment: --out: "));
 
     char th[16], st[16], sm[16], it[16];
     snprintf(th, sizeof th, "%d", threads);
@@ -154,7 +172,9 @@ int cmd_experiment(int argc, char **argv) {
                 done++;
                 fprintf(stderr, "experiment: cell %d/%d: %s\n", done, total, tag);
                 if (exists(cellp)) {
-                    cJSON_AddItemToArray(cells, read_json(cellp));
+                    cJSON *cell;
+                    D2C_TRY(read_json(cellp, &cell));
+                    cJSON_AddItemToArray(cells, cell);
                     continue;
                 }
                 double t_condense = 0;
@@ -162,42 +182,46 @@ int cmd_experiment(int argc, char **argv) {
                 if (mi >= 0) {
                     char *a[] = {"d2c", "condense", "--data", (char *)data, "--ratio", (char *)budget, "--method", (char *)method,
                                  "--iters", it, "--seed", seeds[si], "--threads", th, "--out", pool, "--quiet", NULL};
-                    t_condense = run_self("condense", a);
+                    D2C_TRY(run_self("condense", a, &t_condense));
                     train_data = pool;
                 }
                 char *ta[] = {"d2c", "train", "--data", (char *)train_data, "--steps", st, "--seed", seeds[si], "--threads", th,
                               "--out", model, "--quiet", NULL};
-                double t_train = run_self("train", ta);
+                double t_train;
+                D2C_TRY(run_self("train", ta, &t_train));
                 char *sa[] = {"d2c", "sample", "--model", model, "--n", sm, "--seed", seeds[si], "--threads", th, "--out", samp,
                               "--quiet", NULL};
-                run_self("sample", sa);
+                D2C_TRY(run_self("sample", sa, NULL));
                 char ref[4200];
                 snprintf(ref, sizeof ref, "%s:test", data);
                 char *ea[] = {"d2c", "eval", "--samples", samp, "--ref", ref, "--threads", th, "--out", metrics, NULL};
-                run_self("eval", ea);
-                cJSON *m = read_json(metrics);
+                D2C_TRY(run_self("eval", ea, NULL));
+                cJSON *m;
+                D2C_TRY(read_json(metrics, &m));
                 cJSON *cell = cJSON_CreateObject();
                 cJSON_AddStringToObject(cell, "dataset", data);
                 cJSON_AddStringToObject(cell, "method", method);
                 cJSON_AddNumberToObject(cell, "budget", atof(budget));
                 cJSON_AddNumberToObject(cell, "seed", atof(seeds[si]));
                 experiment_copy_metrics(cell, m);
-                cJSON_AddNumberToObject(cell, "n_images", count_images(train_data));
+                int n_images;
+                D2C_TRY(count_images(train_data, &n_images));
+                cJSON_AddNumberToObject(cell, "n_images", n_images);
                 cJSON_AddNumberToObject(cell, "condense_seconds", t_condense);
                 cJSON_AddNumberToObject(cell, "train_seconds", t_train);
                 cJSON_AddNumberToObject(cell, "train_steps", steps);
                 cJSON_AddStringToObject(cell, "device", "cpu");
                 cJSON_Delete(m);
-                write_json(cellp, cell);
+                D2C_TRY(write_json(cellp, cell));
                 cJSON_AddItemToArray(cells, cell);
-                write_json(out, cells);
+                D2C_TRY(write_json(out, cells));
             }
     experiment_annotate_agreement(cells);
-    write_json(out, cells);
+    D2C_TRY(write_json(out, cells));
     fprintf(stderr, "experiment: %d cells -> %s\n", total, out);
     cJSON_Delete(cells);
     free(methods_buf);
     free(budgets_buf);
     free(seeds_buf);
-    return 0;
+    return D2C_OK;
 }

@@ -101,21 +101,21 @@ int cmd_evaluator_ladder(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output and no table", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("evaluator ladder", USAGE, opts, argc, argv, 3);
-    require_option("evaluator ladder", opts, "out");
+    D2C_TRY(parse_options("evaluator ladder", USAGE, opts, argc, argv, 3));
+    D2C_TRY(require_option("evaluator ladder", opts, "out"));
     apply_threads(threads);
-    check_writable(out);
+    D2C_TRY(check_writable(out));
     double t0 = now_seconds();
     Ladder l;
-    CLI_TRY(ladder_build(&l, data, n, n_ref));
+    D2C_TRY(ladder_build(&l, data, n, n_ref));
     if (samples_list) {
         char *buf = xstrdup(samples_list);
         for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-            if (*tok) CLI_TRY(ladder_add_samples(&l, tok));
+            if (*tok) D2C_TRY(ladder_add_samples(&l, tok));
         free(buf);
     }
     EvaluatorSet set;
-    CLI_TRY(eval_list ? evaluator_set_from_list(&set, eval_list)
+    D2C_TRY(eval_list ? evaluator_set_from_list(&set, eval_list)
                       : evaluator_set_for_ref(&set, data, l.test.c, l.test.h, l.test.w));
     SuiteOptions so = suite_default_options();
     char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
@@ -123,13 +123,13 @@ int cmd_evaluator_ladder(int argc, char **argv) {
     so.batch = batch;
     so.quiet = quiet;
     EvaluatorSuite s;
-    CLI_TRY(suite_open(&s, &set, l.ref, &so));
+    D2C_TRY(suite_open(&s, &set, l.ref, &so));
     const int E = s.n;
     EvaluatorResult *res = xcalloc((size_t)l.n_sets * E, sizeof *res); /* (sets, E) */
     for (int i = 0; i < l.n_sets; i++) {
         int st = suite_measure(&s, l.sets[i].images, l.sets[i].labels, l.sets[i].n, &so, quiet ? NULL : l.sets[i].name,
                                res + (size_t)i * E);
-        if (st != D2C_OK) CLI_TRY(d2c_error_context(st, "ladder set %s: ", l.sets[i].name));
+        if (st != D2C_OK) return (d2c_error_context(st, "ladder set %s: ", l.sets[i].name));
     }
 
     cJSON *o = cJSON_CreateObject();
@@ -187,11 +187,15 @@ int cmd_evaluator_ladder(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "seconds", round((now_seconds() - t0) * 10) / 10);
     cJSON_AddStringToObject(o, "d2c_version", D2C_VERSION);
     char *text = cJSON_Print(o);
-    AtomicFile af = atomic_open(out);
-    fputs(text, af.f);
-    fputc('\n', af.f);
-    atomic_commit(&af);
+    AtomicFile af;
+    int wst = atomic_open(&af, out);
+    if (wst == D2C_OK) {
+        fputs(text, af.f);
+        fputc('\n', af.f);
+        wst = atomic_commit(&af);
+    }
     free(text);
+    if (wst != D2C_OK) return wst;
 
     if (!quiet) {
         printf("d2c evaluator ladder: %d sets of %d images vs %d reference images of %s\n", l.n_sets, n, l.ref->n, l.ref->source);

@@ -1,5 +1,6 @@
 /* `d2c sample`: DDIM or DDPM samples from a model file, from a noise file or a seed;
  * writes images + labels (safetensors) and optionally a PNG grid, one row per class. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,109 @@ static void unet_denoise(void *ctx, const float *x, const int64_t *t, const int6
     unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
 }
 
+/* The labels to sample: y (n) from the noise file when it has them (and --labels was
+ * not given), else --labels cycled: "all" is 0..K-1, a list is sized from its entries.
+ * Every label must be a class of the model, or K (the null label, unconditional). */
+static int make_labels(const char *labels, int labels_given, const StFile *nf, int n, int K, int64_t *y) {
+    if (nf && st_find(nf, "labels") && !labels_given) {
+        int64_t shp[1] = {n};
+        const int64_t *lv;
+        D2C_TRY(st_require_i64(nf, "labels", 1, shp, &lv));
+        memcpy(y, lv, (size_t)n * sizeof *y);
+        for (int i = 0; i < n; i++)
+            if (y[i] < 0 || y[i] > K)
+                return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the model's classes 0..%d (%d = null)",
+                                 st_path(nf), (long long)y[i], i, K - 1, K);
+        return D2C_OK;
+    }
+    const int all = strcmp(labels, "all") == 0;
+    const int cap = all ? K : count_list_entries(labels);
+    int *list = xcalloc((size_t)(cap > 0 ? cap : 1), sizeof *list);
+    int nl = cap;
+    if (all) {
+        for (int k = 0; k < K; k++) list[k] = k;
+    } else {
+        nl = parse_int_list(labels, list, cap);
+    }
+    int st = D2C_OK;
+    if (nl < 1)
+        st = d2c_error(D2C_ERR_INPUT, "sample: --labels must be 'all' or a list of class numbers, got '%.64s'", labels);
+    for (int i = 0; st == D2C_OK && i < nl; i++)
+        if (list[i] < 0 || list[i] > K)
+            st = d2c_error(D2C_ERR_INPUT, "sample: --labels: label %d outside the model's classes 0..%d (%d = null)",
+                           list[i], K - 1, K);
+    for (int i = 0; st == D2C_OK && i < n; i++) y[i] = list[i % nl];
+    free(list);
+    return st;
+}
+
+/* The noise file: x_T (n, C, H, W) for a model of C channels; sets n, H, W. */
+static int read_noise(const StFile *nf, int C, int *n, int *H, int *W, float **x) {
+    const char *path = st_path(nf);
+    const StTensor *nt = st_find(nf, "noise");
+    if (!nt || nt->ndim != 4) return d2c_error(D2C_ERR_INPUT, "%s: needs a 4-d 'noise' tensor (N, C, H, W)", path);
+    if (nt->shape[1] != C)
+        return d2c_error(D2C_ERR_INPUT, "%s: noise has %lld channels, the model takes %d", path, (long long)nt->shape[1], C);
+    if (nt->shape[0] < 1) return d2c_error(D2C_ERR_INPUT, "%s: 'noise' holds no images", path);
+    if (nt->shape[0] > 10000000 || nt->shape[2] > 65535 || nt->shape[3] > 65535)
+        return d2c_error(D2C_ERR_INPUT, "%s: 'noise' of %lld images of %lldx%lld is more than d2c samples", path,
+                         (long long)nt->shape[0], (long long)nt->shape[2], (long long)nt->shape[3]);
+    const float *nv;
+    D2C_TRY(st_require_f32(nf, "noise", 4, nt->shape, &nv));
+    for (int64_t i = 0; i < nt->numel; i++)
+        if (!isfinite(nv[i])) return d2c_error(D2C_ERR_INPUT, "%s: 'noise' holds a non-finite value (at element %lld)", path, (long long)i);
+    *n = (int)nt->shape[0];
+    *H = (int)nt->shape[2];
+    *W = (int)nt->shape[3];
+    *x = xmalloc_floats((size_t)nt->numel);
+    memcpy(*x, nv, (size_t)nt->numel * sizeof(float));
+    return D2C_OK;
+}
+
+/* The samples file and, when asked, the grid (one row per class present, up to 10 images
+ * each, in class order). */
+static int write_outputs(const char *out, const char *grid, const char *model, SamplerKind sampler, int steps,
+                         double guidance, int seed, int from_noise, int n, int K, int C, int H, int W, const float *x,
+                         const int64_t *y) {
+    const size_t D = (size_t)C * H * W;
+    StWriter *w = st_writer_new();
+    int64_t shape[4] = {n, C, H, W}, nshape[1] = {n};
+    st_add(w, "images", ST_F32, 4, shape, x);
+    st_add(w, "labels", ST_I64, 1, nshape, y);
+    char meta[512];
+    snprintf(meta, sizeof meta, "%s", model);
+    st_set_meta(w, "model", meta);
+    st_set_meta(w, "sampler", SAMPLER_NAMES[sampler]);
+    snprintf(meta, sizeof meta, "%d", steps);
+    st_set_meta(w, "steps", meta);
+    snprintf(meta, sizeof meta, "%g", guidance);
+    st_set_meta(w, "guidance", meta);
+    snprintf(meta, sizeof meta, "%d", seed);
+    st_set_meta(w, "seed", from_noise ? "noise file" : meta);
+    snprintf(meta, sizeof meta, "%d", K);
+    st_set_meta(w, "num_classes", meta);
+    int st = st_write(w, out);
+    st_writer_free(w);
+    if (st || !grid) return st;
+    const int cols = 10;
+    int rows = 0;
+    float *g = xcalloc((size_t)(K + 1) * cols * D, sizeof(float));
+    for (int k = 0; k <= K; k++) {
+        int c = 0;
+        for (int i = 0; i < n && c < cols; i++)
+            if (y[i] == k) memcpy(g + ((size_t)rows * cols + c++) * D, x + (size_t)i * D, D * sizeof(float));
+        if (c == 0) continue;
+        for (; c < cols; c++) /* fill short rows with white */
+            for (size_t j = 0; j < D; j++) g[((size_t)rows * cols + c) * D + j] = 1.0f;
+        rows++;
+    }
+    st = png_write_grid(grid, g, rows * cols, C, H, W, cols, 2);
+    free(g);
+    return st;
+}
+
 int cmd_sample(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *noise_path = NULL, *labels = "all", *sampler = "ddim";
+    const char *model = NULL, *out = NULL, *noise_path = NULL, *labels = "all", *sampler_name = SAMPLER_NAMES[SAMPLER_DDIM];
     const char *grid = NULL, *device = "cpu";
     int n = 0, seed = 0, steps = 50, threads = 2, batch = 128, quiet = 0;
     double guidance = 1.0;
@@ -37,7 +139,7 @@ int cmd_sample(int argc, char **argv) {
         {"n", OPT_INT, &n, 1, 10000000, "number of samples (without --noise)", 0},
         {"labels", OPT_STRING, &labels, 1, 0, "'all' (cycle through classes) or a list I,J,... to cycle", 0},
         {"seed", OPT_INT, &seed, 0, 2147483647, "seed for x_T and DDPM noise (default 0)", 0},
-        {"sampler", OPT_STRING, &sampler, 1, 0, "ddim or ddpm (default ddim)", 0},
+        {"sampler", OPT_STRING, &sampler_name, 1, 0, "ddim or ddpm (default ddim)", 0},
         {"steps", OPT_INT, &steps, 1, 1000, "sampling steps (default 50)", 0},
         {"guidance", OPT_FLOAT, &guidance, -100, 100, "classifier-free guidance scale w (default 1 = off)", 0},
         {"grid", OPT_STRING, &grid, 1, 0, "also write a PNG grid, one row per class", 0},
@@ -47,70 +149,54 @@ int cmd_sample(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("sample", USAGE, opts, argc, argv, 2);
-    require_option("sample", opts, "model");
-    require_option("sample", opts, "out");
-    check_device("sample", device);
-    int ddpm = 0;
-    if (strcmp(sampler, "ddpm") == 0) ddpm = 1;
-    else if (strcmp(sampler, "ddim") != 0) die_input("sample: --sampler must be ddim or ddpm, got '%s'", sampler);
-    if (!noise_path && !find_option(opts, "n")->seen) die_input("sample: give --noise FILE or --n N");
-    if (noise_path && find_option(opts, "n")->seen) die_input("sample: give either --noise or --n, not both");
+    D2C_TRY(parse_options("sample", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("sample", opts, "model"));
+    D2C_TRY(require_option("sample", opts, "out"));
+    D2C_TRY(check_device("sample", device));
+    SamplerKind sampler;
+    D2C_TRY(d2c_error_context(sampler_parse(sampler_name, &sampler), "sample: --sampler: "));
+    if (!noise_path && !find_option(opts, "n")->seen) return d2c_error(D2C_ERR_INPUT, "sample: give --noise FILE or --n N");
+    if (noise_path && find_option(opts, "n")->seen)
+        return d2c_error(D2C_ERR_INPUT, "sample: give either --noise or --n, not both");
     apply_threads(threads);
 
-    ModelInfo info = checkpoint_read_info(model);
+    ModelInfo info;
+    D2C_TRY(d2c_error_context(checkpoint_read_info(&info, model), "sample: --model: "));
     const int K = info.cfg.num_classes, C = info.cfg.in_channels;
     int H = info.H, W = info.W;
     float *x = NULL;
     int64_t *y = NULL;
+    Rng *rngs = NULL;
     StFile *nf = NULL;
+    UNet net = {0};
+    int st;
     if (noise_path) {
-        nf = st_open(noise_path);
-        const StTensor *nt = st_find(nf, "noise");
-        if (!nt || nt->ndim != 4) die_input("%s: needs a 4-d 'noise' tensor (N, C, H, W)", noise_path);
-        if (nt->shape[1] != C) die_input("%s: noise has %lld channels, the model takes %d", noise_path, (long long)nt->shape[1], C);
-        n = (int)nt->shape[0];
-        H = (int)nt->shape[2];
-        W = (int)nt->shape[3];
-        if (n < 1) die_input("%s: 'noise' holds no images", noise_path);
-        x = xmalloc_floats((size_t)n * C * H * W);
-        memcpy(x, st_require_f32(nf, "noise", 4, nt->shape), (size_t)n * C * H * W * sizeof(float));
-        if (st_find(nf, "labels") && !find_option(opts, "labels")->seen) {
-            int64_t shp[1] = {n};
-            y = xcalloc((size_t)n, sizeof *y);
-            memcpy(y, st_require_i64(nf, "labels", 1, shp), (size_t)n * sizeof *y);
-        }
+        D2C_TRY_GOTO(st, d2c_error_context(st_open(&nf, noise_path), "sample: --noise: "), done);
+        D2C_TRY_GOTO(st, d2c_error_context(read_noise(nf, C, &n, &H, &W, &x), "sample: --noise: "), done);
     }
-    if (!y) {
-        y = xcalloc((size_t)n, sizeof *y);
-        int list[4096], nl;
-        if (strcmp(labels, "all") == 0) {
-            nl = K;
-            for (int k = 0; k < K; k++) list[k] = k;
-        } else {
-            nl = parse_int_list(labels, list, 4096);
-            if (nl < 1) die_input("sample: --labels must be 'all' or a list of class numbers, got '%s'", labels);
-        }
-        for (int i = 0; i < n; i++) y[i] = list[i % nl];
-    }
-    for (int i = 0; i < n; i++)
-        if (y[i] < 0 || y[i] > K) die_input("sample: label %lld outside 0..%d (%d = null)", (long long)y[i], K, K);
-    char why[256];
-    if (unet_config_validate(&info.cfg, H, W, why, sizeof why)) die_input("sample: %s", why);
-    check_writable(out);
-    if (grid) check_writable(grid);
+    y = xcalloc((size_t)n, sizeof *y);
+    D2C_TRY_GOTO(st, make_labels(labels, find_option(opts, "labels")->seen, nf, n, K, y), done);
+    D2C_TRY_GOTO(st, d2c_error_context(unet_config_validate(&info.cfg, H, W), "sample: %s: ", noise_path ? noise_path : model),
+                 done);
+    D2C_TRY_GOTO(st, check_writable(out), done);
+    if (grid) D2C_TRY_GOTO(st, check_writable(grid), done);
     const size_t D = (size_t)C * H * W;
-    Rng *rngs = xcalloc((size_t)n, sizeof(Rng));
-    if (!x) x = xmalloc_floats((size_t)n * D);
+    rngs = xcalloc((size_t)n, sizeof(Rng));
+    if (!x) {
+        x = d2c_try_malloc((size_t)n * D * sizeof(float));
+        if (!x) {
+            st = d2c_error(D2C_ERR_FAIL, "sample: out of memory for %d images of %zu values", n, D);
+            goto done;
+        }
+    }
     for (int i = 0; i < n; i++) {
         rngs[i] = rng_stream((uint64_t)seed, RNG_SAMPLE, (uint64_t)i);
         if (!noise_path) rng_fill_normal(&rngs[i], x + (size_t)i * D, D);
     }
 
     if (batch > n) batch = n;
-    UNet net;
-    unet_create(&net, &info.cfg, H, W, 2 * batch);
-    checkpoint_load_weights(model, &net.lay, net.params);
+    D2C_TRY_GOTO(st, d2c_error_context(unet_create(&net, &info.cfg, H, W, 2 * batch), "sample: "), done);
+    D2C_TRY_GOTO(st, d2c_error_context(checkpoint_load_weights(model, &net.lay, net.params), "sample: --model: "), done);
     Schedule sched;
     schedule_init(&sched, info.schedule);
     DenoiserRef den = {unet_denoise, &net, K, 2 * batch};
@@ -119,56 +205,23 @@ int cmd_sample(int argc, char **argv) {
     double t0 = now_seconds();
     for (int i = 0; i < n; i += batch) {
         int b = D2C_MIN(batch, n - i);
-        if (ddpm) ddpm_sample(&den, &sched, x + (size_t)i * D, y + i, b, D, steps, (float)guidance, rngs + i);
-        else ddim_sample(&den, &sched, x + (size_t)i * D, y + i, b, D, steps, (float)guidance);
+        sample_run(sampler, &den, &sched, x + (size_t)i * D, y + i, b, D, steps, (float)guidance, rngs + i);
         char status[64];
         snprintf(status, sizeof status, "%.1f img/s", (i + b) / (now_seconds() - t0));
         if (!quiet) progress_update(&prog, i + b, status);
     }
     if (!quiet) progress_end(&prog);
-
-    StWriter *w = st_writer_new();
-    int64_t shape[4] = {n, C, H, W}, nshape[1] = {n};
-    st_add(w, "images", ST_F32, 4, shape, x);
-    st_add(w, "labels", ST_I64, 1, nshape, y);
-    char meta[512];
-    snprintf(meta, sizeof meta, "%s", model);
-    st_set_meta(w, "model", meta);
-    st_set_meta(w, "sampler", ddpm ? "ddpm" : "ddim");
-    snprintf(meta, sizeof meta, "%d", steps);
-    st_set_meta(w, "steps", meta);
-    snprintf(meta, sizeof meta, "%g", guidance);
-    st_set_meta(w, "guidance", meta);
-    snprintf(meta, sizeof meta, "%d", seed);
-    st_set_meta(w, "seed", noise_path ? "noise file" : meta);
-    snprintf(meta, sizeof meta, "%d", K);
-    st_set_meta(w, "num_classes", meta);
-    st_write(w, out);
-    st_writer_free(w);
-
-    if (grid) {
-        /* one row per class present, up to 10 images each, in class order */
-        int cols = 10, rows = 0;
-        float *g = xcalloc((size_t)(K + 1) * cols * D, sizeof(float));
-        for (int k = 0; k <= K; k++) {
-            int c = 0;
-            for (int i = 0; i < n && c < cols; i++)
-                if (y[i] == k) memcpy(g + ((size_t)rows * cols + c++) * D, x + (size_t)i * D, D * sizeof(float));
-            if (c == 0) continue;
-            for (; c < cols; c++) /* fill short rows with white */
-                for (size_t j = 0; j < D; j++) g[((size_t)rows * cols + c) * D + j] = 1.0f;
-            rows++;
-        }
-        png_write_grid(grid, g, rows * cols, C, H, W, cols, 2);
-        free(g);
-    }
-    if (!quiet) fprintf(stderr, "sample: %d images (%s, %d steps, guidance %g) in %.1f s -> %s\n", n, ddpm ? "ddpm" : "ddim",
-                        steps, guidance, now_seconds() - t0, out);
+    D2C_TRY_GOTO(st, write_outputs(out, grid, model, sampler, steps, guidance, seed, noise_path != NULL, n, K, C, H, W, x, y),
+                 done);
+    if (!quiet)
+        fprintf(stderr, "sample: %d images (%s, %d steps, guidance %g) in %.1f s -> %s\n", n, SAMPLER_NAMES[sampler], steps,
+                guidance, now_seconds() - t0, out);
+done:
     unet_destroy(&net);
     free(rngs);
     free(x);
     free(y);
     if (nf) st_close(nf);
     model_info_free(&info);
-    return 0;
+    return st;
 }

@@ -43,24 +43,28 @@ int cmd_train(int argc, char **argv) {
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
-    parse_options("train", USAGE, opts, argc, argv, 2);
-    require_option("train", opts, "out");
-    check_device("train", device);
+    D2C_TRY(parse_options("train", USAGE, opts, argc, argv, 2));
+    D2C_TRY(require_option("train", opts, "out"));
+    D2C_TRY(check_device("train", device));
     int m[UNET_MAX_LEVELS + 1], a[UNET_MAX_LEVELS + 1];
     int L = parse_int_list(mult, m, UNET_MAX_LEVELS + 1);
-    if (L < 1 || L > UNET_MAX_LEVELS) die_input("train: --channel-mult must be 1..%d comma-separated integers, got '%s'", UNET_MAX_LEVELS, mult);
+    if (L < 1 || L > UNET_MAX_LEVELS)
+        return d2c_error(D2C_ERR_INPUT, "train: --channel-mult must be 1..%d comma-separated integers, got '%.64s'",
+                         UNET_MAX_LEVELS, mult);
     int na = parse_int_list(attn, a, UNET_MAX_LEVELS + 1);
-    if (na < 0) die_input("train: --attn-levels must be comma-separated level numbers, got '%s'", attn);
+    if (na < 0)
+        return d2c_error(D2C_ERR_INPUT, "train: --attn-levels must be comma-separated level numbers, got '%.64s'", attn);
     o.cfg.num_levels = L;
     memset(o.cfg.attn, 0, sizeof o.cfg.attn);
     for (int l = 0; l < L; l++) o.cfg.channel_mult[l] = m[l];
     for (int i = 0; i < na; i++) {
-        if (a[i] < 0 || a[i] >= L) die_input("train: --attn-levels entry %d is not a level (0..%d)", a[i], L - 1);
+        if (a[i] < 0 || a[i] >= L)
+            return d2c_error(D2C_ERR_INPUT, "train: --attn-levels entry %d is not a level (0..%d)", a[i], L - 1);
         o.cfg.attn[a[i]] = 1;
     }
     o.cfg.base_channels = channels;
     o.cfg.groups = groups;
-    if (schedule_parse(schedule, &o.schedule)) die_input("train: --schedule must be linear or cosine, got '%s'", schedule);
+    D2C_TRY(d2c_error_context(schedule_parse(schedule, &o.schedule), "train: --schedule: "));
     o.data = data;
     o.out = out;
     o.log_path = log;
@@ -76,7 +80,8 @@ int cmd_train(int argc, char **argv) {
     o.resume = resume;
     o.quiet = quiet;
     apply_threads(threads);
-    double loss = train_run(&o);
+    double loss;
+    D2C_TRY(d2c_error_context(train_run(&o, &loss), "train: "));
     if (!quiet) fprintf(stderr, "train: done, final loss %.4f, model in %s\n", loss, out);
-    return 0;
+    return D2C_OK;
 }

@@ -1,9 +1,19 @@
-/* Helpers shared by the subcommands: list parsing, threads, device choice. */
+/* Helpers shared by the subcommands: the exit status, list parsing, threads, device. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "core/util.h"
+
+int cli_exit_status(int st) {
+    if (st == ARGS_HELP) return 0;
+    if (st == D2C_OK) return 0;
+    const char *msg = d2c_last_error();
+    report_line("error", *msg ? msg : "failed (no message recorded)");
+    return st == D2C_ERR_INPUT ? D2C_ERR_INPUT : D2C_ERR_FAIL;
+}
 
 int parse_int_list(const char *s, int *out, int max) {
     int n = 0;
@@ -12,7 +22,7 @@ int parse_int_list(const char *s, int *out, int max) {
     while (*p) {
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || n >= max) return -1;
+        if (end == p || n >= max || v < INT_MIN || v > INT_MAX) return -1;
         out[n++] = (int)v;
         if (*end == ',') end++;
         else if (*end) return -1;
@@ -21,11 +31,19 @@ int parse_int_list(const char *s, int *out, int max) {
     return n;
 }
 
+int count_list_entries(const char *s) {
+    if (!*s) return 0;
+    int n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    return n;
+}
+
 void apply_threads(int threads) { set_num_threads(threads); }
 
-void check_device(const char *command, const char *device) {
-    if (strcmp(device, "cpu") == 0) return;
+int check_device(const char *command, const char *device) {
+    if (strcmp(device, "cpu") == 0) return D2C_OK;
     if (strcmp(device, "cuda") == 0)
-        die_input("%s: --device cuda: this d2c was built without the CUDA engine; use --device cpu", command);
-    die_input("%s: --device must be cpu or cuda, got '%s'", command, device);
+        return d2c_error(D2C_ERR_INPUT, "%s: --device cuda: this d2c was built without the CUDA engine; use --device cpu",
+                         command);
+    return d2c_error(D2C_ERR_INPUT, "%s: --device must be cpu or cuda, got '%.64s'", command, device);
 }

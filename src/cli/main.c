@@ -1,4 +1,5 @@
-/* d2c: the command-line entry point, dispatching to the subcommands. */
+/* d2c: the command-line entry point, dispatching to the subcommands; the one place a
+ * status becomes an exit status and a "d2c: error:" line. */
 #include <stdio.h>
 #include <string.h>
 
@@ -35,7 +36,7 @@ static const Command COMMANDS[] = {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(USAGE, stderr);
-        die_input("no command given");
+        return cli_exit_status(d2c_error(D2C_ERR_INPUT, "no command given"));
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
@@ -47,6 +48,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(cmd, COMMANDS[i].name) == 0) return COMMANDS[i].run(argc, argv);
-    die_input("unknown command '%s' (see d2c --help)", cmd);
+        if (strcmp(cmd, COMMANDS[i].name) == 0) return cli_exit_status(COMMANDS[i].run(argc, argv));
+    return cli_exit_status(d2c_error(D2C_ERR_INPUT, "unknown command '%.64s' (see d2c --help)", cmd));
 }

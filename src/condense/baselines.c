@@ -11,10 +11,21 @@
 #include "diffusion/ddpm.h"
 #include "model/adam.h"
 
-void select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
+/* Every class must hold at least ipc images (checked before anything is allocated). */
+static int check_counts(const Dataset *d, const ClassIndex *ci, int ipc) {
     for (int k = 0; k < ci->num_classes; k++) {
         int n = class_index_count(ci, k);
-        if (n < ipc) die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, d->source, n, ipc);
+        if (n < ipc)
+            return d2c_error(D2C_ERR_INPUT, "class %d of %s has %d images, fewer than the %d per class asked for", k,
+                             d->source, n, ipc);
+    }
+    return D2C_OK;
+}
+
+int select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
+    D2C_TRY(check_counts(d, ci, ipc));
+    for (int k = 0; k < ci->num_classes; k++) {
+        int n = class_index_count(ci, k);
         int *perm = xcalloc((size_t)n, sizeof(int));
         memcpy(perm, ci->index + ci->start[k], (size_t)n * sizeof(int));
         Rng r = rng_stream(seed, RNG_POOL, (uint64_t)k);
@@ -22,6 +33,7 @@ void select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t see
         memcpy(idx + (size_t)k * ipc, perm, (size_t)ipc * sizeof(int));
         free(perm);
     }
+    return D2C_OK;
 }
 
 static double sq_dist(const float *a, const float *b, size_t D) {
@@ -40,7 +52,8 @@ static void class_mean(const Dataset *d, const int *members, int n, size_t D, do
     for (size_t j = 0; j < D; j++) mean[j] /= n;
 }
 
-void select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
+int select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
+    D2C_TRY(check_counts(d, ci, ipc));
     (void)seed;
     const size_t D = (size_t)d->c * d->h * d->w;
     double *mean = xcalloc(D, sizeof(double));
@@ -48,7 +61,6 @@ void select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t se
     for (int k = 0; k < ci->num_classes; k++) {
         const int *mem = ci->index + ci->start[k];
         const int n = class_index_count(ci, k);
-        if (n < ipc) die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, d->source, n, ipc);
         class_mean(d, mem, n, D, mean);
         for (size_t j = 0; j < D; j++) meanf[j] = (float)mean[j];
         double *mind = xcalloc((size_t)n, sizeof(double));
@@ -76,15 +88,16 @@ void select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t se
     }
     free(mean);
     free(meanf);
+    return D2C_OK;
 }
 
-void select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx) {
+int select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx) {
+    D2C_TRY(check_counts(d, ci, ipc));
     const size_t D = (size_t)d->c * d->h * d->w;
     double *mean = xcalloc(D, sizeof(double)), *sum = xcalloc(D, sizeof(double));
     for (int k = 0; k < ci->num_classes; k++) {
         const int *mem = ci->index + ci->start[k];
         const int n = class_index_count(ci, k);
-        if (n < ipc) die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, d->source, n, ipc);
         class_mean(d, mem, n, D, mean);
         memset(sum, 0, D * sizeof(double));
         char *used = xcalloc((size_t)n, 1);
@@ -118,6 +131,7 @@ void select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx) {
     }
     free(mean);
     free(sum);
+    return D2C_OK;
 }
 
 typedef struct {
@@ -131,15 +145,16 @@ static int by_loss(const void *a, const void *b) {
     return x->index - y->index;
 }
 
-void select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
+int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
                        int hard, uint64_t seed, int *idx) {
+    D2C_TRY(check_counts(d, ci, ipc));
     const int B = 64;
     const size_t D = (size_t)d->c * d->h * d->w;
     UNetConfig c = *cfg;
     c.in_channels = d->c;
     c.num_classes = d->num_classes;
     UNet net;
-    unet_create(&net, &c, d->h, d->w, B);
+    D2C_TRY(d2c_error_context(unet_create(&net, &c, d->h, d->w, B), "select's proxy network: "));
     unet_init_params(&net.lay, net.params, seed);
     Adam adam;
     adam_create(&adam, net.lay.n_params, 1e-3f);
@@ -191,7 +206,6 @@ void select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UN
     }
     for (int k = 0; k < ci->num_classes; k++) {
         const int n = class_index_count(ci, k);
-        if (n < ipc) die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, d->source, n, ipc);
         Scored *cls = xcalloc((size_t)n, sizeof(Scored));
         for (int i = 0; i < n; i++) cls[i] = sc[ci->index[ci->start[k] + i]];
         qsort(cls, (size_t)n, sizeof(Scored), by_loss);
@@ -204,4 +218,5 @@ void select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UN
     ddpm_scratch_free(&w);
     adam_destroy(&adam);
     unet_destroy(&net);
+    return D2C_OK;
 }

@@ -1,7 +1,8 @@
 /* Subset-selection baselines: ipc real images per class, chosen at random, by greedy
  * k-center, by herding (both on the images' pixels), or by difficulty (each image's mean
  * denoising loss under a briefly trained proxy UNet, keeping the easiest or hardest).
- * Each writes idx (K * ipc, class-major) into the data set. */
+ * Each writes idx (K * ipc, class-major) into the data set, or returns D2C_ERR_INPUT
+ * naming the class when one holds fewer than ipc images. */
 #ifndef D2C_CONDENSE_BASELINES_H
 #define D2C_CONDENSE_BASELINES_H
 
@@ -10,15 +11,15 @@
 #include "io/dataset.h"
 #include "model/unet.h"
 
-void select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx);
+int select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx);
 /* Greedy k-center (farthest-point) from the class mean's nearest image. */
-void select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx);
+int select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx);
 /* Herding: greedily keeps the running mean of the picks close to the class mean. */
-void select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx);
+int select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx);
 /* Difficulty-based selection: trains a proxy UNet (cfg) for proxy_steps on the data, scores
  * every image by its mean DDPM loss at fixed timesteps and noise, keeps the `hard` (1) or
  * easy (0) end per class. */
-void select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
+int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
                        int hard, uint64_t seed, int *idx);
 
 #endif

@@ -15,11 +15,11 @@
  * (pool, its optimiser, network, timesteps) is checkpointed, so --resume is exact. */
 #include "condense/condense.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "condense/augment.h"
 #include "condense/baselines.h"
@@ -31,36 +31,7 @@
 #include "core/util.h"
 #include "diffusion/ddpm.h"
 #include "io/dataset.h"
-#include "io/safetensors.h"
 #include "model/adam.h"
-
-CondenseOptions condense_default_options(void) {
-    CondenseOptions o = {0};
-    o.data = "fashion-mnist";
-    o.method = "d2c";
-    o.iters = 100;
-    o.topk = 2;
-    o.t_candidates = 50;
-    o.score = "excess";
-    o.rescore = 20;
-    o.inner_steps = 5;
-    o.outer_loop = 10;
-    o.real_batch = 64;
-    o.syn_batch = 16;
-    o.noise_draws = 2;
-    o.lr_img = 0.01;
-    o.lr_net = 0.01;
-    o.opt_img = "adam";
-    o.init = "real";
-    o.cfg = unet_default_config();
-    o.cfg.base_channels = 16;
-    o.cfg.groups = 8;
-    o.ckpt_every = 10;
-    o.select_keep = "easy";
-    o.eval_nets = 1;
-    o.jitter = 0.075; /* RMS move 0.064 on a 1% Fashion-MNIST pool, as a 50-iteration d2c run (0.065) */
-    return o;
-}
 
 /* The Condenser state is in condense_state.h. */
 
@@ -69,8 +40,7 @@ static uint64_t net_seed(const CondenseOptions *o, int iter) {
     return o->seed * 1000003ull + (uint64_t)(iter / (o->outer_loop > 0 ? o->outer_loop : 1)) + 17;
 }
 
-/* Images of the pool from its learnable parameters (only for a residual pool). */
-static void pool_materialise(Condenser *c) {
+void condense_materialise_pool(Condenser *c) {
     const int R = c->opt->pool_res;
     if (R <= 0) return;
     const Pool *p = &c->pool;
@@ -232,73 +202,6 @@ static void inner_steps(Condenser *c, int iter) {
     }
 }
 
-/* ---------------------------------------------------------------- checkpoints */
-
-static char *state_path(const CondenseOptions *o) {
-    char *s = xmalloc(strlen(o->out) + 32);
-    sprintf(s, "%s.state.safetensors", o->out);
-    return s;
-}
-
-/* The learnable floats: pixels or residual, then conditioning vectors. */
-static float *learn_images(Condenser *c) { return c->opt->pool_res > 0 ? c->residual : c->pool.images; }
-
-static void save_state(Condenser *c, int iter) {
-    char *path = state_path(c->opt);
-    StWriter *w = st_writer_new();
-    int64_t nl = (int64_t)c->n_learn, np = (int64_t)c->net.lay.n_params, ni = (int64_t)c->n_img_learn, k = c->K;
-    int64_t nb = (int64_t)c->pool.n * c->D;
-    int64_t nc = (int64_t)c->pool.n * c->pool.cond_dim;
-    int64_t *ts = xcalloc((size_t)c->K, sizeof(int64_t));
-    for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
-    st_add(w, "pool.learn_images", ST_F32, 1, &ni, learn_images(c));
-    if (c->pool.cond) st_add(w, "pool.cond", ST_F32, 1, &nc, c->pool.cond);
-    if (c->base) st_add(w, "pool.base", ST_F32, 1, &nb, c->base);
-    st_add(w, "opt.m", ST_F32, 1, &nl, c->pool_opt.m);
-    st_add(w, "opt.v", ST_F32, 1, &nl, c->pool_opt.v);
-    st_add(w, "net.params", ST_F32, 1, &np, c->net.params);
-    st_add(w, "timesteps", ST_I64, 1, &k, ts);
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d", iter);
-    st_set_meta(w, "iteration", buf);
-    snprintf(buf, sizeof buf, "%ld", c->pool_opt.step);
-    st_set_meta(w, "opt_step", buf);
-    snprintf(buf, sizeof buf, "%.17g", c->eval_start);
-    st_set_meta(w, "eval_start", buf);
-    st_write(w, path);
-    st_writer_free(w);
-    free(ts);
-    free(path);
-}
-
-static int load_state(Condenser *c) {
-    char *path = state_path(c->opt);
-    struct stat st;
-    if (stat(path, &st) != 0) die_input("--resume: no condensation state at '%s'", path);
-    StFile *f = st_open(path);
-    int64_t nl = (int64_t)c->n_learn, np = (int64_t)c->net.lay.n_params, ni = (int64_t)c->n_img_learn, k = c->K;
-    int64_t nb = (int64_t)c->pool.n * c->D, nc = (int64_t)c->pool.n * c->pool.cond_dim;
-    memcpy(learn_images(c), st_require_f32(f, "pool.learn_images", 1, &ni), (size_t)ni * sizeof(float));
-    if (c->pool.cond) memcpy(c->pool.cond, st_require_f32(f, "pool.cond", 1, &nc), (size_t)nc * sizeof(float));
-    if (c->base) memcpy(c->base, st_require_f32(f, "pool.base", 1, &nb), (size_t)nb * sizeof(float));
-    memcpy(c->pool_opt.m, st_require_f32(f, "opt.m", 1, &nl), (size_t)nl * sizeof(float));
-    memcpy(c->pool_opt.v, st_require_f32(f, "opt.v", 1, &nl), (size_t)nl * sizeof(float));
-    memcpy(c->net.params, st_require_f32(f, "net.params", 1, &np), (size_t)np * sizeof(float));
-    const int64_t *ts = st_require_i64(f, "timesteps", 1, &k);
-    for (int i = 0; i < c->K; i++) c->timesteps[i] = (int)ts[i];
-    long iter = -1, step = -1;
-    const char *si = st_meta(f, "iteration"), *so = st_meta(f, "opt_step");
-    if (!si || !so || parse_long(si, &iter) || parse_long(so, &step) || iter < 0)
-        die_input("%s: bad condensation state metadata", path);
-    c->pool_opt.step = step;
-    const char *se = st_meta(f, "eval_start");
-    c->eval_start = se ? atof(se) : -1;
-    st_close(f);
-    free(path);
-    pool_materialise(c);
-    return (int)iter;
-}
-
 /* ---------------------------------------------------------------- driver */
 
 /* Held-out matching losses for the pool's metadata (values < 0: not measured). */
@@ -306,7 +209,7 @@ typedef struct {
     double start, end, subset;
 } EvalSummary;
 
-static void write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
+static int write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
                           const int *timesteps, int K, EvalSummary ev) {
     char ratio[32], seed[32], iters_s[32], secs[32], ts[512] = "", caption[256], e0[32], e1[32], es[32];
     double r = (double)pool->n / data->n;
@@ -319,13 +222,13 @@ static void write_outputs(const CondenseOptions *o, const Pool *pool, const Data
     snprintf(e0, sizeof e0, "%.6g", ev.start);
     snprintf(e1, sizeof e1, "%.6g", ev.end);
     snprintf(es, sizeof es, "%.6g", ev.subset);
-    const char *meta[] = {"method", o->method, "ratio", ratio, "source", data->source, "seed", seed, "iterations", iters_s,
+    const char *meta[] = {"method", CONDENSE_METHOD_NAMES[o->method], "ratio", ratio, "source", data->source, "seed", seed, "iterations", iters_s,
                           "timesteps", ts, "wall_seconds", secs, "format", "d2c-pool-1",
                           ev.end >= 0 ? "eval_matching_start" : NULL, e0, "eval_matching_end", e1,
                           "eval_matching_random_subset", es, NULL};
-    pool_save(pool, o->out, meta);
-    snprintf(caption, sizeof caption, "%s: %d images per class = %.2f%% of %s (rows: synthetic, real)", o->method, pool->ipc,
-             100.0 * r, data->source);
+    D2C_TRY(pool_save(pool, o->out, meta));
+    snprintf(caption, sizeof caption, "%s: %d images per class = %.2f%% of %s (rows: synthetic, real)",
+             CONDENSE_METHOD_NAMES[o->method], pool->ipc, 100.0 * r, data->source);
     char *grid = NULL;
     if (o->grid_path) {
         grid = xstrdup(o->grid_path);
@@ -333,21 +236,37 @@ static void write_outputs(const CondenseOptions *o, const Pool *pool, const Data
         grid = xmalloc(strlen(o->out) + 8);
         sprintf(grid, "%s.png", o->out);
     }
-    pool_write_figure(pool, data, grid, caption);
+    int st = pool_write_figure(pool, data, grid, caption);
     free(grid);
+    return st;
 }
 
-static double run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci, int ipc) {
+/* The subset-selection methods (and jitter, the random subset moved by noise). */
+static int run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci, int ipc, double *seconds) {
     double t0 = now_seconds();
     int *idx = xcalloc((size_t)ipc * data->num_classes, sizeof(int));
-    if (strcmp(o->method, "random") == 0 || strcmp(o->method, "jitter") == 0) select_random(data, ci, ipc, o->seed, idx);
-    else if (strcmp(o->method, "kcenter") == 0) select_kcenter(data, ci, ipc, o->seed, idx);
-    else if (strcmp(o->method, "herding") == 0) select_herding(data, ci, ipc, idx);
-    else select_difficulty(data, ci, ipc, &o->cfg, 300, strcmp(o->select_keep, "hard") == 0, o->seed, idx);
+    int st = D2C_OK;
+    switch (o->method) {
+    case CONDENSE_RANDOM:
+    case CONDENSE_JITTER: st = select_random(data, ci, ipc, o->seed, idx); break;
+    case CONDENSE_KCENTER: st = select_kcenter(data, ci, ipc, o->seed, idx); break;
+    case CONDENSE_HERDING: st = select_herding(data, ci, ipc, idx); break;
+    case CONDENSE_SELECT:
+        st = select_difficulty(data, ci, ipc, &o->cfg, 300, o->select_keep == SELECT_KEEP_HARD, o->seed, idx);
+        break;
+    case CONDENSE_D2C:
+    case CONDENSE_DSA:
+    case CONDENSE_DM:
+    case CONDENSE_METHOD_COUNT: D2C_CHECK(!"a selection method");
+    }
+    if (st) {
+        free(idx);
+        return st;
+    }
     Pool pool;
     pool_create(&pool, data->num_classes, ipc, data->c, data->h, data->w, 0);
     pool_fill_from(&pool, data, idx);
-    if (strcmp(o->method, "jitter") == 0) {
+    if (o->method == CONDENSE_JITTER) {
         /* the control for learned pools: the random subset with its pixels moved by about
          * as much as condensation moves them, in random directions */
         Rng r = rng_stream(o->seed, RNG_POOL, 1ull << 51);
@@ -356,11 +275,11 @@ static double run_selection(const CondenseOptions *o, Dataset *data, ClassIndex 
             pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
         }
     }
-    double secs = now_seconds() - t0;
-    write_outputs(o, &pool, data, secs, 0, NULL, 0, (EvalSummary){-1, -1, -1});
+    *seconds = now_seconds() - t0;
+    st = write_outputs(o, &pool, data, *seconds, 0, NULL, 0, (EvalSummary){-1, -1, -1});
     pool_free(&pool);
     free(idx);
-    return secs;
+    return st;
 }
 
 static void condenser_alloc(Condenser *c) {
@@ -399,87 +318,76 @@ static void condenser_free(Condenser *c) {
     pool_free(&c->pool);
 }
 
-double condense_run(const CondenseOptions *o) {
-    check_writable(o->out);
-    Condenser c = {0};
-    c.opt = o;
-    c.eval_start = -1;
-    c.data = dataset_load(o->data);
-    c.ci = class_index_build(&c.data);
-    const int ipc = o->ipc > 0 ? o->ipc : pool_ipc_for_ratio(&c.data, o->ratio);
-    for (int k = 0; k < c.data.num_classes; k++)
-        if (class_index_count(&c.ci, k) < ipc)
-            die_input("class %d of %s has %d images, fewer than the %d per class asked for", k, c.data.source,
-                      class_index_count(&c.ci, k), ipc);
-    c.D = (size_t)c.data.c * c.data.h * c.data.w;
-    if (!o->quiet)
-        fprintf(stderr, "condense: %s, %s, %d images per class (%d of %d = %.3f%%)\n", o->method, c.data.source, ipc,
-                ipc * c.data.num_classes, c.data.n, 100.0 * ipc * c.data.num_classes / c.data.n);
-    const int learned = !strcmp(o->method, "d2c") || !strcmp(o->method, "dsa") || !strcmp(o->method, "dm");
-    if (!learned) {
-        double s = run_selection(o, &c.data, &c.ci, ipc);
-        class_index_free(&c.ci);
-        dataset_free(&c.data);
-        return s;
+/* The initial pool of a learned method and the learnable floats around it. */
+static int init_pool(Condenser *c, int ipc, int E) {
+    const CondenseOptions *o = c->opt;
+    int *idx = xcalloc((size_t)c->pool.n, sizeof(int));
+    int st = D2C_OK;
+    switch (o->init) {
+    case POOL_INIT_KCENTER: st = select_kcenter(&c->data, &c->ci, ipc, o->seed, idx); break;
+    case POOL_INIT_REAL:
+    case POOL_INIT_NOISE: st = select_random(&c->data, &c->ci, ipc, o->seed, idx); break;
+    case POOL_INIT_COUNT: D2C_CHECK(!"a pool initialisation");
     }
-    double t0 = now_seconds();
-    UNetConfig cfg = o->cfg;
-    cfg.in_channels = c.data.c;
-    cfg.num_classes = c.data.num_classes;
-    c.K = strcmp(o->method, "dm") == 0 ? 1 : o->topk;
-    if (c.K < 1 || c.K > 64) die_input("--topk must be 1..64");
-    if (o->pool_res > 0 && (c.data.h % o->pool_res || c.data.w % o->pool_res))
-        die_input("--pool-res %d must divide the image size %dx%d", o->pool_res, c.data.h, c.data.w);
-    c.timesteps = xcalloc((size_t)c.K, sizeof(int));
-    const int E = 4 * cfg.base_channels;
-    pool_create(&c.pool, c.data.num_classes, ipc, c.data.c, c.data.h, c.data.w, o->learn_cond ? E : 0);
-    condenser_alloc(&c);
-    unet_create(&c.net, &cfg, c.data.h, c.data.w, c.max_batch);
-    match_work_create(&c.mw, &c.net, c.max_batch, c.max_batch);
-    c.mw.no_gradient_matching = strcmp(o->method, "dm") == 0;
-    c.mw.want_dtheta = o->implicit > 0;
-    if (o->implicit > 0) {
-        c.neumann_p = xmalloc_floats(c.net.lay.n_params);
-        c.neumann_r = xmalloc_floats(c.net.lay.n_params);
-    }
-    schedule_init(&c.sched, SCHEDULE_LINEAR);
-
-    /* initial pool */
-    int *idx = xcalloc((size_t)c.pool.n, sizeof(int));
-    if (strcmp(o->init, "kcenter") == 0) select_kcenter(&c.data, &c.ci, ipc, o->seed, idx);
-    else select_random(&c.data, &c.ci, ipc, o->seed, idx);
-    pool_fill_from(&c.pool, &c.data, idx);
+    if (st == D2C_OK) pool_fill_from(&c->pool, &c->data, idx);
     free(idx);
-    if (strcmp(o->init, "noise") == 0) {
+    D2C_TRY(st);
+    if (o->init == POOL_INIT_NOISE) {
         Rng r = rng_stream(o->seed, RNG_POOL, 1ull << 50);
-        for (size_t i = 0; i < (size_t)c.pool.n * c.D; i++) {
+        for (size_t i = 0; i < (size_t)c->pool.n * c->D; i++) {
             float v = 0.5f * rng_normal(&r);
-            c.pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+            c->pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
         }
     }
-    unet_init_params(&c.net.lay, c.net.params, net_seed(o, 0));
-    if (c.pool.cond)
-        for (int i = 0; i < c.pool.n; i++)
-            memcpy(c.pool.cond + (size_t)i * E, c.net.params + c.net.lay.class_embed + (size_t)c.pool.labels[i] * E,
+    unet_init_params(&c->net.lay, c->net.params, net_seed(o, 0));
+    if (c->pool.cond)
+        for (int i = 0; i < c->pool.n; i++)
+            memcpy(c->pool.cond + (size_t)i * E, c->net.params + c->net.lay.class_embed + (size_t)c->pool.labels[i] * E,
                    (size_t)E * sizeof(float));
     if (o->pool_res > 0) {
-        c.base = xmalloc_floats((size_t)c.pool.n * c.D);
-        memcpy(c.base, c.pool.images, (size_t)c.pool.n * c.D * sizeof(float));
-        c.n_img_learn = (size_t)c.pool.n * c.pool.c * o->pool_res * o->pool_res;
-        c.residual = xmalloc_floats(c.n_img_learn);
-        vec_zero(c.residual, c.n_img_learn);
+        c->base = xmalloc_floats((size_t)c->pool.n * c->D);
+        memcpy(c->base, c->pool.images, (size_t)c->pool.n * c->D * sizeof(float));
+        c->n_img_learn = (size_t)c->pool.n * c->pool.c * o->pool_res * o->pool_res;
+        c->residual = xmalloc_floats(c->n_img_learn);
+        vec_zero(c->residual, c->n_img_learn);
     } else {
-        c.n_img_learn = (size_t)c.pool.n * c.D;
+        c->n_img_learn = (size_t)c->pool.n * c->D;
     }
-    c.n_learn = c.n_img_learn + (size_t)c.pool.n * c.pool.cond_dim;
-    c.pool_grad = xmalloc_floats(c.n_learn);
-    adam_create(&c.pool_opt, c.n_learn, (float)o->lr_img);
-    float *learn = xmalloc_floats(c.n_learn), *mom = NULL;
-    const int sgd = strcmp(o->opt_img, "sgd") == 0;
-    if (sgd) mom = c.pool_opt.m; /* SGD momentum buffer */
+    c->n_learn = c->n_img_learn + (size_t)c->pool.n * c->pool.cond_dim;
+    c->pool_grad = xmalloc_floats(c->n_learn);
+    adam_create(&c->pool_opt, c->n_learn, (float)o->lr_img);
+    return D2C_OK;
+}
+
+/* The learned methods: d2c, dsa, dm. */
+static int run_learned(Condenser *c, int ipc, double *seconds) {
+    const CondenseOptions *o = c->opt;
+    double t0 = now_seconds();
+    UNetConfig cfg = o->cfg;
+    cfg.in_channels = c->data.c;
+    cfg.num_classes = c->data.num_classes;
+    c->K = o->method == CONDENSE_DM ? 1 : o->topk;
+    if (c->K < 1 || c->K > 64) return d2c_error(D2C_ERR_INPUT, "--topk must be 1..64, got %d", c->K);
+    if (o->pool_res > 0 && (c->data.h % o->pool_res || c->data.w % o->pool_res))
+        return d2c_error(D2C_ERR_INPUT, "--pool-res %d must divide the image size %dx%d", o->pool_res, c->data.h,
+                         c->data.w);
+    c->timesteps = xcalloc((size_t)c->K, sizeof(int));
+    const int E = 4 * cfg.base_channels;
+    pool_create(&c->pool, c->data.num_classes, ipc, c->data.c, c->data.h, c->data.w, o->learn_cond ? E : 0);
+    condenser_alloc(c);
+    D2C_TRY(d2c_error_context(unet_create(&c->net, &cfg, c->data.h, c->data.w, c->max_batch), "the matching network: "));
+    match_work_create(&c->mw, &c->net, c->max_batch, c->max_batch);
+    c->mw.no_gradient_matching = o->method == CONDENSE_DM;
+    c->mw.want_dtheta = o->implicit > 0;
+    if (o->implicit > 0) {
+        c->neumann_p = xmalloc_floats(c->net.lay.n_params);
+        c->neumann_r = xmalloc_floats(c->net.lay.n_params);
+    }
+    schedule_init(&c->sched, SCHEDULE_LINEAR);
+    D2C_TRY(init_pool(c, ipc, E));
 
     int start = 0;
-    if (o->resume) start = load_state(&c);
+    if (o->resume) D2C_TRY(condense_load_state(c, &start));
     char *log_path = NULL;
     if (o->log_path) log_path = xstrdup(o->log_path);
     else {
@@ -487,67 +395,91 @@ double condense_run(const CondenseOptions *o) {
         sprintf(log_path, "%s.log.jsonl", o->out);
     }
     FILE *log = fopen(log_path, o->resume ? "a" : "w");
-    if (!log) die_input("cannot write the condensation log '%s'", log_path);
-    const int scored = strcmp(o->method, "d2c") == 0;
+    if (!log) {
+        int st = d2c_error(D2C_ERR_INPUT, "%s: cannot write the condensation log: %s", log_path, strerror(errno));
+        free(log_path);
+        return st;
+    }
+    float *learn = xmalloc_floats(c->n_learn), *mom = NULL;
+    const int sgd = o->opt_img == PIXEL_OPT_SGD;
+    if (sgd) mom = c->pool_opt.m; /* SGD momentum buffer */
+    const int scored = o->method == CONDENSE_D2C;
     Progress prog;
     progress_begin(&prog, "condense", start, o->iters);
     double last_loss = 0, floor = -1, gap = -1;
     EvalSummary ev = {-1, -1, -1};
-    int done = o->iters;
+    int done = o->iters, st = D2C_OK, last_ckpt = o->resume ? start : -1;
     if (o->eval_nets > 0) {
         if (start == 0) {
-            eval_matching(&c, &c.eval_start, &ev.subset);
-            fprintf(log, "{\"iter\": 0, \"eval_loss\": %.6f, \"eval_random_subset\": %.6f}\n", c.eval_start, ev.subset);
+            eval_matching(c, &c->eval_start, &ev.subset);
+            fprintf(log, "{\"iter\": 0, \"eval_loss\": %.6f, \"eval_random_subset\": %.6f}\n", c->eval_start, ev.subset);
             fflush(log);
         }
-        ev.start = c.eval_start;
+        ev.start = c->eval_start;
     }
     for (int it = start; it < o->iters; it++) {
         double ti = now_seconds();
-        if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) unet_init_params(&c.net.lay, c.net.params, net_seed(o, it));
-        if (strcmp(o->method, "dm") == 0) {
-            unet_init_params(&c.net.lay, c.net.params, net_seed(o, it) + (1ull << 32));
-            random_timesteps(&c, it);
+        if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) unet_init_params(&c->net.lay, c->net.params, net_seed(o, it));
+        if (o->method == CONDENSE_DM) {
+            unet_init_params(&c->net.lay, c->net.params, net_seed(o, it) + (1ull << 32));
+            random_timesteps(c, it);
         } else if (!scored) {
-            random_timesteps(&c, it);
+            random_timesteps(c, it);
         } else if (it % o->rescore == 0 || (it == start && o->resume == 0)) {
-            score_timesteps(&c, it, &floor, &gap);
+            score_timesteps(c, it, &floor, &gap);
         }
-        vec_zero(c.pool_grad, c.n_learn);
-        if (o->implicit > 0) vec_zero(c.mw.dtheta, c.net.lay.n_params);
+        vec_zero(c->pool_grad, c->n_learn);
+        if (o->implicit > 0) vec_zero(c->mw.dtheta, c->net.lay.n_params);
         double loss = 0;
-        for (int k = 0; k < c.data.num_classes; k++) loss += match_class(&c, it, k);
-        if (o->implicit > 0) implicit_step(&c, it);
+        for (int k = 0; k < c->data.num_classes; k++) loss += match_class(c, it, k);
+        if (o->implicit > 0) implicit_step(c, it);
         last_loss = loss;
+        if (!isfinite(loss)) {
+            /* stop: the state file holds the last good iteration, untouched */
+            if (!o->quiet) progress_end(&prog);
+            char *sp = condense_state_path(o);
+            if (last_ckpt >= 0)
+                st = d2c_error(D2C_ERR_FAIL,
+                               "the matching loss became %s at iteration %d; stopped, the last good state is '%s' "
+                               "(iteration %d) and no pool was written",
+                               isnan(loss) ? "NaN" : "infinite", it + 1, sp, last_ckpt);
+            else
+                st = d2c_error(D2C_ERR_FAIL,
+                               "the matching loss became %s at iteration %d; stopped before the first checkpoint, "
+                               "no pool was written",
+                               isnan(loss) ? "NaN" : "infinite", it + 1);
+            free(sp);
+            break;
+        }
         /* pool update */
-        memcpy(learn, learn_images(&c), c.n_img_learn * sizeof(float));
-        if (c.pool.cond) memcpy(learn + c.n_img_learn, c.pool.cond, (size_t)c.pool.n * c.pool.cond_dim * sizeof(float));
+        memcpy(learn, condense_learn_floats(c), c->n_img_learn * sizeof(float));
+        if (c->pool.cond) memcpy(learn + c->n_img_learn, c->pool.cond, (size_t)c->pool.n * c->pool.cond_dim * sizeof(float));
         if (sgd) {
-            c.pool_opt.step++;
-            for (size_t i = 0; i < c.n_learn; i++) {
-                mom[i] = 0.5f * mom[i] + c.pool_grad[i];
+            c->pool_opt.step++;
+            for (size_t i = 0; i < c->n_learn; i++) {
+                mom[i] = 0.5f * mom[i] + c->pool_grad[i];
                 learn[i] -= (float)o->lr_img * mom[i];
             }
         } else {
-            adam_step(&c.pool_opt, learn, c.pool_grad);
+            adam_step(&c->pool_opt, learn, c->pool_grad);
         }
-        memcpy(learn_images(&c), learn, c.n_img_learn * sizeof(float));
-        if (c.pool.cond) memcpy(c.pool.cond, learn + c.n_img_learn, (size_t)c.pool.n * c.pool.cond_dim * sizeof(float));
-        if (o->pool_res > 0) pool_materialise(&c);
-        else for (size_t i = 0; i < c.n_img_learn; i++) c.pool.images[i] = c.pool.images[i] < -1 ? -1 : c.pool.images[i] > 1 ? 1 : c.pool.images[i];
-        inner_steps(&c, it);
+        memcpy(condense_learn_floats(c), learn, c->n_img_learn * sizeof(float));
+        if (c->pool.cond) memcpy(c->pool.cond, learn + c->n_img_learn, (size_t)c->pool.n * c->pool.cond_dim * sizeof(float));
+        if (o->pool_res > 0) condense_materialise_pool(c);
+        else for (size_t i = 0; i < c->n_img_learn; i++) c->pool.images[i] = c->pool.images[i] < -1 ? -1 : c->pool.images[i] > 1 ? 1 : c->pool.images[i];
+        inner_steps(c, it);
 
         double secs = now_seconds() - ti;
         fprintf(log, "{\"iter\": %d, \"loss\": %.6f, \"timesteps\": [", it + 1, loss);
-        for (int i = 0; i < c.K; i++) fprintf(log, "%s%d", i ? ", " : "", c.timesteps[i]);
+        for (int i = 0; i < c->K; i++) fprintf(log, "%s%d", i ? ", " : "", c->timesteps[i]);
         fprintf(log, "], \"seconds\": %.3f, \"peak_mem_mib\": %.1f", secs, peak_rss_mib());
         if (floor >= 0) fprintf(log, ", \"floor\": %.4f, \"gap\": %.4f", floor, gap);
-        if (o->implicit > 0) fprintf(log, ", \"implicit_ratio\": %.4g", c.implicit_ratio);
+        if (o->implicit > 0) fprintf(log, ", \"implicit_ratio\": %.4g", c->implicit_ratio);
         /* one reading of the clock decides both the last evaluation and the stop */
         const int out_of_time = o->time_budget > 0 && now_seconds() - t0 >= o->time_budget && it + 1 < o->iters;
         const int last = it + 1 == o->iters || out_of_time;
         if (o->eval_nets > 0 && ((o->eval_every > 0 && (it + 1) % o->eval_every == 0) || last)) {
-            eval_matching(&c, &ev.end, ev.subset < 0 ? &ev.subset : NULL);
+            eval_matching(c, &ev.end, ev.subset < 0 ? &ev.subset : NULL);
             fprintf(log, ", \"eval_loss\": %.6f, \"eval_random_subset\": %.6f", ev.end, ev.subset);
         }
         fprintf(log, "}\n");
@@ -556,27 +488,64 @@ double condense_run(const CondenseOptions *o) {
         char status[96];
         snprintf(status, sizeof status, "loss %.2f %.1f s/it", loss, secs);
         if (!o->quiet) progress_update(&prog, it + 1, status);
-        if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters || out_of_time) save_state(&c, it + 1);
+        if ((it + 1) % o->ckpt_every == 0 || it + 1 == o->iters || out_of_time) {
+            if ((st = condense_save_state(c, it + 1)) != D2C_OK) {
+                if (!o->quiet) progress_end(&prog);
+                d2c_error_context(st, "the condensation state at iteration %d: ", it + 1);
+                break;
+            }
+            last_ckpt = it + 1;
+        }
         if (out_of_time) {
             done = it + 1;
             break;
         }
     }
+    free(learn);
+    if (fclose(log) != 0 && st == D2C_OK)
+        st = d2c_error(D2C_ERR_FAIL, "%s: cannot write the condensation log: %s", log_path, strerror(errno));
+    free(log_path);
+    if (st) return st;
     if (!o->quiet) progress_end(&prog);
-    fclose(log);
-    double seconds = now_seconds() - t0;
-    write_outputs(o, &c.pool, &c.data, seconds, done, c.timesteps, c.K, ev);
+    *seconds = now_seconds() - t0;
+    D2C_TRY(write_outputs(o, &c->pool, &c->data, *seconds, done, c->timesteps, c->K, ev));
     if (!o->quiet) {
-        fprintf(stderr, "condense: %d iterations in %.1f s%s, last loss %.3f -> %s\n", done - start, seconds,
+        fprintf(stderr, "condense: %d iterations in %.1f s%s, last loss %.3f -> %s\n", done - start, *seconds,
                 done < o->iters ? " (time budget reached)" : "", last_loss, o->out);
         if (ev.end >= 0)
             fprintf(stderr, "condense: held-out matching loss %.2f -> %.2f (%+.2f%%); a random real subset: %.2f\n",
                     ev.start, ev.end, ev.start > 0 ? 100.0 * (ev.end - ev.start) / ev.start : 0.0, ev.subset);
     }
-    free(learn);
-    free(log_path);
+    return D2C_OK;
+}
+
+int condense_run(const CondenseOptions *o, double *seconds) {
+    *seconds = 0;
+    D2C_CHECK((int)o->method >= 0 && o->method < CONDENSE_METHOD_COUNT);
+    D2C_TRY(check_writable(o->out));
+    Condenser c = {0};
+    c.opt = o;
+    c.eval_start = -1;
+    D2C_TRY(d2c_error_context(dataset_load(&c.data, o->data), "--data: "));
+    int st;
+    /* every class of the data set needs images (the label rule of io/dataset.h) */
+    D2C_TRY_GOTO(st, d2c_error_context(dataset_require_all_classes(&c.data), "--data: "), done);
+    c.ci = class_index_build(&c.data);
+    const int ipc = o->ipc > 0 ? o->ipc : pool_ipc_for_ratio(&c.data, o->ratio);
+    for (int k = 0; k < c.data.num_classes; k++)
+        if (class_index_count(&c.ci, k) < ipc) {
+            st = d2c_error(D2C_ERR_INPUT, "--data: class %d of %s has %d images, fewer than the %d per class asked for", k,
+                           c.data.source, class_index_count(&c.ci, k), ipc);
+            goto done;
+        }
+    c.D = (size_t)c.data.c * c.data.h * c.data.w;
+    if (!o->quiet)
+        fprintf(stderr, "condense: %s, %s, %d images per class (%d of %d = %.3f%%)\n", CONDENSE_METHOD_NAMES[o->method],
+                c.data.source, ipc, ipc * c.data.num_classes, c.data.n, 100.0 * ipc * c.data.num_classes / c.data.n);
+    st = condense_method_learns(o->method) ? run_learned(&c, ipc, seconds) : run_selection(o, &c.data, &c.ci, ipc, seconds);
+done:
     condenser_free(&c);
     class_index_free(&c.ci);
     dataset_free(&c.data);
-    return seconds;
+    return st;
 }

@@ -16,14 +16,50 @@
 
 #include "model/unet.h"
 
+/* The enumerated options, each with its name table (the spelling of the option value and
+ * of the pool's metadata) and a parse function that records D2C_ERR_INPUT listing the
+ * valid names for anything else. */
+typedef enum {
+    CONDENSE_D2C, CONDENSE_RANDOM, CONDENSE_KCENTER, CONDENSE_HERDING, CONDENSE_DSA, CONDENSE_DM, CONDENSE_SELECT,
+    CONDENSE_JITTER, CONDENSE_METHOD_COUNT
+} CondenseMethod;
+extern const char *const CONDENSE_METHOD_NAMES[CONDENSE_METHOD_COUNT];
+int condense_method_parse(const char *name, CondenseMethod *out);
+/* d2c, dsa and dm learn pixels; the others pick (and jitter perturbs) real images. */
+int condense_method_learns(CondenseMethod m);
+
+/* How d2c scores the candidate timesteps (scoring.c): the norm of the real gradient,
+ * the real-vs-pool gradient distance, the DDPM loss, or that distance above the
+ * real-vs-real floor. */
+typedef enum { SCORE_GRAD_NORM, SCORE_GAP, SCORE_LOSS, SCORE_EXCESS, SCORE_COUNT } TimestepScore;
+extern const char *const TIMESTEP_SCORE_NAMES[SCORE_COUNT];
+int timestep_score_parse(const char *name, TimestepScore *out);
+
+/* The optimiser of the learned pixels: Adam, or SGD with momentum 0.5. */
+typedef enum { PIXEL_OPT_ADAM, PIXEL_OPT_SGD, PIXEL_OPT_COUNT } PixelOptimiser;
+extern const char *const PIXEL_OPTIMISER_NAMES[PIXEL_OPT_COUNT];
+int pixel_optimiser_parse(const char *name, PixelOptimiser *out);
+
+/* The initial pool of the learned methods: real images (a random subset), noise, or the
+ * k-center subset. */
+typedef enum { POOL_INIT_REAL, POOL_INIT_NOISE, POOL_INIT_KCENTER, POOL_INIT_COUNT } PoolInit;
+extern const char *const POOL_INIT_NAMES[POOL_INIT_COUNT];
+int pool_init_parse(const char *name, PoolInit *out);
+
+/* Which end of the difficulty ranking `select` keeps. */
+typedef enum { SELECT_KEEP_EASY, SELECT_KEEP_HARD, SELECT_KEEP_COUNT } SelectKeep;
+extern const char *const SELECT_KEEP_NAMES[SELECT_KEEP_COUNT];
+int select_keep_parse(const char *name, SelectKeep *out);
+
 typedef struct {
-    const char *data, *out, *method;
+    const char *data, *out;
+    CondenseMethod method;
     double ratio;          /* fraction of the training set, or 0 when ipc is given */
     int ipc;
     int iters;             /* outer iterations */
     int topk;              /* K timesteps matched per iteration */
     int t_candidates;      /* grid of candidate timesteps scored */
-    const char *score;     /* grad-norm | gap | loss | excess */
+    TimestepScore score;
     int rescore;           /* iterations between scorings */
     int inner_steps;       /* unrolled SGD steps on the pool per iteration */
     int outer_loop;        /* iterations between network re-initialisations */
@@ -33,8 +69,8 @@ typedef struct {
     int pool_res;          /* 0: learn pixels; R: learn an R x R residual, upsampled */
     int implicit;          /* Neumann terms of the implicit-differentiation path, 0 = off */
     double lr_img, lr_net, dm_weight;
-    const char *opt_img;   /* adam | sgd (momentum 0.5) */
-    const char *init;      /* real | noise | kcenter */
+    PixelOptimiser opt_img;
+    PoolInit init;
     int learn_cond, dsa;
     UNetConfig cfg;        /* the matching network (in_channels/num_classes from data) */
     uint64_t seed;
@@ -45,11 +81,13 @@ typedef struct {
     int resume, ckpt_every, quiet;
     const char *log_path;  /* JSON lines; NULL = OUT.log.jsonl */
     const char *grid_path; /* PNG; NULL = OUT.png */
-    const char *select_keep; /* select: easy | hard */
+    SelectKeep select_keep;
 } CondenseOptions;
 
 CondenseOptions condense_default_options(void);
-/* Runs the method and writes the pool (and its figure and log). Returns seconds taken. */
-double condense_run(const CondenseOptions *opt);
+/* Runs the method and writes the pool (and its figure and log); *seconds gets the time
+ * taken. D2C_ERR_INPUT for bad data or options (naming them: a class without images, or
+ * with fewer than ipc, included), D2C_ERR_FAIL when a file cannot be written. */
+int condense_run(const CondenseOptions *opt, double *seconds);
 
 #endif

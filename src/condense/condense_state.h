@@ -51,6 +51,20 @@ void draw_real(Condenser *c, int k, int Br, uint64_t stream, float *xr, int64_t 
 void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out);
 /* K uniformly random timesteps (dsa, dm). */
 void random_timesteps(Condenser *c, int iter);
+/* The learnable floats: pixels, or the residual when pool_res > 0 (then conditioning
+ * vectors follow in the optimiser's view). */
+float *condense_learn_floats(Condenser *c);
+/* The pool's images from its learnable floats (only for a residual pool). */
+void condense_materialise_pool(Condenser *c);
+/* OUT.state.safetensors (caller frees). */
+char *condense_state_path(const CondenseOptions *o);
+/* Writes the state after iteration iter (condense_checkpoint.c); path unchanged on failure. */
+int condense_save_state(Condenser *c, int iter);
+/* --resume: reads the state into c (buffers allocated for this run's shapes) and the
+ * iteration it was saved after; D2C_ERR_INPUT naming the file if it is missing, corrupt
+ * or of another run. */
+int condense_load_state(Condenser *c, int *iter);
+
 /* The held-out matching loss of the pool (and of a random real subset, unless
  * subset_out is NULL); see scoring.c. */
 void eval_matching(Condenser *c, double *pool_out, double *subset_out);

@@ -45,7 +45,7 @@ void pool_fill_from(Pool *p, const Dataset *d, const int *idx) {
     }
 }
 
-void pool_save(const Pool *p, const char *path, const char *const *meta) {
+int pool_save(const Pool *p, const char *path, const char *const *meta) {
     StWriter *w = st_writer_new();
     int64_t shape[4] = {p->n, p->c, p->h, p->w}, n1[1] = {p->n}, cs[2] = {p->n, p->cond_dim};
     st_add(w, "images", ST_F32, 4, shape, p->images);
@@ -57,37 +57,60 @@ void pool_save(const Pool *p, const char *path, const char *const *meta) {
     snprintf(buf, sizeof buf, "%d", p->ipc);
     st_set_meta(w, "ipc", buf);
     for (int i = 0; meta && meta[i] && meta[i + 1]; i += 2) st_set_meta(w, meta[i], meta[i + 1]);
-    st_write(w, path);
+    int st = st_write(w, path);
     st_writer_free(w);
+    return st;
 }
 
-Pool pool_load(const char *path) {
-    StFile *f = st_open(path);
+static int read_pool(const StFile *f, const char *path, Pool *p) {
     const StTensor *ti = st_find(f, "images");
-    if (!ti || ti->ndim != 4) die_input("%s: a pool needs a 4-d 'images' tensor", path);
+    if (!ti || ti->ndim != 4) return d2c_error(D2C_ERR_INPUT, "%s: a pool needs a 4-d 'images' tensor", path);
+    if (ti->shape[0] > INT32_MAX || ti->shape[1] < 1 || ti->shape[1] > 4096 || ti->shape[2] < 1 ||
+        ti->shape[2] > 65535 || ti->shape[3] < 1 || ti->shape[3] > 65535)
+        return d2c_error(D2C_ERR_INPUT, "%s: 'images' of shape (%lld, %lld, %lld, %lld) are not a pool d2c handles", path,
+                         (long long)ti->shape[0], (long long)ti->shape[1], (long long)ti->shape[2],
+                         (long long)ti->shape[3]);
     const int n = (int)ti->shape[0];
     int64_t n1[1] = {n};
-    const float *images = st_require_f32(f, "images", 4, ti->shape);
-    const int64_t *labels = st_require_i64(f, "labels", 1, n1);
+    const float *images;
+    const int64_t *labels;
+    D2C_TRY(st_require_f32(f, "images", 4, ti->shape, &images));
+    D2C_TRY(st_require_i64(f, "labels", 1, n1, &labels));
     const char *nc = st_meta(f, "num_classes"), *ipcs = st_meta(f, "ipc");
     long K = 0, ipc = 0;
-    if (!nc || !ipcs || parse_long(nc, &K) || parse_long(ipcs, &ipc) || K < 1 || ipc < 1 || K * ipc != n)
-        die_input("%s: not a d2c pool (needs metadata num_classes and ipc with num_classes * ipc = %d)", path, n);
+    if (!nc || !ipcs || parse_long(nc, &K) || parse_long(ipcs, &ipc) || K < 1 || K > D2C_MAX_CLASSES || ipc < 1 ||
+        ipc > n || K * ipc != n)
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: not a d2c pool (needs metadata num_classes (1..%d) and ipc with num_classes * ipc = %d)",
+                         path, D2C_MAX_CLASSES, n);
+    for (int i = 0; i < n; i++)
+        if (labels[i] != i / ipc)
+            return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d breaks the pool's class-major order (%ld per class)",
+                             path, (long long)labels[i], i, ipc);
     const StTensor *tc = st_find(f, "cond");
-    Pool p;
-    pool_create(&p, (int)K, (int)ipc, (int)ti->shape[1], (int)ti->shape[2], (int)ti->shape[3],
-                tc && tc->ndim == 2 ? (int)tc->shape[1] : 0);
-    memcpy(p.images, images, (size_t)ti->numel * sizeof(float));
-    memcpy(p.labels, labels, (size_t)n * sizeof(int64_t));
-    if (p.cond) {
-        int64_t cs[2] = {n, p.cond_dim};
-        memcpy(p.cond, st_require_f32(f, "cond", 2, cs), (size_t)n * p.cond_dim * sizeof(float));
+    const int cond_dim = tc && tc->ndim == 2 && tc->shape[1] >= 1 && tc->shape[1] <= 65536 ? (int)tc->shape[1] : 0;
+    const float *cond = NULL;
+    if (tc) {
+        int64_t cs[2] = {n, cond_dim ? cond_dim : -1};
+        D2C_TRY(st_require_f32(f, "cond", 2, cs, &cond));
     }
-    st_close(f);
-    return p;
+    pool_create(p, (int)K, (int)ipc, (int)ti->shape[1], (int)ti->shape[2], (int)ti->shape[3], cond_dim);
+    memcpy(p->images, images, (size_t)ti->numel * sizeof(float));
+    memcpy(p->labels, labels, (size_t)n * sizeof(int64_t));
+    if (p->cond) memcpy(p->cond, cond, (size_t)n * p->cond_dim * sizeof(float));
+    return D2C_OK;
 }
 
-void pool_write_figure(const Pool *p, const Dataset *real, const char *path, const char *caption) {
+int pool_load(Pool *p, const char *path) {
+    memset(p, 0, sizeof *p);
+    StFile *f;
+    D2C_TRY(st_open(&f, path));
+    int st = read_pool(f, path, p);
+    st_close(f);
+    return st;
+}
+
+int pool_write_figure(const Pool *p, const Dataset *real, const char *path, const char *caption) {
     const int cols = p->ipc < 10 ? p->ipc : 10, K = p->num_classes;
     const size_t D = (size_t)p->c * p->h * p->w;
     float *g = xmalloc_floats((size_t)2 * K * cols * D);
@@ -100,6 +123,7 @@ void pool_write_figure(const Pool *p, const Dataset *real, const char *path, con
             if (real->labels[i] == k)
                 memcpy(g + ((size_t)(2 * k + 1) * cols + found++) * D, real->images + (size_t)i * D, D * sizeof(float));
     }
-    png_write_grid_caption(path, g, 2 * K * cols, p->c, p->h, p->w, cols, 2, caption);
+    int st = png_write_grid_caption(path, g, 2 * K * cols, p->c, p->h, p->w, cols, 2, caption);
     free(g);
+    return st;
 }

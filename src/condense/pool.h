@@ -25,13 +25,15 @@ void pool_free(Pool *p);
 /* Copies the images at idx (class-major, ipc per class) from the data set. */
 void pool_fill_from(Pool *p, const Dataset *d, const int *idx);
 
-/* Writes the pool atomically with metadata (key/value pairs, NULL-terminated). */
-void pool_save(const Pool *p, const char *path, const char *const *meta);
-/* Reads a pool file (images, labels, optional cond); dies with status 2 on bad files. */
-Pool pool_load(const char *path);
+/* Writes the pool atomically with metadata (key/value pairs, NULL-terminated); path is
+ * as it was on failure (D2C_ERR_INPUT: cannot be written there, D2C_ERR_FAIL: I/O). */
+int pool_save(const Pool *p, const char *path, const char *const *meta);
+/* Reads a pool file (images, labels in class-major order, optional cond) into *p;
+ * D2C_ERR_INPUT naming the file when it is not a d2c pool. */
+int pool_load(Pool *p, const char *path);
 
 /* PNG: for each class a row of up to `cols` synthetic images, then a row of real images
  * of that class; caption text below. */
-void pool_write_figure(const Pool *p, const Dataset *real, const char *path, const char *caption);
+int pool_write_figure(const Pool *p, const Dataset *real, const char *path, const char *caption);
 
 #endif

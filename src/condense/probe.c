@@ -1,6 +1,7 @@
 /* Noise-floor measurements of the matching objective. */
 #include "condense/probe.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,14 @@ static void class_batch(const Dataset *d, const ClassIndex *ci, int k, int B, in
     }
 }
 
-void condense_probe(const CondenseOptions *o) {
-    Dataset d = dataset_load(o->data);
+int condense_probe(const CondenseOptions *o) {
+    Dataset d;
+    D2C_TRY(d2c_error_context(dataset_load(&d, o->data), "--data: "));
+    int st = d2c_error_context(dataset_require_all_classes(&d), "--data: ");
+    if (st) {
+        dataset_free(&d);
+        return st;
+    }
     ClassIndex ci = class_index_build(&d);
     const size_t D = (size_t)d.c * d.h * d.w;
     UNetConfig cfg = o->cfg;
@@ -38,7 +45,11 @@ void condense_probe(const CondenseOptions *o) {
     const int Br = o->real_batch, Bs = o->syn_batch, reps = 3;
     const int cap = Mmax * (Br > Bs ? Br : Bs);
     UNet net;
-    unet_create(&net, &cfg, d.h, d.w, cap);
+    if ((st = d2c_error_context(unet_create(&net, &cfg, d.h, d.w, cap), "the probe network: ")) != D2C_OK) {
+        class_index_free(&ci);
+        dataset_free(&d);
+        return st;
+    }
     unet_init_params(&net.lay, net.params, o->seed * 1000003ull + 17);
     Schedule s;
     schedule_init(&s, SCHEDULE_LINEAR);
@@ -54,7 +65,10 @@ void condense_probe(const CondenseOptions *o) {
         sprintf(log_path, "%s.probe.jsonl", o->out);
     }
     FILE *log = fopen(log_path, "w");
-    if (!log) die_input("cannot write '%s'", log_path);
+    if (!log) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: cannot write the probe log: %s", log_path, strerror(errno));
+        goto done;
+    }
     const int ts[] = {20, 100, 300, 500, 700, 900};
     printf("noise floor of the matching distance (class 0..2, real batch %d, pool batch %d, %d repeats; C=%d UNet at init)\n",
            Br, Bs, reps, cfg.base_channels);
@@ -67,18 +81,18 @@ void condense_probe(const CondenseOptions *o) {
             int cnt = 0;
             for (int k = 0; k < 3 && k < d.num_classes; k++)
                 for (int r = 0; r < reps; r++) {
-                    const uint64_t st = ((uint64_t)ti * 64 + di) * 4096 + (uint64_t)k * 64 + r;
-                    class_batch(&d, &ci, k, Br, M, o->seed, 2 * st, xa, ya);
-                    Rng rn = rng_stream(o->seed, RNG_NOISE, st);
+                    const uint64_t stream = ((uint64_t)ti * 64 + di) * 4096 + (uint64_t)k * 64 + r;
+                    class_batch(&d, &ci, k, Br, M, o->seed, 2 * stream, xa, ya);
+                    Rng rn = rng_stream(o->seed, RNG_NOISE, stream);
                     rng_fill_normal(&rn, na, (size_t)M * Br * D);
                     rng_fill_normal(&rn, nb, (size_t)M * Bs * D);
                     double v[2];
                     /* 0: another real batch of the class, of the pool batch's size: the floor,
                      * which is also where a pool initialised from real images starts;
                      * 1: a pool of noise images, clearly bad */
-                    class_batch(&d, &ci, k, Bs, M, o->seed, 2 * st + 1, xb, yb);
+                    class_batch(&d, &ci, k, Bs, M, o->seed, 2 * stream + 1, xb, yb);
                     v[0] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
-                    Rng rx = rng_stream(o->seed, RNG_POOL, (2ull << 40) + st);
+                    Rng rx = rng_stream(o->seed, RNG_POOL, (2ull << 40) + stream);
                     for (size_t i = 0; i < (size_t)M * Bs * D; i++) {
                         float u = 0.5f * rng_normal(&rx);
                         xb[i] = u < -1 ? -1 : u > 1 ? 1 : u;
@@ -104,11 +118,13 @@ void condense_probe(const CondenseOptions *o) {
                     (long long)t, M, mean[0], sd[0], mean[1], sd[1], signal);
             fflush(log);
         }
-    fclose(log);
+    if (fclose(log) != 0) st = d2c_error(D2C_ERR_FAIL, "%s: cannot write the probe log: %s", log_path, strerror(errno));
+done:
     free(log_path);
     free(xa); free(xb); free(na); free(nb); free(ya); free(yb);
     match_work_free(&w);
     unet_destroy(&net);
     class_index_free(&ci);
     dataset_free(&d);
+    return st;
 }

@@ -8,8 +8,8 @@
 
 #include "condense/condense.h"
 
-/* Prints a table to stdout and appends JSON lines to the log (opt->log_path or
- * OUT.probe.jsonl). */
-void condense_probe(const CondenseOptions *opt);
+/* Prints a table to stdout and writes JSON lines to the log (opt->log_path or
+ * OUT.probe.jsonl). D2C_ERR_INPUT for bad data or an unwritable log. */
+int condense_probe(const CondenseOptions *opt);
 
 #endif

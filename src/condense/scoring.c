@@ -52,7 +52,9 @@ void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out)
         rng_fill_normal(&rn, c->noise_r, (size_t)Br * c->D);
         int64_t *tt = c->mw.t_real;
         for (int b = 0; b < Br; b++) tt[b] = t;
-        if (strcmp(o->score, "gap") == 0 || strcmp(o->score, "excess") == 0) {
+        switch (o->score) {
+        case SCORE_GAP:
+        case SCORE_EXCESS: {
             int Bs = D2C_MIN(o->syn_batch, c->pool.ipc);
             for (int b = 0; b < Bs; b++) {
                 memcpy(c->xs + (size_t)b * c->D, c->pool.images + ((size_t)k * c->pool.ipc + b) * c->D, c->D * sizeof(float));
@@ -63,18 +65,24 @@ void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out)
             int64_t tk = t;
             sc[j].score = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
                                              1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
-            if (strcmp(o->score, "excess") == 0) {
+            if (o->score == SCORE_EXCESS) {
                 /* minus the floor: the same distance to another real batch of the pool's size */
                 draw_real(c, k, Bs, (6ull << 40) + (uint64_t)iter * nc + j, c->xs, c->ys);
                 sc[j].score -= matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
                                                   1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
             }
-        } else {
-            int grad = strcmp(o->score, "grad-norm") == 0;
+            break;
+        }
+        case SCORE_GRAD_NORM:
+        case SCORE_LOSS: {
+            const int grad = o->score == SCORE_GRAD_NORM;
             memset(c->net.grads, 0, P * sizeof(float));
             float loss = ddpm_loss(&c->net, &c->sched, &c->mw.real, c->xr, tt, c->yr, NULL, c->noise_r, Br, grad, 1.0f,
                                    NULL, NULL);
             sc[j].score = grad ? sqrt(vec_sum_sq(c->net.grads, P)) : loss;
+            break;
+        }
+        case SCORE_COUNT: D2C_CHECK(!"a timestep score");
         }
     }
     qsort(sc, (size_t)nc, sizeof(TScore), by_score_desc);

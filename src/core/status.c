@@ -12,7 +12,11 @@
 static _Thread_local char g_message[D2C_ERROR_MAX];
 
 int d2c_verror(int status, const char *fmt, va_list ap) {
-    vsnprintf(g_message, sizeof g_message, fmt, ap);
+    /* through a local buffer: the arguments may point into g_message itself
+     * (d2c_error(st, "%s (while ...)", d2c_last_error())) */
+    char msg[D2C_ERROR_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(g_message, msg, sizeof msg);
     return status;
 }
 
@@ -25,6 +29,7 @@ int d2c_error(int status, const char *fmt, ...) {
 }
 
 int d2c_error_context(int status, const char *fmt, ...) {
+    if (status == D2C_OK) return status; /* nothing failed: leave the message alone */
     char prefix[D2C_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -55,7 +60,7 @@ void d2c_fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (g_fatal) g_fatal(msg);
+    if (g_fatal) g_fatal(msg); /* must not return; if it does, the default follows */
     report_line("error", msg);
     exit(D2C_ERR_FAIL);
 }

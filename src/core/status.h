@@ -13,7 +13,13 @@
  * The message names the file, option or value at fault and is kept per thread until the
  * next d2c_error() on that thread; d2c_last_error() reads it. Callers that add context do
  * so with d2c_error_context() ("loading the pool: " + the message), and propagate with
- * D2C_TRY, or with D2C_TRY_GOTO where resources must be released first.
+ * D2C_TRY, or with D2C_TRY_GOTO where resources must be released first. A function that
+ * fails releases what it allocated and leaves no partial output file behind.
+ *
+ * The message is per thread: work that fails inside an OpenMP parallel region must carry
+ * its reason out of the region and record it on the calling thread (the image-folder
+ * loader does: the first bad file in load order is reported, whatever the timing).
+ * d2c_error's arguments may point into the current message (it formats into a copy).
  *
  * Two failures are not statuses, because no caller can act on them: running out of memory
  * in a small allocation (xmalloc and friends) and a broken internal invariant (D2C_CHECK).
@@ -33,7 +39,8 @@ enum { D2C_OK = 0, D2C_ERR_FAIL = 1, D2C_ERR_INPUT = 2 };
 int d2c_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int d2c_verror(int status, const char *fmt, va_list ap);
 /* Prefixes this thread's message with the formatted text (which should end in ": ") and
- * returns status unchanged: return d2c_error_context(st, "--data %s: ", src). */
+ * returns status unchanged; does nothing when status is D2C_OK, so that it can wrap a
+ * call: return d2c_error_context(dataset_load(&d, src), "--data %s: ", src). */
 int d2c_error_context(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* This thread's last message ("" when there is none). Valid until the next d2c_error*. */
 const char *d2c_last_error(void);

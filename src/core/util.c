@@ -1,4 +1,4 @@
-/* Core helpers: error exits, checked allocation, atomic file output, timing, parsing. */
+/* Core helpers: checked allocation, atomic file output, timing, parsing, name tables. */
 #define _GNU_SOURCE
 #include "core/util.h"
 
@@ -16,13 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static char *g_cleanup_path;
-
-void cleanup_on_die(const char *path) {
-    free(g_cleanup_path);
-    g_cleanup_path = path ? strdup(path) : NULL;
-}
-
 static int g_live_line;
 
 void stderr_live_line(int open) { g_live_line = open; }
@@ -32,30 +25,6 @@ void report_line(const char *kind, const char *message) {
     if (g_live_line) fputc('\n', stderr); /* end the progress bar's line first */
     g_live_line = 0;
     fprintf(stderr, "d2c: %s: %s\n", kind, message);
-}
-
-static void vreport(const char *kind, const char *fmt, va_list ap) {
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    report_line(kind, msg);
-}
-
-__attribute__((noreturn)) static void die_with(int status, const char *fmt, va_list ap) {
-    vreport("error", fmt, ap);
-    if (g_cleanup_path) unlink(g_cleanup_path);
-    exit(status);
-}
-
-void die_input(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    die_with(D2C_EXIT_INPUT, fmt, ap);
-}
-
-void die_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    die_with(D2C_EXIT_FAIL, fmt, ap);
 }
 
 void *xmalloc(size_t bytes) {
@@ -103,61 +72,83 @@ double peak_rss_mib(void) {
     return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
 }
 
-unsigned char *read_whole_file(const char *path, size_t *len) {
+int read_whole_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) die_input("cannot open '%s': %s", path, strerror(errno));
+    if (!f) return d2c_error(D2C_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        die_input("'%s' is not a regular file", path);
+        return d2c_error(D2C_ERR_INPUT, "%s: not a regular file", path);
     }
     size_t n = (size_t)st.st_size;
-    unsigned char *buf = xmalloc(n + 1);
-    if (n && fread(buf, 1, n, f) != n) {
+    if (max_bytes && n > max_bytes) {
         fclose(f);
-        die_input("cannot read '%s': %s", path, strerror(errno));
+        return d2c_error(D2C_ERR_INPUT, "%s: %zu bytes, more than the %zu this file may have", path, n, max_bytes);
+    }
+    unsigned char *b = d2c_try_malloc(n + 1);
+    if (!b) {
+        fclose(f);
+        return d2c_error(D2C_ERR_FAIL, "%s: out of memory reading its %zu bytes", path, n);
+    }
+    if (n && fread(b, 1, n, f) != n) {
+        int e = ferror(f) ? errno : 0;
+        fclose(f);
+        free(b);
+        return d2c_error(D2C_ERR_INPUT, "%s: cannot read: %s", path, e ? strerror(e) : "the file shrank while reading");
     }
     fclose(f);
-    buf[n] = 0;
+    b[n] = 0;
+    *buf = b;
     *len = n;
-    return buf;
+    return D2C_OK;
 }
 
-AtomicFile atomic_open(const char *path) {
-    AtomicFile af = {0};
-    af.path = xstrdup(path);
+int atomic_open(AtomicFile *af, const char *path) {
+    memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;
-    af.tmp_path = xmalloc(n);
-    snprintf(af.tmp_path, n, "%s.tmp.%d", path, (int)getpid());
-    af.f = fopen(af.tmp_path, "wb");
-    if (!af.f) die_input("cannot write '%s': %s", path, strerror(errno));
-    cleanup_on_die(af.tmp_path);
-    return af;
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
+    af->f = fopen(tmp, "wb");
+    if (!af->f) {
+        int e = errno;
+        free(tmp);
+        return d2c_error(D2C_ERR_INPUT, "%s: cannot write: %s", path, strerror(e));
+    }
+    af->path = xstrdup(path);
+    af->tmp_path = tmp;
+    return D2C_OK;
 }
 
-void atomic_commit(AtomicFile *af) {
-    int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
-    bad |= fclose(af->f) != 0;
-    af->f = NULL;
-    if (bad || rename(af->tmp_path, af->path) != 0) {
-        int e = errno;
-        unlink(af->tmp_path);
-        cleanup_on_die(NULL);
-        die_fail("cannot write '%s': %s", af->path, strerror(e));
-    }
-    cleanup_on_die(NULL);
+static void atomic_release(AtomicFile *af) {
     free(af->path);
     free(af->tmp_path);
-    af->path = af->tmp_path = NULL;
+    memset(af, 0, sizeof *af);
+}
+
+int atomic_commit(AtomicFile *af) {
+    D2C_CHECK(af->f && af->path && af->tmp_path);
+    errno = 0;
+    int bad = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+    int e = errno;
+    if (fclose(af->f) != 0 && !bad) bad = 1, e = errno;
+    af->f = NULL;
+    if (!bad && rename(af->tmp_path, af->path) != 0) bad = 1, e = errno;
+    if (bad) {
+        unlink(af->tmp_path);
+        int st = d2c_error(D2C_ERR_FAIL, "%s: cannot write: %s", af->path, e ? strerror(e) : "I/O error");
+        atomic_release(af);
+        return st;
+    }
+    atomic_release(af);
+    return D2C_OK;
 }
 
 void atomic_abort(AtomicFile *af) {
     if (af->f) fclose(af->f);
     if (af->tmp_path) unlink(af->tmp_path);
-    cleanup_on_die(NULL);
-    free(af->path);
-    free(af->tmp_path);
-    memset(af, 0, sizeof *af);
+    atomic_release(af);
 }
 
 int parse_long(const char *s, long *out) {
@@ -191,7 +182,26 @@ void set_num_threads(int n) {
 
 int get_num_threads(void) { return g_threads; }
 
-void check_writable(const char *path) {
-    AtomicFile af = atomic_open(path);
+int check_writable(const char *path) {
+    AtomicFile af;
+    D2C_TRY(atomic_open(&af, path));
     atomic_abort(&af);
+    return D2C_OK;
+}
+
+int name_parse(const char *what, const char *const *names, int count, const char *name, int *out) {
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], name) == 0) {
+            *out = i;
+            return D2C_OK;
+        }
+    char list[512];
+    name_list(names, count, list, sizeof list);
+    return d2c_error(D2C_ERR_INPUT, "unknown %s '%s' (one of %s)", what, name, list);
+}
+
+void name_list(const char *const *names, int count, char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < count && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", names[i]);
 }

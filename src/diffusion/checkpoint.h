@@ -23,23 +23,25 @@ typedef struct {
     const float *ema;         /* (n_params) EMA weights: the spec-named tensors */
 } TrainState;
 
-/* Writes path atomically. weights: what the spec-named tensors hold; state may be NULL. */
-void checkpoint_save(const char *path, const UNetLayout *lay, const ModelInfo *info,
-                     const float *weights, const TrainState *state);
+/* Writes path atomically (path keeps its old content on failure: D2C_ERR_INPUT if it
+ * cannot be written there, D2C_ERR_FAIL on an I/O error). weights: what the spec-named
+ * tensors hold; state may be NULL. */
+int checkpoint_save(const char *path, const UNetLayout *lay, const ModelInfo *info,
+                    const float *weights, const TrainState *state);
 
-/* Reads the metadata of a model file (config from "config", defaults where a file written
- * elsewhere has none: the spec's config, linear schedule, 28x28 for 1 channel, 32x32 for 3).
- * Dies with status 2, naming the file, if it is not a model file. */
-ModelInfo checkpoint_read_info(const char *path);
+/* Reads the metadata of a model file into *info (config from "config", defaults where a
+ * file written elsewhere has none: the spec's config, linear schedule, 28x28 for 1
+ * channel, 32x32 for 3). D2C_ERR_INPUT, naming the file, if it is not a model file. */
+int checkpoint_read_info(ModelInfo *info, const char *path);
 
-/* Loads the spec-named weights into weights (lay->n_params floats). Dies with status 2
- * naming the file and the tensor when a tensor is missing or has another shape. */
-void checkpoint_load_weights(const char *path, const UNetLayout *lay, float *weights);
+/* Loads the spec-named weights into weights (lay->n_params floats). D2C_ERR_INPUT naming
+ * the file and the tensor when a tensor is missing or has another shape. */
+int checkpoint_load_weights(const char *path, const UNetLayout *lay, float *weights);
 
-/* Loads the raw training state for --resume into caller buffers (n_params floats each);
- * returns the step. Dies with status 2 if the file holds no training state. */
-long checkpoint_load_state(const char *path, const UNetLayout *lay, float *params, float *adam_m,
-                           float *adam_v, float *ema);
+/* Loads the raw training state for --resume into caller buffers (n_params floats each)
+ * and its step into *step. D2C_ERR_INPUT if the file holds no training state. */
+int checkpoint_load_state(const char *path, const UNetLayout *lay, float *params, float *adam_m,
+                          float *adam_v, float *ema, long *step);
 
 void model_info_free(ModelInfo *info);
 

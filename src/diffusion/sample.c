@@ -7,6 +7,25 @@
 
 #include "core/util.h"
 
+const char *const SAMPLER_NAMES[SAMPLER_COUNT] = {[SAMPLER_DDIM] = "ddim", [SAMPLER_DDPM] = "ddpm"};
+
+int sampler_parse(const char *name, SamplerKind *kind) {
+    int k;
+    D2C_TRY(name_parse("sampler", SAMPLER_NAMES, SAMPLER_COUNT, name, &k));
+    *kind = (SamplerKind)k;
+    return D2C_OK;
+}
+
+void sample_run(SamplerKind kind, const DenoiserRef *net, const Schedule *s, float *x, const int64_t *y, int B,
+                size_t D, int steps, float guidance, Rng *rngs) {
+    switch (kind) {
+    case SAMPLER_DDIM: ddim_sample(net, s, x, y, B, D, steps, guidance); return;
+    case SAMPLER_DDPM: ddpm_sample(net, s, x, y, B, D, steps, guidance, rngs); return;
+    case SAMPLER_COUNT: break;
+    }
+    D2C_CHECK(!"a sampler kind");
+}
+
 void ddim_timesteps(int steps, int T, int *taus) {
     for (int i = 0; i < steps; i++) taus[i] = (int)(((long)i * T) / steps);
 }

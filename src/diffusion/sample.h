@@ -21,6 +21,12 @@ typedef struct {
     int max_batch;      /* the callback accepts up to this many images (>= 2B with guidance) */
 } DenoiserRef;
 
+/* The samplers, as --sampler and the samples file's metadata name them. */
+typedef enum { SAMPLER_DDIM = 0, SAMPLER_DDPM = 1, SAMPLER_COUNT } SamplerKind;
+extern const char *const SAMPLER_NAMES[SAMPLER_COUNT];
+/* "ddim" or "ddpm" -> kind; D2C_ERR_INPUT listing the names for anything else. */
+int sampler_parse(const char *name, SamplerKind *kind);
+
 /* tau_i = floor(i * T / steps), i = 0..steps-1. */
 void ddim_timesteps(int steps, int T, int *taus);
 
@@ -35,5 +41,9 @@ void ddim_sample(const DenoiserRef *net, const Schedule *s, float *x, const int6
  * so results do not depend on batching). */
 void ddpm_sample(const DenoiserRef *net, const Schedule *s, float *x, const int64_t *y, int B, size_t D,
                  int steps, float guidance, Rng *rngs);
+
+/* The sampler of this kind: ddim_sample, or ddpm_sample with rngs (unused by DDIM). */
+void sample_run(SamplerKind kind, const DenoiserRef *net, const Schedule *s, float *x, const int64_t *y, int B,
+                size_t D, int steps, float guidance, Rng *rngs);
 
 #endif

@@ -7,11 +7,13 @@
 #include <string.h>
 
 void schedule_init(Schedule *s, ScheduleKind kind) {
+    D2C_CHECK((int)kind >= 0 && kind < SCHEDULE_COUNT);
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->T = D2C_T_STEPS;
     const int T = s->T;
-    if (kind == SCHEDULE_LINEAR) {
+    switch (kind) {
+    case SCHEDULE_LINEAR: {
         /* torch.linspace in float64: the first half counts up from the start, the second
          * half down from the end, which makes the endpoints exact. */
         const double start = 1e-4, end = 0.02, step = (end - start) / (T - 1);
@@ -21,7 +23,9 @@ void schedule_init(Schedule *s, ScheduleKind kind) {
             prod *= 1.0 - beta;
             s->alpha_bar[i] = (float)prod;
         }
-    } else {
+        break;
+    }
+    case SCHEDULE_COSINE: {
         const double sh = 0.008;
         double f0 = cos((0.0 / T + sh) / (1 + sh) * (D2C_PI / 2));
         f0 *= f0;
@@ -34,17 +38,25 @@ void schedule_init(Schedule *s, ScheduleKind kind) {
             prod *= 1.0 - beta;
             s->alpha_bar[i] = (float)prod;
         }
+        break;
+    }
+    case SCHEDULE_COUNT: break; /* refused above */
     }
 }
 
+const char *const SCHEDULE_NAMES[SCHEDULE_COUNT] = {[SCHEDULE_LINEAR] = "linear", [SCHEDULE_COSINE] = "cosine"};
+
 int schedule_parse(const char *name, ScheduleKind *kind) {
-    if (strcmp(name, "linear") == 0) *kind = SCHEDULE_LINEAR;
-    else if (strcmp(name, "cosine") == 0) *kind = SCHEDULE_COSINE;
-    else return -1;
-    return 0;
+    int k;
+    D2C_TRY(name_parse("noise schedule", SCHEDULE_NAMES, SCHEDULE_COUNT, name, &k));
+    *kind = (ScheduleKind)k;
+    return D2C_OK;
 }
 
-const char *schedule_name(ScheduleKind kind) { return kind == SCHEDULE_COSINE ? "cosine" : "linear"; }
+const char *schedule_name(ScheduleKind kind) {
+    D2C_CHECK((int)kind >= 0 && kind < SCHEDULE_COUNT);
+    return SCHEDULE_NAMES[kind];
+}
 
 void q_sample(float *xt, const float *x0, const float *noise, const int64_t *t, const Schedule *s,
               int B, size_t D) {

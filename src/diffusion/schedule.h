@@ -8,7 +8,9 @@
 
 #define D2C_T_STEPS 1000
 
-typedef enum { SCHEDULE_LINEAR = 0, SCHEDULE_COSINE = 1 } ScheduleKind;
+typedef enum { SCHEDULE_LINEAR = 0, SCHEDULE_COSINE = 1, SCHEDULE_COUNT } ScheduleKind;
+/* The names of the kinds ("linear", "cosine"), as options and model metadata spell them. */
+extern const char *const SCHEDULE_NAMES[SCHEDULE_COUNT];
 
 typedef struct {
     ScheduleKind kind;
@@ -19,7 +21,7 @@ typedef struct {
 /* linear: betas linspace(1e-4, 0.02, T) in float64, alpha_bar = cumprod(1 - beta).
  * cosine: Nichol & Dhariwal (s = 0.008), betas clipped at 0.999. */
 void schedule_init(Schedule *s, ScheduleKind kind);
-/* "linear" or "cosine" -> kind; returns -1 for anything else. */
+/* "linear" or "cosine" -> kind; D2C_ERR_INPUT listing the names for anything else. */
 int schedule_parse(const char *name, ScheduleKind *kind);
 const char *schedule_name(ScheduleKind kind);
 

@@ -3,6 +3,7 @@
 #include "diffusion/train.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,57 +88,89 @@ static int same_config(const UNetConfig *a, const UNetConfig *b) {
     return 1;
 }
 
-double train_run(const TrainOptions *opt) {
-    check_writable(opt->out);
-    Dataset data = dataset_load(opt->data);
+/* The model file's path for the log ("<out>.log.jsonl" unless given). */
+static char *log_path_for(const TrainOptions *opt) {
+    if (opt->log_path) return xstrdup(opt->log_path);
+    char *p = xmalloc(strlen(opt->out) + 16);
+    sprintf(p, "%s.log.jsonl", opt->out);
+    return p;
+}
+
+/* --resume: the checkpoint at opt->out must be of this config; loads its state. */
+static int resume_from(const TrainOptions *opt, const UNetConfig *cfg, int H, int W, UNet *net, Adam *adam, float *ema,
+                       long *start) {
+    if (!file_exists(opt->out))
+        return d2c_error(D2C_ERR_INPUT, "--resume: no checkpoint at '%s' to resume from", opt->out);
+    ModelInfo old;
+    D2C_TRY(d2c_error_context(checkpoint_read_info(&old, opt->out), "--resume: "));
+    int same = same_config(&old.cfg, cfg) && old.H == H && old.W == W && old.schedule == opt->schedule;
+    model_info_free(&old);
+    if (!same)
+        return d2c_error(D2C_ERR_INPUT, "--resume: '%s' was trained with another model config, schedule or image size",
+                         opt->out);
+    D2C_TRY(d2c_error_context(checkpoint_load_state(opt->out, &net->lay, net->params, adam->m, adam->v, ema, start),
+                              "--resume: "));
+    adam->step = *start;
+    if (*start > opt->steps)
+        return d2c_error(D2C_ERR_INPUT, "--resume: '%s' is at step %ld, beyond --steps %ld", opt->out, *start, opt->steps);
+    return D2C_OK;
+}
+
+int train_run(const TrainOptions *opt, double *final_loss) {
+    *final_loss = 0;
+    D2C_TRY(check_writable(opt->out));
+    Dataset data;
+    D2C_TRY(d2c_error_context(dataset_load(&data, opt->data), "--data: "));
+    int st;
+    UNet net = {0};
+    Adam adam = {0};
+    float *ema = NULL, *x0 = NULL, *noise = NULL;
+    int64_t *t = NULL, *y = NULL;
+    int *idx = NULL;
+    char *log_path = NULL;
+    FILE *log = NULL;
+    DdpmScratch scratch = {0};
+    EpochSampler sampler = {.n = data.n, .perm = NULL, .epoch = -1, .seed = opt->seed};
+    ModelInfo info = {0};
+    /* every class of the data set needs images (the label rule of io/dataset.h) */
+    D2C_TRY_GOTO(st, d2c_error_context(dataset_require_all_classes(&data), "--data: "), done);
+
     UNetConfig cfg = opt->cfg;
     cfg.in_channels = data.c;
     cfg.num_classes = data.num_classes;
     const int B = opt->batch, H = data.h, W = data.w;
     const size_t D = (size_t)data.c * H * W;
-
-    UNet net;
-    unet_create(&net, &cfg, H, W, B);
+    D2C_TRY_GOTO(st, unet_create(&net, &cfg, H, W, B), done);
     const size_t P = net.lay.n_params;
-    Adam adam;
     adam_create(&adam, P, (float)opt->lr);
-    float *ema = xmalloc_floats(P);
+    ema = xmalloc_floats(P);
 
-    ModelInfo info = {.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
+    info = (ModelInfo){.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
     info.train_json = options_json(opt);
     long start = 0;
     if (opt->resume) {
-        if (!file_exists(opt->out)) die_input("--resume: no checkpoint at '%s' to resume from", opt->out);
-        ModelInfo old = checkpoint_read_info(opt->out);
-        if (!same_config(&old.cfg, &cfg) || old.H != H || old.W != W || old.schedule != opt->schedule)
-            die_input("--resume: '%s' was trained with another model config, schedule or image size", opt->out);
-        model_info_free(&old);
-        start = checkpoint_load_state(opt->out, &net.lay, net.params, adam.m, adam.v, ema);
-        adam.step = start;
-        if (start > opt->steps) die_input("--resume: '%s' is at step %ld, beyond --steps %ld", opt->out, start, opt->steps);
+        D2C_TRY_GOTO(st, resume_from(opt, &cfg, H, W, &net, &adam, ema, &start), done);
     } else {
         unet_init_params(&net.lay, net.params, opt->seed);
         memcpy(ema, net.params, P * sizeof(float));
     }
 
-    char *log_path = NULL;
-    if (opt->log_path) {
-        log_path = xstrdup(opt->log_path);
-    } else {
-        log_path = xmalloc(strlen(opt->out) + 16);
-        sprintf(log_path, "%s.log.jsonl", opt->out);
+    log_path = log_path_for(opt);
+    log = fopen(log_path, opt->resume ? "a" : "w");
+    if (!log) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: cannot write the training log: %s", log_path, strerror(errno));
+        goto done;
     }
-    FILE *log = fopen(log_path, opt->resume ? "a" : "w");
-    if (!log) die_input("cannot write the training log '%s'", log_path);
 
     Schedule sched;
     schedule_init(&sched, opt->schedule);
-    DdpmScratch scratch;
     ddpm_scratch_create(&scratch, B, D);
-    float *x0 = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D);
-    int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
-    int *idx = xcalloc((size_t)B, sizeof *idx);
-    EpochSampler sampler = {.n = data.n, .perm = xcalloc((size_t)data.n, sizeof(int)), .epoch = -1, .seed = opt->seed};
+    x0 = xmalloc_floats((size_t)B * D);
+    noise = xmalloc_floats((size_t)B * D);
+    t = xcalloc((size_t)B, sizeof *t);
+    y = xcalloc((size_t)B, sizeof *y);
+    idx = xcalloc((size_t)B, sizeof *idx);
+    sampler.perm = xcalloc((size_t)data.n, sizeof(int));
 
     if (!opt->quiet)
         fprintf(stderr, "train: %s, %d images %dx%dx%d, %d classes; UNet C=%d, %zu parameters; %ld steps of %d\n",
@@ -148,6 +181,7 @@ double train_run(const TrainOptions *opt) {
     int n_recent = 0;
     double t_last = now_seconds();
     long last_ckpt = opt->resume ? start : -1; /* the step of the checkpoint now at opt->out */
+    st = D2C_OK;
     for (long step = start; step < opt->steps; step++) {
         sampler_pick(&sampler, step, B, idx);
         Rng rt = rng_stream(opt->seed, RNG_TIMESTEP, (uint64_t)step);
@@ -163,11 +197,16 @@ double train_run(const TrainOptions *opt) {
         memset(net.grads, 0, P * sizeof(float));
         float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
         if (!isfinite(loss)) {
+            /* stop: the checkpoint at opt->out (if any) is the last good one, untouched */
+            if (!opt->quiet) progress_end(&prog);
             if (last_ckpt >= 0)
-                die_fail("loss became %s at step %ld; stopped, the last good checkpoint is '%s' (step %ld)",
-                         isnan(loss) ? "NaN" : "infinite", step + 1, opt->out, last_ckpt);
-            die_fail("loss became %s at step %ld; stopped before the first checkpoint, '%s' was not written",
-                     isnan(loss) ? "NaN" : "infinite", step + 1, opt->out);
+                st = d2c_error(D2C_ERR_FAIL, "loss became %s at step %ld; stopped, the last good checkpoint is '%s' (step %ld)",
+                               isnan(loss) ? "NaN" : "infinite", step + 1, opt->out, last_ckpt);
+            else
+                st = d2c_error(D2C_ERR_FAIL,
+                               "loss became %s at step %ld; stopped before the first checkpoint, '%s' was not written",
+                               isnan(loss) ? "NaN" : "infinite", step + 1, opt->out);
+            goto done;
         }
         double gnorm = clip_grad_norm(net.grads, P, opt->grad_clip);
         double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
@@ -193,20 +232,27 @@ double train_run(const TrainOptions *opt) {
         if (!opt->quiet) progress_update(&prog, step + 1, status);
         if ((step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps) {
             fflush(log);
-            TrainState st = {.step = step + 1, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
+            TrainState ts = {.step = step + 1, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
             info.step = step + 1;
-            checkpoint_save(opt->out, &net.lay, &info, ema, &st);
+            if ((st = checkpoint_save(opt->out, &net.lay, &info, ema, &ts)) != D2C_OK) {
+                if (!opt->quiet) progress_end(&prog);
+                d2c_error_context(st, "checkpoint at step %ld: ", step + 1);
+                goto done;
+            }
             last_ckpt = step + 1;
         }
     }
     if (!opt->quiet) progress_end(&prog);
-    fclose(log);
-    if (start == opt->steps) {  /* nothing left to do: make sure the file is complete */
-        TrainState st = {.step = start, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
+    if (start == opt->steps) { /* nothing left to do: make sure the file is complete */
+        TrainState ts = {.step = start, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
         info.step = start;
-        checkpoint_save(opt->out, &net.lay, &info, ema, &st);
+        D2C_TRY_GOTO(st, checkpoint_save(opt->out, &net.lay, &info, ema, &ts), done);
     }
+    *final_loss = n_recent ? recent / n_recent : 0.0;
 
+done:
+    if (log && fclose(log) != 0 && st == D2C_OK)
+        st = d2c_error(D2C_ERR_FAIL, "%s: cannot write the training log: %s", log_path, strerror(errno));
     free(sampler.perm);
     free(idx);
     free(t);
@@ -220,5 +266,5 @@ double train_run(const TrainOptions *opt) {
     unet_destroy(&net);
     model_info_free(&info);
     dataset_free(&data);
-    return n_recent ? recent / n_recent : 0.0;
+    return st;
 }

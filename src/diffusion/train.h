@@ -29,7 +29,10 @@ typedef struct {
 } TrainOptions;
 
 TrainOptions train_default_options(void);
-/* Runs training; returns the final loss (mean over the last 50 steps). */
-double train_run(const TrainOptions *opt);
+/* Runs training; *final_loss gets the mean loss over the last 50 steps. D2C_ERR_INPUT
+ * for bad data or options (naming them; a class without images included), D2C_ERR_FAIL
+ * when the loss becomes non-finite (naming the step; the checkpoint at opt->out stays the
+ * last good one) or a file cannot be written. */
+int train_run(const TrainOptions *opt, double *final_loss);
 
 #endif

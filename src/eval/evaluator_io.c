@@ -8,8 +8,7 @@
  * "feature_dim", "class_names", "seed", "epochs", "train_images", "val_accuracy",
  * "test_accuracy", "val_mse", "test_mse" (ae), "train_seconds", "command",
  * "d2c_version", and after `d2c evaluator calibrate` "anchor_fid", "anchor_kid",
- * "anchor". The io calls (st_open ...) are the only places that may still exit on bad
- * files until the io layer returns statuses. */
+ * "anchor". Every failure is a status (core/status.h). */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "eval/evaluator.h"
 
@@ -23,6 +22,7 @@
 #include "core/util.h"
 #include "d2c.h"
 #include "io/safetensors.h"
+#include "io/st_checksum.h"
 
 #define EVAL_FORMAT "d2c-evaluator-1"
 
@@ -69,8 +69,9 @@ int evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta *
     set_meta_num(w, "test_mse", m->test_mse, "%.6f");
     set_meta_num(w, "train_seconds", m->train_seconds, "%.0f");
     st_set_meta(w, "d2c_version", D2C_VERSION);
-    st_write(w, path);
+    int st = st_write(w, path);
     st_writer_free(w);
+    if (st != D2C_OK) return st;
     if (info) {
         memset(info, 0, sizeof *info);
         snprintf(info->path, sizeof info->path, "%s", path);
@@ -93,7 +94,8 @@ static double meta_number(const StFile *f, const char *key) {
 
 int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int max_batch) {
     memset(net, 0, sizeof *net);
-    StFile *f = st_open(path);
+    StFile *f;
+    D2C_TRY(st_open(&f, path));
     int st = D2C_ERR_INPUT;
     const char *format = st_meta(f, "format"), *arch_json = st_meta(f, "arch");
     if (!format || strcmp(format, EVAL_FORMAT) != 0 || !arch_json) {
@@ -163,7 +165,8 @@ int evaluator_set_metadata(const char *path, int n, const char *const *keys, con
     EvaluatorInfo info;
     D2C_TRY(evaluator_load(&net, &info, path, 1)); /* a valid evaluator whose weights match their hash */
     evaluator_destroy(&net);
-    StFile *f = st_open(path);
+    StFile *f;
+    D2C_TRY(st_open(&f, path));
     StWriter *w = st_writer_new();
     for (int i = 0; i < st_count(f); i++) {
         const StTensor *t = st_tensor(f, i);
@@ -171,13 +174,13 @@ int evaluator_set_metadata(const char *path, int n, const char *const *keys, con
     }
     for (int i = 0; i < st_meta_count(f); i++) {
         const char *v, *k = st_meta_at(f, i, &v);
-        st_set_meta(w, k, v);
+        if (strcmp(k, ST_CHECKSUM_KEY) != 0) st_set_meta(w, k, v); /* the writer computes it afresh */
     }
     for (int i = 0; i < n; i++) st_set_meta(w, keys[i], values[i]);
-    st_write(w, path);
+    int st = st_write(w, path);
     st_writer_free(w);
     st_close(f);
-    return D2C_OK;
+    return st;
 }
 
 /* ---------------------------------------------------------------- the models folder */

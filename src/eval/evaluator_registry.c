@@ -77,8 +77,8 @@ static int file_exists(const char *p) {
 
 /* Does the evaluator file take (C, H, W) images? 0 when it cannot be read as one. */
 static int takes_shape(const char *path, int C, int H, int W) {
-    if (!file_exists(path)) return 0;
-    StFile *f = st_open(path);
+    StFile *f;
+    if (!file_exists(path) || st_open(&f, path) != D2C_OK) return 0;
     const char *arch = st_meta(f, "arch");
     EvalArch a;
     int ok = arch && eval_arch_from_json(arch, &a) == D2C_OK && a.in_channels == C && a.height == H && a.width == W;
@@ -146,7 +146,8 @@ int evaluator_set_for_ref(EvaluatorSet *set, const char *ref_src, int C, int H, 
         goto done;
     }
     size_t len;
-    unsigned char *text = read_whole_file(reg, &len);
+    unsigned char *text;
+    if ((st = read_whole_file(reg, 1 << 20, &text, &len)) != D2C_OK) goto done;
     cJSON *root = cJSON_Parse((const char *)text);
     free(text);
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");

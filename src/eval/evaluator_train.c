@@ -261,7 +261,9 @@ int evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     if (dlen > 5 && strcmp(o->data + dlen - 5, ":test") == 0)
         return d2c_error(D2C_ERR_INPUT, "evaluator train: --data %s: train on the training split; the test split is "
                                         "only for the final report", o->data);
-    Dataset d = dataset_load(o->data);
+    D2C_TRY(check_writable(o->out)); /* before hours of training */
+    Dataset d;
+    D2C_TRY(dataset_load(&d, o->data));
     const int C = d.c, H = d.h, W = d.w;
     int *train_idx = xcalloc((size_t)d.n, sizeof *train_idx), n_train = 0;
     int *val_idx = xcalloc((size_t)d.n, sizeof *val_idx), n_val = 0;
@@ -295,7 +297,8 @@ int evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     double test_acc = NAN, test_mse = NAN;
     test_src = o->test ? eval_test_source(o->data) : NULL;
     if (test_src) {
-        Dataset t = dataset_load(test_src);
+        Dataset t;
+        D2C_TRY_GOTO(st, dataset_load(&t, test_src), done);
         if (t.c != C || t.h != H || t.w != W) {
             st = d2c_error(D2C_ERR_INPUT, "evaluator train: %s holds %dx%dx%d images, the training split %dx%dx%d",
                            test_src, t.c, t.h, t.w, C, H, W);

@@ -74,11 +74,14 @@ int ladder_build(Ladder *l, const char *data, int n, int n_ref) {
     if (len > 6 && strcmp(base + len - 6, ":train") == 0) base[len - 6] = 0;
     if (len > 5 && strcmp(base + len - 5, ":test") == 0) base[len - 5] = 0;
     snprintf(src, sizeof src, "%s:test", base);
-    l->test = dataset_load(src);
+    int st = dataset_load(&l->test, src);
+    if (st != D2C_OK) return st;
     snprintf(src, sizeof src, "%s:train", base);
-    l->train = dataset_load(src);
+    if ((st = dataset_load(&l->train, src)) != D2C_OK) {
+        dataset_free(&l->test);
+        return st;
+    }
     l->n = n;
-    int st = D2C_OK;
     if (n < 100 || n > l->test.n) {
         st = d2c_error(D2C_ERR_INPUT, "ladder: --n %d must be 100..%d (the test split's size)", n, l->test.n);
         goto fail;
@@ -153,7 +156,8 @@ fail:
 }
 
 int ladder_add_samples(Ladder *l, const char *path) {
-    StFile *f = st_open(path);
+    StFile *f;
+    D2C_TRY(st_open(&f, path));
     const StTensor *it = st_find(f, "images");
     int st = D2C_OK;
     if (!it || it->ndim != 4) {
@@ -172,7 +176,8 @@ int ladder_add_samples(Ladder *l, const char *path) {
         goto done;
     }
     if (n < l->n) warn_msg("%s: %d images, fewer than the ladder's %d; its FID is biased upwards against the rungs", path, n, l->n);
-    const float *images = st_require_f32(f, "images", 4, it->shape);
+    const float *images;
+    D2C_TRY_GOTO(st, st_require_f32(f, "images", 4, it->shape, &images), done);
     size_t img = (size_t)t->c * t->h * t->w;
     for (size_t i = 0; i < (size_t)n * img; i++)
         if (!isfinite(images[i])) {
@@ -185,7 +190,9 @@ int ladder_add_samples(Ladder *l, const char *path) {
     memcpy(s->images, images, (size_t)n * img * sizeof(float));
     if (st_find(f, "labels")) {
         int64_t shp[1] = {it->shape[0]};
-        memcpy(s->labels, st_require_i64(f, "labels", 1, shp), (size_t)n * sizeof(int64_t));
+        const int64_t *labels;
+        D2C_TRY_GOTO(st, st_require_i64(f, "labels", 1, shp, &labels), done);
+        memcpy(s->labels, labels, (size_t)n * sizeof(int64_t));
     } else {
         free(s->labels);
         s->labels = NULL;

@@ -165,9 +165,14 @@ int evaluator_calibrate(const char *path, const char *data, const SuiteOptions *
     if (len > 6 && strcmp(base + len - 6, ":train") == 0) base[len - 6] = 0;
     if (len > 5 && strcmp(base + len - 5, ":test") == 0) base[len - 5] = 0;
     snprintf(src, sizeof src, "%s:train", base);
-    Dataset train = dataset_load(src), small = {0};
+    Dataset train, test, small = {0};
+    D2C_TRY(dataset_load(&train, src));
     snprintf(src, sizeof src, "%s:test", base);
-    Dataset test = dataset_load(src);
+    int st = dataset_load(&test, src);
+    if (st != D2C_OK) {
+        dataset_free(&train);
+        return st;
+    }
     Dataset *anchor = eval_limit_dataset(&train, ANCHOR_IMAGES, &small);
     size_t count = (size_t)anchor->n * anchor->c * anchor->h * anchor->w;
     float *noisy = xmalloc_floats(count);
@@ -179,7 +184,7 @@ int evaluator_calibrate(const char *path, const char *data, const SuiteOptions *
     set.paths = &p;
     EvaluatorSuite suite;
     EvaluatorResult r;
-    int st = suite_open(&suite, &set, &test, o);
+    st = suite_open(&suite, &set, &test, o);
     if (st == D2C_OK) {
         st = suite_measure(&suite, noisy, NULL, anchor->n, o, o->quiet ? NULL : "anchor", &r);
         suite_close(&suite);

@@ -58,38 +58,108 @@ static void bytes_to_unit_range(const uint8_t *in, float *out, size_t count) {
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* The label rule                                                                     */
+
+/* Checks labels[0..n) against the rule and sets *num_classes: K = known when > 0 (the
+ * source's own count or its num_classes metadata, described by `known_from`), else
+ * max label + 1. `where` names the file holding the labels. */
+static int check_labels(const int64_t *labels, int64_t n, int known, const char *known_from, const char *where,
+                        int *num_classes) {
+    int64_t max_label = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] < 0)
+            return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %lld is negative; labels are class indices 0..K-1",
+                             where, (long long)labels[i], (long long)i);
+        if (known > 0 && labels[i] >= known)
+            return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %lld is outside the %d classes 0..%d (%s)", where,
+                             (long long)labels[i], (long long)i, known, known - 1, known_from);
+        if (labels[i] > max_label) max_label = labels[i];
+    }
+    if (known > 0) {
+        *num_classes = known;
+        return D2C_OK;
+    }
+    if (max_label >= D2C_MAX_CLASSES)
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: label %lld would make %lld classes; d2c takes at most %d (labels must lie in 0..K-1)", where,
+                         (long long)max_label, (long long)max_label + 1, D2C_MAX_CLASSES);
+    *num_classes = (int)max_label + 1;
+    return D2C_OK;
+}
+
+int dataset_require_all_classes(const Dataset *d) {
+    int *count = xcalloc((size_t)d->num_classes, sizeof(int));
+    for (int i = 0; i < d->n; i++) count[d->labels[i]]++;
+    int empty = 0;
+    char list[256] = "";
+    size_t len = 0;
+    for (int k = 0; k < d->num_classes; k++) {
+        if (count[k]) continue;
+        int end = k; /* a run k..end of empty classes */
+        while (end + 1 < d->num_classes && !count[end + 1]) end++;
+        empty += end - k + 1;
+        if (len < sizeof list - 24) {
+            if (end == k) len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", k);
+            else len += (size_t)snprintf(list + len, sizeof list - len, "%s%d-%d", len ? ", " : "", k, end);
+        } else if (len < sizeof list - 4) {
+            len += (size_t)snprintf(list + len, sizeof list - len, ", ...");
+        }
+        k = end;
+    }
+    free(count);
+    if (!empty) return D2C_OK;
+    return d2c_error(D2C_ERR_INPUT,
+                     "%s: %d of its %d classes have no images (class%s %s); every class 0..%d needs images "
+                     "(labels must be 0..K-1 with K the number of classes)",
+                     d->source, empty, d->num_classes, empty == 1 ? "" : "es", list, d->num_classes - 1);
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* IDX                                                                                */
 
-Dataset dataset_load_idx(const char *images_path, const char *labels_path, int num_classes, const char *source) {
-    IdxArray images = idx_read_u8(images_path, 3);
-    IdxArray labels = idx_read_u8(labels_path, 1);
-    if (images.dims[0] != labels.dims[0])
-        die_input("%s: %lld labels for the %lld images of %s", labels_path, (long long)labels.dims[0],
-                  (long long)images.dims[0], images_path);
-    if (images.dims[0] == 0) die_input("%s: holds no images", images_path);
-    if (images.dims[0] > INT32_MAX || images.dims[1] > 65535 || images.dims[2] > 65535)
-        die_input("%s: %lld images of %lld x %lld pixels is more than d2c handles", images_path,
-                  (long long)images.dims[0], (long long)images.dims[1], (long long)images.dims[2]);
-
+int dataset_load_idx(Dataset *out, const char *images_path, const char *labels_path, int num_classes,
+                     const char *source) {
+    memset(out, 0, sizeof *out);
+    IdxArray images, labels = {0};
+    D2C_TRY(idx_read_u8(&images, images_path, 3));
+    int st = idx_read_u8(&labels, labels_path, 1);
+    if (st) goto done;
+    if (images.dims[0] != labels.dims[0]) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: %lld labels for the %lld images of %s", labels_path, (long long)labels.dims[0],
+                       (long long)images.dims[0], images_path);
+        goto done;
+    }
+    if (images.dims[0] == 0) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: holds no images", images_path);
+        goto done;
+    }
+    if (images.dims[0] > INT32_MAX || images.dims[1] > 65535 || images.dims[2] > 65535 || images.dims[1] < 1 ||
+        images.dims[2] < 1) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: %lld images of %lld x %lld pixels is not a data set d2c handles", images_path,
+                       (long long)images.dims[0], (long long)images.dims[1], (long long)images.dims[2]);
+        goto done;
+    }
     Dataset d = {0};
     d.n = (int)images.dims[0];
     d.c = 1;
     d.h = (int)images.dims[1];
     d.w = (int)images.dims[2];
-    int max_label = 0;
-    for (size_t i = 0; i < labels.size; i++) max_label = D2C_MAX(max_label, labels.data[i]);
-    if (num_classes && max_label >= num_classes)
-        die_input("%s: label %d is out of range for %d classes", labels_path, max_label, num_classes);
-    d.num_classes = num_classes ? num_classes : max_label + 1;
-    d.images = xmalloc_floats(images.size);
-    bytes_to_unit_range(images.data, d.images, images.size);
     d.labels = xmalloc((size_t)d.n * sizeof(int64_t));
     for (int i = 0; i < d.n; i++) d.labels[i] = labels.data[i];
+    st = check_labels(d.labels, d.n, num_classes, "the data set's class count", labels_path, &d.num_classes);
+    if (st) {
+        free(d.labels);
+        goto done;
+    }
+    d.images = xmalloc_floats(images.size);
+    bytes_to_unit_range(images.data, d.images, images.size);
     d.class_names = numbered_class_names(d.num_classes);
     d.source = xstrdup(source);
+    *out = d;
+done:
     idx_free(&images);
     idx_free(&labels);
-    return d;
+    return st;
 }
 
 /* The first of PREFIX + kind + "-idx<rank>-ubyte" (or the ".idx<rank>-ubyte" spelling),
@@ -109,102 +179,159 @@ static char *find_idx_file(const char *prefix, const char *kind, int rank) {
 }
 
 /* MNIST-named files: DIR/train-images-idx3-ubyte... or PREFIX + "train-images-idx3-ubyte"... */
-static Dataset load_mnist_named(const char *where, const char *split, int num_classes, const char *source) {
+static int load_mnist_named(Dataset *d, const char *where, const char *split, int num_classes, const char *source) {
     const char *stem = strcmp(split, "test") == 0 ? "t10k-" : "train-";
     char *prefix = is_dir(where) ? str_concat(where, ends_with(where, "/") ? "" : "/", stem)
                                  : str_concat(where, stem, "");
     char *images = find_idx_file(prefix, "images", 3);
     char *labels = find_idx_file(prefix, "labels", 1);
+    int st;
     if (!images || !labels)
-        die_input("%s: no %s%s-ubyte[.gz] there (data source '%s')", where, stem,
-                  images ? "labels-idx1" : "images-idx3", source);
-    Dataset d = dataset_load_idx(images, labels, num_classes, source);
+        st = d2c_error(D2C_ERR_INPUT, "%s: no %s%s-ubyte[.gz] there (data source '%s')", where, stem,
+                       images ? "labels-idx1" : "images-idx3", source);
+    else
+        st = dataset_load_idx(d, images, labels, num_classes, source);
     free(images);
     free(labels);
     free(prefix);
-    return d;
+    return st;
 }
 
-static Dataset load_idx_prefix(const char *prefix, const char *source) {
+static int load_idx_prefix(Dataset *d, const char *prefix, const char *source) {
     char *stem = str_concat(prefix, "-", "");
     char *images = find_idx_file(stem, "images", 3);
     char *labels = find_idx_file(stem, "labels", 1);
+    int st;
     if (!images || !labels)
-        die_input("%s-%s-ubyte[.gz]: no such file (data source '%s')", prefix,
-                  images ? "labels-idx1" : "images-idx3", source);
-    Dataset d = dataset_load_idx(images, labels, 0, source);
+        st = d2c_error(D2C_ERR_INPUT, "%s-%s-ubyte[.gz]: no such file (data source '%s')", prefix,
+                       images ? "labels-idx1" : "images-idx3", source);
+    else
+        st = dataset_load_idx(d, images, labels, 0, source);
     free(images);
     free(labels);
     free(stem);
-    return d;
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------- */
 /* safetensors                                                                        */
 
-static char **class_names_from_meta(const StFile *f, int num_classes) {
+static int class_names_from_meta(const StFile *f, int num_classes, char ***out) {
     const char *json = st_meta(f, "class_names");
-    if (!json) return numbered_class_names(num_classes);
+    if (!json) {
+        *out = numbered_class_names(num_classes);
+        return D2C_OK;
+    }
     cJSON *list = cJSON_Parse(json);
-    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != num_classes)
-        die_input("%s: metadata class_names is not a JSON list of %d names", st_path(f), num_classes);
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != num_classes) {
+        cJSON_Delete(list);
+        return d2c_error(D2C_ERR_INPUT, "%s: metadata class_names is not a JSON list of %d names", st_path(f), num_classes);
+    }
     char **names = xcalloc((size_t)num_classes, sizeof(char *));
     for (int k = 0; k < num_classes; k++) {
         const cJSON *item = cJSON_GetArrayItem(list, k);
-        if (!cJSON_IsString(item)) die_input("%s: metadata class_names holds a non-string", st_path(f));
+        if (!cJSON_IsString(item)) {
+            for (int j = 0; j < k; j++) free(names[j]);
+            free(names);
+            cJSON_Delete(list);
+            return d2c_error(D2C_ERR_INPUT, "%s: metadata class_names holds a non-string", st_path(f));
+        }
         names[k] = xstrdup(item->valuestring);
     }
     cJSON_Delete(list);
-    return names;
+    *out = names;
+    return D2C_OK;
 }
 
-Dataset dataset_load_safetensors(const char *path, const char *source) {
-    StFile *f = st_open(path);
-    const float *images = st_require_f32(f, "images", 4, NULL);
+static int load_safetensors(Dataset *out, const StFile *f, const char *source) {
+    const char *path = st_path(f);
+    const float *images;
+    D2C_TRY(st_require_f32(f, "images", 4, NULL, &images));
     const StTensor *t = st_find(f, "images");
-    int64_t n = t->shape[0];
+    const int64_t n = t->shape[0];
     const int64_t label_shape[1] = {n};
-    const int64_t *labels = st_require_i64(f, "labels", 1, label_shape);
-    if (n == 0) die_input("%s: holds no images", path);
-    if (n > INT32_MAX || t->shape[1] > 4096 || t->shape[2] > 65535 || t->shape[3] > 65535)
-        die_input("%s: images of shape (%lld, %lld, %lld, %lld) are more than d2c handles", path, (long long)n,
-                  (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]);
-    size_t count = (size_t)t->numel;
+    const int64_t *labels;
+    D2C_TRY(st_require_i64(f, "labels", 1, label_shape, &labels));
+    if (n == 0) return d2c_error(D2C_ERR_INPUT, "%s: holds no images", path);
+    if (n > INT32_MAX || t->shape[1] < 1 || t->shape[1] > 4096 || t->shape[2] < 1 || t->shape[2] > 65535 ||
+        t->shape[3] < 1 || t->shape[3] > 65535)
+        return d2c_error(D2C_ERR_INPUT, "%s: images of shape (%lld, %lld, %lld, %lld) are not a data set d2c handles",
+                         path, (long long)n, (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]);
+    const size_t count = (size_t)t->numel;
     for (size_t i = 0; i < count; i++)
-        if (!isfinite(images[i])) die_input("%s: images hold a non-finite value (at element %zu)", path, i);
+        if (!isfinite(images[i]))
+            return d2c_error(D2C_ERR_INPUT, "%s: images hold a non-finite value (at element %zu)", path, i);
 
-    int64_t max_label = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (labels[i] < 0 || labels[i] >= 1000000)
-            die_input("%s: label %lld is not a class index", path, (long long)labels[i]);
-        max_label = D2C_MAX(max_label, labels[i]);
-    }
-    long num_classes = max_label + 1;
+    long known = 0;
     const char *meta_k = st_meta(f, "num_classes");
-    if (meta_k && (parse_long(meta_k, &num_classes) != 0 || num_classes <= max_label || num_classes > 1000000))
-        die_input("%s: metadata num_classes '%s' is not a count above the largest label %lld", path, meta_k,
-                  (long long)max_label);
-
+    if (meta_k && (parse_long(meta_k, &known) != 0 || known < 1 || known > D2C_MAX_CLASSES))
+        return d2c_error(D2C_ERR_INPUT, "%s: metadata num_classes '%.40s' is not a class count 1..%d", path, meta_k,
+                         D2C_MAX_CLASSES);
     Dataset d = {0};
+    D2C_TRY(check_labels(labels, n, (int)known, "its num_classes metadata", path, &d.num_classes));
+    D2C_TRY(class_names_from_meta(f, d.num_classes, &d.class_names));
     d.n = (int)n;
     d.c = (int)t->shape[1];
     d.h = (int)t->shape[2];
     d.w = (int)t->shape[3];
-    d.num_classes = (int)num_classes;
     d.images = xmalloc_floats(count);
     memcpy(d.images, images, count * sizeof(float));
     d.labels = xmalloc((size_t)n * sizeof(int64_t));
     memcpy(d.labels, labels, (size_t)n * sizeof(int64_t));
-    d.class_names = class_names_from_meta(f, d.num_classes);
     d.source = xstrdup(source);
+    *out = d;
+    return D2C_OK;
+}
+
+int dataset_load_safetensors(Dataset *out, const char *path, const char *source) {
+    memset(out, 0, sizeof *out);
+    StFile *f;
+    D2C_TRY(st_open(&f, path));
+    int st = load_safetensors(out, f, source);
     st_close(f);
-    return d;
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------- */
 /* SRC strings                                                                        */
 
-Dataset dataset_load(const char *src) {
+static int load_base(Dataset *d, const char *src, const char *base, const char *split, const char *use,
+                     const char *source) {
+    const char *arg = strchr(base, ':') ? strchr(base, ':') + 1 : "";
+    if (strcmp(base, "fashion-mnist") == 0) {
+        const char *dir = getenv("D2C_FASHION_MNIST_DIR");
+        if (!dir || !*dir) dir = FASHION_MNIST_DIR;
+        if (!is_dir(dir))
+            return d2c_error(D2C_ERR_INPUT,
+                             "%s: no such folder; install Debian's dataset-fashion-mnist (scripts/setup.sh) "
+                             "for data source 'fashion-mnist'",
+                             dir);
+        D2C_TRY(load_mnist_named(d, dir, use, 10, source));
+        for (int k = 0; k < 10; k++) {
+            free(d->class_names[k]);
+            d->class_names[k] = xstrdup(FASHION_MNIST_CLASSES[k]);
+        }
+        return D2C_OK;
+    }
+    if (strncmp(base, "mnist:", 6) == 0 && *arg) return load_mnist_named(d, arg, use, 10, source);
+    if (strncmp(base, "idx:", 4) == 0 && *arg) {
+        if (split && strcmp(split, "test") == 0) return d2c_error(D2C_ERR_INPUT, "%s: an idx: source has no test split", src);
+        return load_idx_prefix(d, arg, source);
+    }
+    if (strncmp(base, "folder:", 7) == 0 && *arg) return dataset_load_folder(d, arg, split, source);
+    if (ends_with(base, ".safetensors")) {
+        if (split && strcmp(split, "test") == 0)
+            return d2c_error(D2C_ERR_INPUT, "%s: a .safetensors source has no test split", src);
+        return dataset_load_safetensors(d, base, source);
+    }
+    return d2c_error(D2C_ERR_INPUT,
+                     "unknown data source '%s': expected fashion-mnist, mnist:DIR, idx:PREFIX, folder:DIR "
+                     "or a .safetensors file, optionally with :train, :test, :fit or :val",
+                     src);
+}
+
+int dataset_load(Dataset *out, const char *src) {
+    memset(out, 0, sizeof *out);
     /* Split off a ":train" / ":test" / ":fit" / ":val" suffix; fit and val are parts of
      * the training split (dataset_holdout_split). */
     const char *split = NULL, *part = NULL;
@@ -218,35 +345,10 @@ Dataset dataset_load(const char *src) {
     base[base_len] = 0;
     const char *use = split ? split : "train";
     char *source = str_concat(base, ":", part ? part : use);
-    const char *arg = strchr(base, ':') ? strchr(base, ':') + 1 : "";
 
     Dataset d;
-    if (strcmp(base, "fashion-mnist") == 0) {
-        const char *dir = getenv("D2C_FASHION_MNIST_DIR");
-        if (!dir || !*dir) dir = FASHION_MNIST_DIR;
-        if (!is_dir(dir))
-            die_input("%s: no such folder; install Debian's dataset-fashion-mnist (scripts/setup.sh) "
-                      "for data source 'fashion-mnist'", dir);
-        d = load_mnist_named(dir, use, 10, source);
-        for (int k = 0; k < 10; k++) {
-            free(d.class_names[k]);
-            d.class_names[k] = xstrdup(FASHION_MNIST_CLASSES[k]);
-        }
-    } else if (strncmp(base, "mnist:", 6) == 0 && *arg) {
-        d = load_mnist_named(arg, use, 10, source);
-    } else if (strncmp(base, "idx:", 4) == 0 && *arg) {
-        if (split && strcmp(split, "test") == 0) die_input("%s: an idx: source has no test split", src);
-        d = load_idx_prefix(arg, source);
-    } else if (strncmp(base, "folder:", 7) == 0 && *arg) {
-        d = dataset_load_folder(arg, split, source);
-    } else if (ends_with(base, ".safetensors")) {
-        if (split && strcmp(split, "test") == 0) die_input("%s: a .safetensors source has no test split", src);
-        d = dataset_load_safetensors(base, source);
-    } else {
-        die_input("unknown data source '%s': expected fashion-mnist, mnist:DIR, idx:PREFIX, folder:DIR "
-                  "or a .safetensors file, optionally with :train, :test, :fit or :val", src);
-    }
-    if (part) {
+    int st = load_base(&d, src, base, split, use, source);
+    if (st == D2C_OK && part) {
         int val = D2C_MIN(DATASET_HOLDOUT, d.n / 10), n_fit = 0, n_val = 0;
         int *fit_idx = xmalloc((size_t)(d.n ? d.n : 1) * sizeof(int));
         int *val_idx = xmalloc((size_t)(d.n ? d.n : 1) * sizeof(int));
@@ -258,10 +360,15 @@ Dataset dataset_load(const char *src) {
         dataset_free(&whole);
         free(fit_idx);
         free(val_idx);
+        if (d.n == 0) {
+            dataset_free(&d);
+            st = d2c_error(D2C_ERR_INPUT, "%s: its :%s part holds no images (too few images to hold some out)", src, part);
+        }
     }
     free(base);
     free(source);
-    return d;
+    if (st == D2C_OK) *out = d;
+    return st;
 }
 
 void dataset_holdout_split(const Dataset *d, int limit, int val, int *train, int *n_train, int *valid, int *n_val) {

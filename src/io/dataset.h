@@ -16,7 +16,16 @@
  * min(5000, N / 10) * n_k / N images of every class k, the evaluator's validation split)
  * and ":fit" the rest: condense and train on fit, choose settings on val, and keep test
  * for the final report. Pixels become float32 u8 / 127.5 - 1, in [-1, 1].
- * Any problem ends the process with status 2 and one line naming the file at fault.
+ * Any problem is D2C_ERR_INPUT with a message naming the file at fault (core/status.h).
+ *
+ * Labels and classes, one rule: labels lie in [0, K), where K is the source's own class
+ * count (fashion-mnist and mnist: 10; folder: the number of class folders), else a pool
+ * or samples file's "num_classes" metadata, else max label + 1 (idx:, a .safetensors
+ * file without the metadata); K is at most D2C_MAX_CLASSES (core/util.h). The loaders
+ * refuse a label outside [0, K) and a K above the cap. Training and condensation also
+ * refuse data where a class in [0, K) holds no image (dataset_require_all_classes), so a
+ * stray label (a pool labelled 0, 1, 2, 99; an IDX label 200) is an error, not a model
+ * with dozens of classes it never saw.
  * Shape letters: N images, C channels, H rows, W columns, K classes. */
 #ifndef D2C_IO_DATASET_H
 #define D2C_IO_DATASET_H
@@ -32,14 +41,21 @@ typedef struct {
     char *source;       /* the SRC it came from, split included, e.g. "fashion-mnist:train" */
 } Dataset;
 
-Dataset dataset_load(const char *src);
+/* Loads src into *d (zeroed on failure). */
+int dataset_load(Dataset *d, const char *src);
 void dataset_free(Dataset *d);
 
 /* The loaders behind dataset_load, for callers that know the kind of source; source is
  * the string stored in Dataset.source. num_classes 0 means max label + 1. */
-Dataset dataset_load_idx(const char *images_path, const char *labels_path, int num_classes, const char *source);
-Dataset dataset_load_folder(const char *dir, const char *split /* "train", "test" or NULL */, const char *source);
-Dataset dataset_load_safetensors(const char *path, const char *source);
+int dataset_load_idx(Dataset *d, const char *images_path, const char *labels_path, int num_classes,
+                     const char *source);
+int dataset_load_folder(Dataset *d, const char *dir, const char *split /* "train", "test" or NULL */,
+                        const char *source);
+int dataset_load_safetensors(Dataset *d, const char *path, const char *source);
+
+/* D2C_ERR_INPUT naming the source and the empty classes unless every class 0..K-1 holds
+ * at least one image (what training and condensation need). */
+int dataset_require_all_classes(const Dataset *d);
 
 /* Held-out images per data set for ":val" (and the evaluator's default --val). */
 #define DATASET_HOLDOUT 5000

@@ -1,18 +1,22 @@
-/* IDX reader: decompresses the whole file through zlib's gz* interface (which passes
- * raw files through unchanged), then checks the header against the decompressed length,
- * so neither a corrupt header nor a truncated file can cause a large allocation or a
- * silent short read. */
+/* IDX reader. zlib's gz* interface reads gzip-compressed and raw files alike; the header
+ * is read first and the size it promises is checked against the file before anything is
+ * allocated for the values: a raw file must hold exactly header + values bytes, and a
+ * compressed one cannot hold more than deflate's largest expansion (1032:1) of its size.
+ * Then exactly that many values are read and the stream must end there, intact. */
 #include "io/idx.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "core/util.h"
 
 /* Larger than any IDX data set d2c handles (MNIST-family sets are under 100 MB). */
-#define IDX_MAX_BYTES ((size_t)4 << 30)
+#define IDX_MAX_BYTES ((uint64_t)4 << 30)
+/* deflate expands at most 1032:1 (a run of one byte), plus the gzip header */
+#define GZIP_MAX_RATIO 1032u
 
 /* zlib's messages start "path: "; ours name the path already. */
 static const char *strip_path(const char *msg, const char *path) {
@@ -20,74 +24,94 @@ static const char *strip_path(const char *msg, const char *path) {
     return strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0 ? msg + n + 2 : msg;
 }
 
-/* The whole (decompressed) content of path; dies on a read error or a truncated stream. */
-static uint8_t *read_gz(const char *path, size_t *len) {
-    errno = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) die_input("%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-    size_t cap = (size_t)1 << 20, n = 0;
-    uint8_t *buf = xmalloc(cap);
-    for (;;) {
-        if (n == cap) {
-            if (cap >= IDX_MAX_BYTES) die_input("%s: larger than %zu bytes; not an IDX file d2c can use", path, IDX_MAX_BYTES);
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-        size_t want = D2C_MIN(cap - n, (size_t)1 << 30);
-        int got = gzread(gz, buf + n, (unsigned)want);
-        if (got < 0) {
+/* Reads up to n bytes; sets *got. D2C_ERR_INPUT on corrupt gzip data. */
+static int gz_read_all(gzFile gz, const char *path, void *buf, size_t n, size_t *got) {
+    *got = 0;
+    while (*got < n) {
+        size_t want = D2C_MIN(n - *got, (size_t)1 << 30);
+        int r = gzread(gz, (unsigned char *)buf + *got, (unsigned)want);
+        if (r < 0) {
             int code;
             const char *msg = gzerror(gz, &code);
-            die_input("%s: corrupt gzip data (%s)", path, code == Z_ERRNO ? strerror(errno) : strip_path(msg, path));
+            if (code == Z_BUF_ERROR) return d2c_error(D2C_ERR_INPUT, "%s: truncated: the gzip stream ends early", path);
+            return d2c_error(D2C_ERR_INPUT, "%s: corrupt gzip data (%s)", path,
+                             code == Z_ERRNO ? strerror(errno) : strip_path(msg, path));
         }
-        if (got == 0) break;
-        n += (size_t)got;
+        if (r == 0) break;
+        *got += (size_t)r;
     }
+    /* a clean end of input is Z_OK; a stream cut short is Z_BUF_ERROR */
     int code;
-    gzerror(gz, &code);
-    if (code == Z_BUF_ERROR) die_input("%s: truncated: the gzip stream ends early", path);
-    if (code != Z_OK) die_input("%s: corrupt gzip data (%s)", path, strip_path(gzerror(gz, &code), path));
-    gzclose(gz);
-    *len = n;
-    return buf;
+    const char *msg = gzerror(gz, &code);
+    if (code == Z_BUF_ERROR) return d2c_error(D2C_ERR_INPUT, "%s: truncated: the gzip stream ends early", path);
+    if (code != Z_OK) return d2c_error(D2C_ERR_INPUT, "%s: corrupt gzip data (%s)", path, strip_path(msg, path));
+    return D2C_OK;
 }
 
-IdxArray idx_read_u8(const char *path, int ndim) {
-    D2C_CHECK(ndim >= 1 && ndim <= 3);
-    size_t len;
-    uint8_t *buf = read_gz(path, &len);
-    if (len < 4 || buf[0] != 0 || buf[1] != 0)
-        die_input("%s: not an IDX file (bad magic number)", path);
-    if (buf[2] != 0x08)
-        die_input("%s: IDX element type 0x%02x; d2c reads unsigned bytes (0x08)", path, buf[2]);
-    if (buf[3] != ndim)
-        die_input("%s: IDX file with %d dimensions, expected %d (%s)", path, buf[3], ndim,
-                  ndim == 3 ? "an idx3 image file" : ndim == 1 ? "an idx1 label file" : "");
-    size_t header = 4 + 4 * (size_t)ndim;
-    if (len < header) die_input("%s: truncated IDX header", path);
+static int read_idx(gzFile gz, const char *path, uint64_t file_bytes, int ndim, IdxArray *a) {
+    uint8_t head[4 + 4 * 3];
+    size_t got;
+    D2C_TRY(gz_read_all(gz, path, head, 4, &got));
+    if (got < 4 || head[0] != 0 || head[1] != 0)
+        return d2c_error(D2C_ERR_INPUT, "%s: not an IDX file (bad magic number)", path);
+    if (head[2] != 0x08)
+        return d2c_error(D2C_ERR_INPUT, "%s: IDX element type 0x%02x; d2c reads unsigned bytes (0x08)", path, head[2]);
+    if (head[3] != ndim)
+        return d2c_error(D2C_ERR_INPUT, "%s: IDX file with %d dimensions, expected %d (%s)", path, head[3], ndim,
+                         ndim == 3 ? "an idx3 image file" : ndim == 1 ? "an idx1 label file" : "a rank-2 file");
+    const size_t header = 4 + 4 * (size_t)ndim;
+    D2C_TRY(gz_read_all(gz, path, head + 4, header - 4, &got));
+    if (got < header - 4) return d2c_error(D2C_ERR_INPUT, "%s: truncated IDX header", path);
 
-    IdxArray a = {.ndim = ndim};
+    /* the product of at most three u32 sizes, saturated at IDX_MAX_BYTES + 1 */
     uint64_t size = 1;
-    int too_big = 0;
     for (int d = 0; d < ndim; d++) {
-        const uint8_t *p = buf + 4 + 4 * d;
-        a.dims[d] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        if (a.dims[d] == 0) size = 0;
-        else if (!too_big && size > 0 && size > (uint64_t)len / (uint64_t)a.dims[d]) too_big = 1;
-        else if (!too_big) size *= (uint64_t)a.dims[d];
+        const uint8_t *p = head + 4 + 4 * d;
+        a->dims[d] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        size = a->dims[d] == 0 ? 0 : size > IDX_MAX_BYTES ? size : size * (uint64_t)a->dims[d];
     }
-    if (size == 0) too_big = 0;
-    if (too_big || header + size > len)
-        die_input("%s: truncated: the header promises %lld x %lld x %lld values but the file holds %zu",
-                  path, (long long)a.dims[0], ndim > 1 ? (long long)a.dims[1] : 1LL,
-                  ndim > 2 ? (long long)a.dims[2] : 1LL, len - header);
-    if (header + size < len)
-        die_input("%s: %zu bytes after the data its header describes; not a valid IDX file",
-                  path, len - header - (size_t)size);
-    a.size = (size_t)size;
-    memmove(buf, buf + header, a.size);
-    a.data = xrealloc(buf, a.size);
-    return a;
+    const int compressed = !gzdirect(gz);
+    const uint64_t at_most = compressed ? file_bytes * GZIP_MAX_RATIO : file_bytes - header;
+    if (size > IDX_MAX_BYTES && size <= at_most)
+        return d2c_error(D2C_ERR_INPUT, "%s: the header promises more than %llu values; not an IDX file d2c can use", path,
+                         (unsigned long long)IDX_MAX_BYTES);
+    if (size > at_most)
+        return d2c_error(D2C_ERR_INPUT, "%s: truncated: the header promises %lld x %lld x %lld values but %s %llu bytes",
+                         path, (long long)a->dims[0], ndim > 1 ? (long long)a->dims[1] : 1LL,
+                         ndim > 2 ? (long long)a->dims[2] : 1LL,
+                         compressed ? "the whole gzip file, which cannot expand 1032-fold, has" : "the file holds",
+                         (unsigned long long)(compressed ? file_bytes : file_bytes - header));
+    if (!compressed && size < at_most)
+        return d2c_error(D2C_ERR_INPUT, "%s: %llu bytes after the data its header describes; not a valid IDX file", path,
+                         (unsigned long long)(at_most - size));
+
+    a->ndim = ndim;
+    a->size = (size_t)size;
+    a->data = d2c_try_malloc(a->size ? a->size : 1);
+    if (!a->data) return d2c_error(D2C_ERR_FAIL, "%s: out of memory for %zu values", path, a->size);
+    D2C_TRY(gz_read_all(gz, path, a->data, a->size, &got));
+    if (got < a->size)
+        return d2c_error(D2C_ERR_INPUT, "%s: truncated: the header promises %zu values but the file holds %zu", path,
+                         a->size, got);
+    uint8_t extra;
+    D2C_TRY(gz_read_all(gz, path, &extra, 1, &got));
+    if (got) return d2c_error(D2C_ERR_INPUT, "%s: bytes after the data its header describes; not a valid IDX file", path);
+    return D2C_OK;
+}
+
+int idx_read_u8(IdxArray *a, const char *path, int ndim) {
+    D2C_CHECK(ndim >= 1 && ndim <= 3);
+    memset(a, 0, sizeof *a);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return d2c_error(D2C_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return d2c_error(D2C_ERR_INPUT, "%s: not a regular file", path);
+    errno = 0;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) return d2c_error(D2C_ERR_INPUT, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    int st = read_idx(gz, path, (uint64_t)sb.st_size, ndim, a);
+    gzclose(gz);
+    if (st) idx_free(a);
+    return st;
 }
 
 void idx_free(IdxArray *a) {

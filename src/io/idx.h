@@ -14,10 +14,11 @@ typedef struct {
     size_t size;    /* product of dims */
 } IdxArray;
 
-/* Reads a u8 IDX file with ndim (1..3) dimensions, gzip or raw (told apart by content).
- * Dies (status 2) naming the file if it is missing, has another magic, type or rank,
- * or is truncated, corrupt or longer than its header says. */
-IdxArray idx_read_u8(const char *path, int ndim);
+/* Reads a u8 IDX file with ndim (1..3) dimensions, gzip or raw (told apart by content),
+ * into *a. D2C_ERR_INPUT naming the file if it is missing, has another magic, type or
+ * rank, or is truncated, corrupt or longer than its header says (checked before the
+ * values are allocated); *a is then empty. */
+int idx_read_u8(IdxArray *a, const char *path, int ndim);
 void idx_free(IdxArray *a);
 
 #endif

@@ -21,6 +21,14 @@
  * can claim 65535 x 65535). Data set images are tiny; figures stay far below it. */
 #define IMAGE_MAX_PIXELS ((size_t)1 << 26)
 #define IMAGE_MAX_FILE_BYTES ((size_t)1 << 28)
+/* The most pixels a file of n bytes can describe, so that a short file's header cannot
+ * make the decoder allocate much: PNG's deflate expands at most 1032:1 and a 1-bit image
+ * packs 8 pixels a byte; a baseline JPEG spends at least 2 bits on an 8x8 block (DC and
+ * end of block), i.e. 256 pixels a byte. (Progressive JPEGs can skip runs of blocks with
+ * one code; for them only IMAGE_MAX_PIXELS applies.) The slack covers headers. */
+#define PNG_MAX_PIXELS_PER_BYTE 8256.0
+#define JPEG_MAX_PIXELS_PER_BYTE 256.0
+#define PIXEL_SLACK 65536.0
 
 static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t err_len, const char *fmt, ...) {
@@ -76,6 +84,11 @@ static int decode_png(const uint8_t *buf, size_t len, ImageU8 *out, char *err, s
     if ((size_t)img.width * img.height > IMAGE_MAX_PIXELS) {
         png_image_free(&img);
         return fail(err, err_len, "PNG of %u x %u pixels is too large", img.width, img.height);
+    }
+    if ((double)img.width * img.height > PNG_MAX_PIXELS_PER_BYTE * (double)len + PIXEL_SLACK) {
+        png_image_free(&img);
+        return fail(err, err_len, "truncated PNG: its header claims %u x %u pixels but the file holds %zu bytes",
+                    img.width, img.height, len);
     }
     int c = (img.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
     img.format = c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
@@ -146,6 +159,12 @@ static int decode_jpeg(const uint8_t *buf, size_t len, ImageU8 *out, char *err, 
         jpeg_destroy_decompress(&cinfo);
         return fail(err, err_len, "JPEG of %u x %u pixels is too large", cinfo.image_width, cinfo.image_height);
     }
+    if (!cinfo.progressive_mode &&
+        (double)cinfo.image_width * cinfo.image_height > JPEG_MAX_PIXELS_PER_BYTE * (double)len + PIXEL_SLACK) {
+        jpeg_destroy_decompress(&cinfo);
+        return fail(err, err_len, "truncated JPEG: its header claims %u x %u pixels but the file holds %zu bytes",
+                    cinfo.image_width, cinfo.image_height, len);
+    }
     jpeg_start_decompress(&cinfo);
     int h = (int)cinfo.output_height, w = (int)cinfo.output_width;
     D2C_CHECK(cinfo.output_components == c);
@@ -181,11 +200,10 @@ int image_decode_file(const char *path, ImageU8 *out, char *err, size_t err_len)
     return rc;
 }
 
-ImageU8 image_load(const char *path) {
-    ImageU8 img;
+int image_load(ImageU8 *img, const char *path) {
     char err[256];
-    if (image_decode_file(path, &img, err, sizeof err) != 0) die_input("%s: %s", path, err);
-    return img;
+    if (image_decode_file(path, img, err, sizeof err) != 0) return d2c_error(D2C_ERR_INPUT, "%s: %s", path, err);
+    return D2C_OK;
 }
 
 void image_free(ImageU8 *img) {
@@ -197,7 +215,7 @@ void image_free(ImageU8 *img) {
 /* Writing                                                                            */
 
 /* Writes interleaved (H, W, C) pixels. */
-static void write_png_hwc(const char *path, const uint8_t *hwc, int c, int h, int w) {
+static int write_png_hwc(const char *path, const uint8_t *hwc, int c, int h, int w) {
     D2C_CHECK((c == 1 || c == 3) && h > 0 && w > 0);
     png_image img;
     memset(&img, 0, sizeof img);
@@ -205,12 +223,13 @@ static void write_png_hwc(const char *path, const uint8_t *hwc, int c, int h, in
     img.width = (png_uint_32)w;
     img.height = (png_uint_32)h;
     img.format = c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    AtomicFile af = atomic_open(path);
+    AtomicFile af;
+    D2C_TRY(atomic_open(&af, path));
     if (!png_image_write_to_stdio(&img, af.f, 0, hwc, 0, NULL)) {
         atomic_abort(&af);
-        die_fail("%s: cannot write PNG: %s", path, img.message);
+        return d2c_error(D2C_ERR_FAIL, "%s: cannot write PNG: %s", path, img.message);
     }
-    atomic_commit(&af);
+    return atomic_commit(&af);
 }
 
 static uint8_t *planar_to_hwc(const uint8_t *chw, int c, int h, int w) {
@@ -221,27 +240,38 @@ static uint8_t *planar_to_hwc(const uint8_t *chw, int c, int h, int w) {
     return hwc;
 }
 
-void png_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w) {
+int png_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w) {
     uint8_t *hwc = planar_to_hwc(pixels, c, h, w);
-    write_png_hwc(path, hwc, c, h, w);
+    int st = write_png_hwc(path, hwc, c, h, w);
     free(hwc);
+    return st;
 }
 
-static void jpeg_write_error(j_common_ptr cinfo) {
-    char message[JMSG_LENGTH_MAX];
-    cinfo->err->format_message(cinfo, message);
-    die_fail("cannot write JPEG: %s", message);
-}
+typedef struct {
+    struct jpeg_error_mgr base;
+    jmp_buf escape;
+} JpegWriteErrors;
 
-void jpeg_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w, int quality) {
+static void jpeg_write_error(j_common_ptr cinfo) { longjmp(((JpegWriteErrors *)cinfo->err)->escape, 1); }
+
+int jpeg_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w, int quality) {
     D2C_CHECK((c == 1 || c == 3) && h > 0 && w > 0);
+    AtomicFile af;
+    D2C_TRY(atomic_open(&af, path));
     uint8_t *hwc = planar_to_hwc(pixels, c, h, w);
     struct jpeg_compress_struct cinfo;
-    struct jpeg_error_mgr jerr;
-    cinfo.err = jpeg_std_error(&jerr);
-    jerr.error_exit = jpeg_write_error;
+    JpegWriteErrors jerr;
+    cinfo.err = jpeg_std_error(&jerr.base);
+    jerr.base.error_exit = jpeg_write_error;
+    if (setjmp(jerr.escape)) {
+        char message[JMSG_LENGTH_MAX];
+        cinfo.err->format_message((j_common_ptr)&cinfo, message);
+        jpeg_destroy_compress(&cinfo);
+        atomic_abort(&af);
+        free(hwc);
+        return d2c_error(D2C_ERR_FAIL, "%s: cannot write JPEG: %s", path, message);
+    }
     jpeg_create_compress(&cinfo);
-    AtomicFile af = atomic_open(path);
     jpeg_stdio_dest(&cinfo, af.f);
     cinfo.image_width = (JDIMENSION)w;
     cinfo.image_height = (JDIMENSION)h;
@@ -256,8 +286,8 @@ void jpeg_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w,
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
-    atomic_commit(&af);
     free(hwc);
+    return atomic_commit(&af);
 }
 
 static uint8_t to_u8(float x) {
@@ -265,7 +295,7 @@ static uint8_t to_u8(float x) {
     return v > 0.0f ? (v < 255.0f ? (uint8_t)v : 255) : 0; /* NaN -> 0 */
 }
 
-void png_write_grid_caption(const char *path, const float *images, int n, int C, int H, int W, int ncols,
+int png_write_grid_caption(const char *path, const float *images, int n, int C, int H, int W, int ncols,
                             int pad, const char *caption) {
     D2C_CHECK(n > 0 && (C == 1 || C == 3) && H > 0 && W > 0 && ncols > 0 && pad >= 0);
     if (ncols > n) ncols = n;
@@ -295,10 +325,11 @@ void png_write_grid_caption(const char *path, const float *images, int n, int C,
     }
     if (text_h)
         font_draw_text(canvas, canvas_h, canvas_w, C, (canvas_w - text_w) / 2, grid_h - pad + margin, caption, scale, 0);
-    write_png_hwc(path, canvas, C, canvas_h, canvas_w);
+    int st = write_png_hwc(path, canvas, C, canvas_h, canvas_w);
     free(canvas);
+    return st;
 }
 
-void png_write_grid(const char *path, const float *images, int n, int C, int H, int W, int ncols, int pad) {
-    png_write_grid_caption(path, images, n, C, H, W, ncols, pad, NULL);
+int png_write_grid(const char *path, const float *images, int n, int C, int H, int W, int ncols, int pad) {
+    return png_write_grid_caption(path, images, n, C, H, W, ncols, pad, NULL);
 }

@@ -18,20 +18,22 @@ typedef struct {
  * corrupt entropy data) is refused, as are CMYK JPEGs. Returns 0, or -1 with the reason
  * in err (which does not repeat the path). Never exits: safe inside parallel loops. */
 int image_decode_file(const char *path, ImageU8 *out, char *err, size_t err_len);
-/* The same, dying with status 2 and "path: reason" on failure. */
-ImageU8 image_load(const char *path);
+/* The same with the error model: D2C_ERR_INPUT and "path: reason" on failure. */
+int image_load(ImageU8 *img, const char *path);
 void image_free(ImageU8 *img);
 
-/* Writes planar (C, H, W) 8-bit pixels, C = 1 or 3, as PNG or JPEG (atomically). */
-void png_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w);
-void jpeg_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w, int quality);
+/* Writes planar (C, H, W) 8-bit pixels, C = 1 or 3, as PNG or JPEG (atomically). These
+ * and the grid writers return D2C_ERR_INPUT if the folder cannot be written, D2C_ERR_FAIL
+ * on an I/O or codec failure (leaving path as it was). */
+int png_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w);
+int jpeg_write_u8(const char *path, const uint8_t *pixels, int c, int h, int w, int quality);
 
 /* Writes n images (N, C, H, W) with values in [-1, 1] (u8 = round((x + 1) * 127.5),
  * clamped) as one PNG grid of ncols columns, pad white pixels between and around them. */
-void png_write_grid(const char *path, const float *images, int n, int C, int H, int W, int ncols, int pad);
+int png_write_grid(const char *path, const float *images, int n, int C, int H, int W, int ncols, int pad);
 /* The same with caption text (ASCII, '\n' starts a new line) in black below the grid;
  * the canvas widens if the text needs it. */
-void png_write_grid_caption(const char *path, const float *images, int n, int C, int H, int W, int ncols,
+int png_write_grid_caption(const char *path, const float *images, int n, int C, int H, int W, int ncols,
                             int pad, const char *caption);
 
 #endif

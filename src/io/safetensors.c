@@ -1,6 +1,6 @@
-/* safetensors reader and writer (see safetensors.h for the format and the guarantees).
- * The header is parsed with cJSON; every field is checked against the file's length
- * before anything is allocated from it. */
+/* safetensors reader (see safetensors.h for the format and the guarantees; the writer is
+ * safetensors_write.c). The header is parsed with cJSON; every field is checked against
+ * the file's length before anything is allocated from it. */
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/util.h"
+#include "io/st_checksum.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "d2c reads and writes little-endian safetensors files in place: big-endian hosts are not supported"
@@ -42,12 +43,6 @@ static const struct { const char *name; size_t size; } DTYPES[] = {
 const char *st_dtype_name(StDtype dtype) { return DTYPES[dtype].name; }
 size_t st_dtype_size(StDtype dtype) { return DTYPES[dtype].size; }
 
-static void *aligned_alloc64(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) die_fail("out of memory allocating %zu bytes", bytes);
-    return p;
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* Reader                                                                             */
 
@@ -73,33 +68,38 @@ static int valid_utf8(const unsigned char *s, size_t n) {
     return 1;
 }
 
-static void parse_tensor(const char *path, const cJSON *entry, StTensor *t, size_t section_bytes) {
+static int parse_tensor(const char *path, const cJSON *entry, StTensor *t, size_t section_bytes) {
     const char *name = entry->string;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        if (*p < 0x20 || *p == 0x7F) die_input("%s: a tensor name holds a control character", path);
-    if (!cJSON_IsObject(entry)) die_input("%s: header entry '%s' is not an object", path, name);
+        if (*p < 0x20 || *p == 0x7F) return d2c_error(D2C_ERR_INPUT, "%s: a tensor name holds a control character", path);
+    if (!*name) return d2c_error(D2C_ERR_INPUT, "%s: a tensor has an empty name", path);
+    if (!cJSON_IsObject(entry)) return d2c_error(D2C_ERR_INPUT, "%s: header entry '%s' is not an object", path, name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets))
-        die_input("%s: tensor '%s' lacks a string \"dtype\", an array \"shape\" or an array \"data_offsets\"",
-                  path, name);
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: tensor '%s' lacks a string \"dtype\", an array \"shape\" or an array \"data_offsets\"",
+                         path, name);
 
     int found = -1;
     for (int d = 0; d < NUM_DTYPES; d++)
         if (strcmp(dtype->valuestring, DTYPES[d].name) == 0) found = d;
     if (found < 0)
-        die_input("%s: tensor '%s' has dtype %s; d2c reads F32, F64, I32, I64 and U8", path, name,
-                  dtype->valuestring);
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' has dtype %.32s; d2c reads F32, F64, I32, I64 and U8", path,
+                         name, dtype->valuestring);
     t->dtype = (StDtype)found;
 
     int ndim = cJSON_GetArraySize(shape);
-    if (ndim > ST_MAX_DIMS) die_input("%s: tensor '%s' has %d dimensions (at most %d)", path, name, ndim, ST_MAX_DIMS);
+    if (ndim > ST_MAX_DIMS)
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' has %d dimensions (at most %d)", path, name, ndim, ST_MAX_DIMS);
     t->ndim = ndim;
     int has_zero = 0;
     for (int d = 0; d < ndim; d++) {
         int64_t s = json_uint(cJSON_GetArrayItem(shape, d));
-        if (s < 0) die_input("%s: tensor '%s' has a shape entry that is not a non-negative integer", path, name);
+        if (s < 0)
+            return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' has a shape entry that is not a non-negative integer", path,
+                             name);
         t->shape[d] = s;
         has_zero |= s == 0;
     }
@@ -111,25 +111,32 @@ static void parse_tensor(const char *path, const cJSON *entry, StTensor *t, size
         else numel *= (uint64_t)t->shape[d];
     }
 
-    if (cJSON_GetArraySize(offsets) != 2) die_input("%s: tensor '%s': data_offsets must hold two numbers", path, name);
+    if (cJSON_GetArraySize(offsets) != 2)
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s': data_offsets must hold two numbers", path, name);
     int64_t begin = json_uint(cJSON_GetArrayItem(offsets, 0));
     int64_t end = json_uint(cJSON_GetArrayItem(offsets, 1));
-    if (begin < 0 || end < 0) die_input("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
-    if (end < begin) die_input("%s: tensor '%s': data_offsets [%lld, %lld] end before they begin", path, name,
-                               (long long)begin, (long long)end);
+    if (begin < 0 || end < 0)
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s': data_offsets are not non-negative integers", path, name);
+    if (end < begin)
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s': data_offsets [%lld, %lld] end before they begin", path, name,
+                         (long long)begin, (long long)end);
     if ((uint64_t)end > section_bytes)
-        die_input("%s: tensor '%s': data_offsets [%lld, %lld] point past the end of the data (%zu bytes); "
-                  "the file is truncated or corrupt", path, name, (long long)begin, (long long)end, section_bytes);
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: tensor '%s': data_offsets [%lld, %lld] point past the end of the data (%zu bytes); "
+                         "the file is truncated or corrupt",
+                         path, name, (long long)begin, (long long)end, section_bytes);
     if (impossible)
-        die_input("%s: tensor '%s': its shape needs more bytes than the whole data section (%zu)", path, name,
-                  section_bytes);
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s': its shape needs more bytes than the whole data section (%zu)",
+                         path, name, section_bytes);
+    /* numel <= section_bytes, so numel * 8 cannot overflow 64 bits */
     if (numel * DTYPES[t->dtype].size != (uint64_t)(end - begin))
-        die_input("%s: tensor '%s': shape and dtype %s need %llu bytes but data_offsets span %lld", path, name,
-                  DTYPES[t->dtype].name, (unsigned long long)(numel * DTYPES[t->dtype].size),
-                  (long long)(end - begin));
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s': shape and dtype %s need %llu bytes but data_offsets span %lld",
+                         path, name, DTYPES[t->dtype].name, (unsigned long long)(numel * DTYPES[t->dtype].size),
+                         (long long)(end - begin));
     t->numel = (int64_t)numel;
     t->offset = (size_t)begin;
     t->nbytes = (size_t)(end - begin);
+    return D2C_OK;
 }
 
 static int compare_by_offset(const void *a, const void *b) {
@@ -142,99 +149,185 @@ static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void parse_metadata(StFile *f, const cJSON *meta) {
-    if (!cJSON_IsObject(meta)) die_input("%s: __metadata__ is not an object", f->path);
+static int parse_metadata(StFile *f, const cJSON *meta) {
+    if (!cJSON_IsObject(meta)) return d2c_error(D2C_ERR_INPUT, "%s: __metadata__ is not an object", f->path);
     int n = cJSON_GetArraySize(meta);
     f->meta_keys = xcalloc((size_t)n, sizeof(char *));
     f->meta_values = xcalloc((size_t)n, sizeof(char *));
     const cJSON *item;
     cJSON_ArrayForEach(item, meta) {
         if (!cJSON_IsString(item))
-            die_input("%s: __metadata__ value of '%s' is not a string", f->path, item->string);
+            return d2c_error(D2C_ERR_INPUT, "%s: __metadata__ value of '%s' is not a string", f->path, item->string);
+        for (int i = 0; i < f->meta_count; i++)
+            if (strcmp(f->meta_keys[i], item->string) == 0)
+                return d2c_error(D2C_ERR_INPUT, "%s: __metadata__ key '%s' appears twice", f->path, item->string);
         f->meta_keys[f->meta_count] = xstrdup(item->string);
         f->meta_values[f->meta_count] = xstrdup(item->valuestring);
         f->meta_count++;
     }
+    return D2C_OK;
 }
 
-StFile *st_open(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) die_input("%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) die_input("%s: not a regular file", path);
-    uint64_t file_bytes = (uint64_t)sb.st_size;
-
+/* Reads the 8-byte length and the header; *header is NUL-terminated. */
+static int read_header(FILE *fp, const char *path, uint64_t file_bytes, char **header, uint64_t *header_bytes) {
     unsigned char len8[8];
     if (file_bytes < 8 || fread(len8, 1, 8, fp) != 8)
-        die_input("%s: too short for a safetensors file (%llu bytes)", path, (unsigned long long)file_bytes);
-    uint64_t header_bytes = 0;
-    for (int i = 7; i >= 0; i--) header_bytes = header_bytes << 8 | len8[i];
-    if (header_bytes > file_bytes - 8)
-        die_input("%s: header length %llu exceeds the file's %llu bytes; not a safetensors file, or truncated",
-                  path, (unsigned long long)header_bytes, (unsigned long long)file_bytes);
-    if (header_bytes > ST_MAX_HEADER_BYTES || header_bytes < 2)
-        die_input("%s: implausible header length %llu; not a safetensors file", path,
-                  (unsigned long long)header_bytes);
+        return d2c_error(D2C_ERR_INPUT, "%s: too short for a safetensors file (%llu bytes)", path,
+                         (unsigned long long)file_bytes);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
+    if (n > file_bytes - 8)
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: header length %llu exceeds the file's %llu bytes; not a safetensors file, or truncated",
+                         path, (unsigned long long)n, (unsigned long long)file_bytes);
+    if (n > ST_MAX_HEADER_BYTES || n < 2)
+        return d2c_error(D2C_ERR_INPUT, "%s: implausible header length %llu (the format allows 2..%u); not a safetensors file",
+                         path, (unsigned long long)n, ST_MAX_HEADER_BYTES);
+    char *h = xmalloc((size_t)n + 1);
+    if (fread(h, 1, (size_t)n, fp) != n) {
+        free(h);
+        return d2c_error(D2C_ERR_INPUT, "%s: cannot read the header", path);
+    }
+    h[n] = 0;
+    *header = h;
+    *header_bytes = n;
+    return D2C_OK;
+}
 
-    char *header = xmalloc((size_t)header_bytes + 1);
-    if (fread(header, 1, (size_t)header_bytes, fp) != header_bytes) die_input("%s: cannot read the header", path);
-    header[header_bytes] = 0;
-    if (header[0] != '{') die_input("%s: header does not start with '{'; not a safetensors file", path);
-    if (!valid_utf8((const unsigned char *)header, (size_t)header_bytes))
-        die_input("%s: header is not valid UTF-8; the file is corrupt", path);
+/* Parses the header JSON into f's tensors and metadata. */
+static int parse_header(StFile *f, const char *header, size_t header_bytes, size_t section_bytes) {
+    const char *path = f->path;
+    if (header[0] != '{') return d2c_error(D2C_ERR_INPUT, "%s: header does not start with '{'; not a safetensors file", path);
+    if (!valid_utf8((const unsigned char *)header, header_bytes))
+        return d2c_error(D2C_ERR_INPUT, "%s: header is not valid UTF-8; the file is corrupt", path);
     const char *json_end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(header, (size_t)header_bytes, &json_end, 0);
-    if (!root || !cJSON_IsObject(root))
-        die_input("%s: header is not valid JSON (near byte %td)", path,
-                  (cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : header) - header);
+    cJSON *root = cJSON_ParseWithLengthOpts(header, header_bytes, &json_end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        const char *at = cJSON_GetErrorPtr();
+        cJSON_Delete(root);
+        return d2c_error(D2C_ERR_INPUT, "%s: header is not valid JSON (near byte %td)", path,
+                         at && at >= header && at <= header + header_bytes ? at - header : (ptrdiff_t)0);
+    }
+    int st = D2C_OK;
     for (const char *p = json_end; p < header + header_bytes; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            die_input("%s: unexpected bytes after the JSON header", path);
-
-    StFile *f = xcalloc(1, sizeof *f);
-    f->path = xstrdup(path);
-    size_t section_bytes = (size_t)(file_bytes - 8 - header_bytes);
-
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            st = d2c_error(D2C_ERR_INPUT, "%s: unexpected bytes after the JSON header", path);
+            goto done;
+        }
     int entries = cJSON_GetArraySize(root);
-    f->tensors = xcalloc((size_t)entries, sizeof(StTensor));
+    f->tensors = xcalloc((size_t)(entries ? entries : 1), sizeof(StTensor));
     const cJSON *entry;
+    int have_meta = 0;
     cJSON_ArrayForEach(entry, root) {
         if (strcmp(entry->string, "__metadata__") == 0) {
-            if (f->meta_keys) die_input("%s: two __metadata__ entries", path);
-            parse_metadata(f, entry);
+            if (have_meta) {
+                st = d2c_error(D2C_ERR_INPUT, "%s: two __metadata__ entries", path);
+                goto done;
+            }
+            have_meta = 1;
+            D2C_TRY_GOTO(st, parse_metadata(f, entry), done);
             continue;
         }
-        StTensor *t = &f->tensors[f->count++];
-        parse_tensor(path, entry, t, section_bytes);
+        StTensor *t = &f->tensors[f->count];
+        D2C_TRY_GOTO(st, parse_tensor(path, entry, t, section_bytes), done);
         t->name = xstrdup(entry->string);
+        f->count++;
     }
+done:
     cJSON_Delete(root);
-    free(header);
+    return st;
+}
 
+/* Names unique, tensors tiling the data section: no overlap, no gap, nothing after. */
+static int check_layout(StFile *f, size_t section_bytes) {
+    const char *path = f->path;
     char **names = xmalloc((size_t)(f->count ? f->count : 1) * sizeof(char *));
     for (int i = 0; i < f->count; i++) names[i] = f->tensors[i].name;
     qsort(names, (size_t)f->count, sizeof(char *), compare_names);
     for (int i = 1; i < f->count; i++)
-        if (strcmp(names[i - 1], names[i]) == 0) die_input("%s: tensor '%s' appears twice", path, names[i]);
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            int st = d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' appears twice", path, names[i]);
+            free(names);
+            return st;
+        }
     free(names);
-
-    /* The tensors must tile the data section: no overlap, no gap, nothing after. */
     qsort(f->tensors, (size_t)f->count, sizeof(StTensor), compare_by_offset);
     size_t pos = 0;
     for (int i = 0; i < f->count; i++) {
         const StTensor *t = &f->tensors[i];
-        if (t->offset < pos) die_input("%s: tensor '%s' overlaps the tensor before it", path, t->name);
-        if (t->offset > pos) die_input("%s: %zu unused bytes before tensor '%s'", path, t->offset - pos, t->name);
+        if (t->offset < pos) return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' overlaps the tensor before it", path, t->name);
+        if (t->offset > pos)
+            return d2c_error(D2C_ERR_INPUT, "%s: %zu unused bytes before tensor '%s'", path, t->offset - pos, t->name);
         pos = t->offset + t->nbytes;
     }
     if (pos != section_bytes)
-        die_input("%s: %zu bytes of data after the last tensor; the header does not describe the file",
-                  path, section_bytes - pos);
+        return d2c_error(D2C_ERR_INPUT, "%s: %zu bytes of data after the last tensor; the header does not describe the file",
+                         path, section_bytes - pos);
+    return D2C_OK;
+}
 
-    f->section = aligned_alloc64(section_bytes);
-    if (section_bytes && fread(f->section, 1, section_bytes, fp) != section_bytes)
-        die_input("%s: cannot read the data: %s", path, ferror(fp) ? strerror(errno) : "file shrank while reading");
+/* The "checksum" metadata, when the file has it, against the file's own content. */
+static int verify_checksum(const StFile *f, size_t section_bytes) {
+    const char *want = st_meta(f, ST_CHECKSUM_KEY);
+    if (!want) return D2C_OK; /* older d2c files and files from other tools: nothing to verify */
+    uint32_t recorded;
+    if (st_checksum_parse(want, &recorded))
+        return d2c_error(D2C_ERR_INPUT, "%s: metadata checksum '%.40s' is not crc32:<8 hex digits>; the file is corrupt",
+                         f->path, want);
+    StChecksumTensor *t = xmalloc((size_t)(f->count ? f->count : 1) * sizeof *t);
+    for (int i = 0; i < f->count; i++)
+        t[i] = (StChecksumTensor){f->tensors[i].name, f->tensors[i].dtype, f->tensors[i].ndim, f->tensors[i].shape,
+                                  f->tensors[i].offset, f->tensors[i].offset + f->tensors[i].nbytes};
+    uint32_t crc = st_checksum_header(t, f->count, f->meta_keys, f->meta_values, f->meta_count);
+    free(t);
+    crc = st_checksum_data(crc, f->section, section_bytes);
+    if (crc != recorded) {
+        char have[24];
+        st_checksum_format(crc, have, sizeof have);
+        return d2c_error(D2C_ERR_INPUT,
+                         "%s: checksum mismatch: the file's tensors and metadata hash to %s but it records %s; the file is "
+                         "corrupt or was changed after d2c wrote it",
+                         f->path, have, want);
+    }
+    return D2C_OK;
+}
+
+int st_open(StFile **out, const char *path) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return d2c_error(D2C_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    StFile *f = xcalloc(1, sizeof *f);
+    f->path = xstrdup(path);
+    char *header = NULL;
+    int st = D2C_OK;
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: not a regular file", path);
+        goto fail;
+    }
+    const uint64_t file_bytes = (uint64_t)sb.st_size;
+    uint64_t header_bytes = 0;
+    D2C_TRY_GOTO(st, read_header(fp, path, file_bytes, &header, &header_bytes), fail);
+    const size_t section_bytes = (size_t)(file_bytes - 8 - header_bytes);
+    D2C_TRY_GOTO(st, parse_header(f, header, (size_t)header_bytes, section_bytes), fail);
+    free(header);
+    header = NULL;
+    D2C_TRY_GOTO(st, check_layout(f, section_bytes), fail);
+
+    /* Only now, with every size checked against the file's, is the data allocated. */
+    f->section = d2c_try_malloc(section_bytes);
+    if (!f->section) {
+        st = d2c_error(D2C_ERR_FAIL, "%s: out of memory for its %zu bytes of tensor data", path, section_bytes);
+        goto fail;
+    }
+    if (section_bytes && fread(f->section, 1, section_bytes, fp) != section_bytes) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: cannot read the data: %s", path,
+                       ferror(fp) ? strerror(errno) : "file shrank while reading");
+        goto fail;
+    }
     fclose(fp);
+    fp = NULL;
+    D2C_TRY_GOTO(st, verify_checksum(f, section_bytes), fail);
 
     f->data = xcalloc((size_t)(f->count ? f->count : 1), sizeof(void *));
     f->copies = xcalloc((size_t)(f->count ? f->count : 1), sizeof(void *));
@@ -243,21 +336,28 @@ StFile *st_open(const char *path) {
         const StTensor *t = &f->tensors[i];
         unsigned char *p = f->section + t->offset;
         if (t->offset % DTYPES[t->dtype].size != 0) { /* legal in the format, not for C */
-            f->copies[i] = aligned_alloc64(t->nbytes);
+            f->copies[i] = xmalloc(t->nbytes ? t->nbytes : 1);
             memcpy(f->copies[i], p, t->nbytes);
             p = f->copies[i];
         }
         f->data[i] = p;
     }
-    return f;
+    *out = f;
+    return D2C_OK;
+
+fail:
+    if (fp) fclose(fp);
+    free(header);
+    st_close(f);
+    return st;
 }
 
 void st_close(StFile *f) {
     if (!f) return;
     for (int i = 0; i < f->count; i++) {
         free(f->tensors[i].name);
-        free(f->copies[i]);
-        free(f->converted[i]);
+        if (f->copies) free(f->copies[i]);
+        if (f->converted) free(f->converted[i]);
     }
     for (int i = 0; i < f->meta_count; i++) {
         free(f->meta_keys[i]);
@@ -318,11 +418,13 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) 
     if (n < cap) snprintf(buf + n, cap - n, ")");
 }
 
-static const StTensor *require(const StFile *f, const char *name, int ndim, const int64_t *shape,
-                               const char *wanted_dtypes, int dtype_ok) {
+static int require(const StFile *f, const char *name, int ndim, const int64_t *shape, const char *wanted_dtypes,
+                   int (*dtype_ok)(StDtype), const StTensor **out) {
     const StTensor *t = st_find(f, name);
-    if (!t) die_input("%s: no tensor '%s'", f->path, name);
-    if (!dtype_ok) die_input("%s: tensor '%s' is %s, expected %s", f->path, name, DTYPES[t->dtype].name, wanted_dtypes);
+    if (!t) return d2c_error(D2C_ERR_INPUT, "%s: no tensor '%s'", f->path, name);
+    if (!dtype_ok(t->dtype))
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' is %s, expected %s", f->path, name, DTYPES[t->dtype].name,
+                         wanted_dtypes);
     int ok = t->ndim == ndim;
     for (int d = 0; ok && shape && d < ndim; d++) ok = shape[d] < 0 || shape[d] == t->shape[d];
     if (!ok) {
@@ -331,161 +433,56 @@ static const StTensor *require(const StFile *f, const char *name, int ndim, cons
         for (int d = 0; d < ST_MAX_DIMS; d++) any[d] = -1;
         format_shape(want, sizeof want, ndim, shape ? shape : any);
         format_shape(have, sizeof have, t->ndim, t->shape);
-        die_input("%s: tensor '%s' has shape %s, expected %s", f->path, name, have, want);
+        return d2c_error(D2C_ERR_INPUT, "%s: tensor '%s' has shape %s, expected %s", f->path, name, have, want);
     }
-    return t;
+    *out = t;
+    return D2C_OK;
 }
 
-const float *st_require_f32(const StFile *f, const char *name, int ndim, const int64_t *shape) {
-    const StTensor *t = st_find(f, name);
-    int dtype_ok = t && (t->dtype == ST_F32 || t->dtype == ST_F64);
-    t = require(f, name, ndim, shape, "F32 (or F64)", dtype_ok);
+static int is_float(StDtype d) { return d == ST_F32 || d == ST_F64; }
+static int is_int(StDtype d) { return d == ST_I64 || d == ST_I32 || d == ST_U8; }
+
+int st_require_f32(const StFile *f, const char *name, int ndim, const int64_t *shape, const float **out) {
+    *out = NULL;
+    const StTensor *t;
+    D2C_TRY(require(f, name, ndim, shape, "F32 (or F64)", is_float, &t));
     ptrdiff_t i = t - f->tensors;
-    if (t->dtype == ST_F32) return f->data[i];
+    if (t->dtype == ST_F32) {
+        *out = f->data[i];
+        return D2C_OK;
+    }
     if (!f->converted[i]) {
-        float *out = aligned_alloc64((size_t)t->numel * sizeof(float));
+        float *conv = d2c_try_malloc((size_t)t->numel * sizeof(float));
+        if (!conv) return d2c_error(D2C_ERR_FAIL, "%s: out of memory converting tensor '%s' to F32", f->path, name);
         const double *in = f->data[i];
-        for (int64_t k = 0; k < t->numel; k++) out[k] = (float)in[k];
-        f->converted[i] = out;
+        for (int64_t k = 0; k < t->numel; k++) conv[k] = (float)in[k];
+        f->converted[i] = conv;
     }
-    return f->converted[i];
+    *out = f->converted[i];
+    return D2C_OK;
 }
 
-const int64_t *st_require_i64(const StFile *f, const char *name, int ndim, const int64_t *shape) {
-    const StTensor *t = st_find(f, name);
-    int dtype_ok = t && (t->dtype == ST_I64 || t->dtype == ST_I32 || t->dtype == ST_U8);
-    t = require(f, name, ndim, shape, "I64 (or I32, U8)", dtype_ok);
+int st_require_i64(const StFile *f, const char *name, int ndim, const int64_t *shape, const int64_t **out) {
+    *out = NULL;
+    const StTensor *t;
+    D2C_TRY(require(f, name, ndim, shape, "I64 (or I32, U8)", is_int, &t));
     ptrdiff_t i = t - f->tensors;
-    if (t->dtype == ST_I64) return f->data[i];
+    if (t->dtype == ST_I64) {
+        *out = f->data[i];
+        return D2C_OK;
+    }
     if (!f->converted[i]) {
-        int64_t *out = aligned_alloc64((size_t)t->numel * sizeof(int64_t));
+        int64_t *conv = d2c_try_malloc((size_t)t->numel * sizeof(int64_t));
+        if (!conv) return d2c_error(D2C_ERR_FAIL, "%s: out of memory converting tensor '%s' to I64", f->path, name);
         if (t->dtype == ST_I32) {
             const int32_t *in = f->data[i];
-            for (int64_t k = 0; k < t->numel; k++) out[k] = in[k];
+            for (int64_t k = 0; k < t->numel; k++) conv[k] = in[k];
         } else {
             const uint8_t *in = f->data[i];
-            for (int64_t k = 0; k < t->numel; k++) out[k] = in[k];
+            for (int64_t k = 0; k < t->numel; k++) conv[k] = in[k];
         }
-        f->converted[i] = out;
+        f->converted[i] = conv;
     }
-    return f->converted[i];
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Writer                                                                             */
-
-typedef struct {
-    char *name;
-    StDtype dtype;
-    int ndim;
-    int64_t shape[ST_MAX_DIMS];
-    size_t nbytes;
-    const void *data;
-} StEntry;
-
-struct StWriter {
-    int count, cap;
-    StEntry *entries;
-    int meta_count, meta_cap;
-    char **meta_keys, **meta_values;
-};
-
-StWriter *st_writer_new(void) { return xcalloc(1, sizeof(StWriter)); }
-
-void st_add(StWriter *w, const char *name, StDtype dtype, int ndim, const int64_t *shape, const void *data) {
-    D2C_CHECK(name && *name && strcmp(name, "__metadata__") != 0);
-    D2C_CHECK((int)dtype >= 0 && (int)dtype < NUM_DTYPES && ndim >= 0 && ndim <= ST_MAX_DIMS);
-    for (int i = 0; i < w->count; i++)
-        if (strcmp(w->entries[i].name, name) == 0) die_fail("safetensors writer: tensor '%s' added twice", name);
-    if (w->count == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 16;
-        w->entries = xrealloc(w->entries, (size_t)w->cap * sizeof(StEntry));
-    }
-    StEntry *e = &w->entries[w->count++];
-    memset(e, 0, sizeof *e);
-    e->name = xstrdup(name);
-    e->dtype = dtype;
-    e->ndim = ndim;
-    size_t numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        D2C_CHECK(shape[d] >= 0 && (shape[d] == 0 || numel <= SIZE_MAX / 8 / (size_t)shape[d]));
-        e->shape[d] = shape[d];
-        numel *= (size_t)shape[d];
-    }
-    e->nbytes = numel * DTYPES[dtype].size;
-    D2C_CHECK(data || e->nbytes == 0);
-    e->data = data;
-}
-
-void st_set_meta(StWriter *w, const char *key, const char *value) {
-    for (int i = 0; i < w->meta_count; i++)
-        if (strcmp(w->meta_keys[i], key) == 0) {
-            free(w->meta_values[i]);
-            w->meta_values[i] = xstrdup(value);
-            return;
-        }
-    if (w->meta_count == w->meta_cap) {
-        w->meta_cap = w->meta_cap ? 2 * w->meta_cap : 8;
-        w->meta_keys = xrealloc(w->meta_keys, (size_t)w->meta_cap * sizeof(char *));
-        w->meta_values = xrealloc(w->meta_values, (size_t)w->meta_cap * sizeof(char *));
-    }
-    w->meta_keys[w->meta_count] = xstrdup(key);
-    w->meta_values[w->meta_count] = xstrdup(value);
-    w->meta_count++;
-}
-
-/* The header JSON, unpadded; the caller frees it. */
-static char *build_header(const StWriter *w) {
-    cJSON *root = cJSON_CreateObject();
-    if (w->meta_count) {
-        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-        for (int i = 0; i < w->meta_count; i++) cJSON_AddStringToObject(meta, w->meta_keys[i], w->meta_values[i]);
-    }
-    size_t offset = 0;
-    for (int i = 0; i < w->count; i++) {
-        const StEntry *e = &w->entries[i];
-        cJSON *t = cJSON_AddObjectToObject(root, e->name);
-        cJSON_AddStringToObject(t, "dtype", DTYPES[e->dtype].name);
-        cJSON *shape = cJSON_AddArrayToObject(t, "shape");
-        for (int d = 0; d < e->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)e->shape[d]));
-        cJSON *offsets = cJSON_AddArrayToObject(t, "data_offsets");
-        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset));
-        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)(offset + e->nbytes)));
-        offset += e->nbytes;
-    }
-    D2C_CHECK((double)offset < ST_MAX_JSON_INT);
-    char *text = cJSON_PrintUnformatted(root);
-    if (!text) die_fail("out of memory printing a safetensors header");
-    cJSON_Delete(root);
-    return text;
-}
-
-void st_write(StWriter *w, const char *path) {
-    char *json = build_header(w);
-    size_t json_len = strlen(json);
-    size_t header_bytes = (json_len + 7) / 8 * 8;
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header_bytes >> (8 * i));
-
-    AtomicFile af = atomic_open(path);
-    fwrite(len8, 1, 8, af.f);
-    fwrite(json, 1, json_len, af.f);
-    for (size_t i = json_len; i < header_bytes; i++) fputc(' ', af.f);
-    for (int i = 0; i < w->count; i++)
-        if (w->entries[i].nbytes) fwrite(w->entries[i].data, 1, w->entries[i].nbytes, af.f);
-    free(json);
-    atomic_commit(&af); /* checks every write above through ferror and fsync */
-}
-
-void st_writer_free(StWriter *w) {
-    if (!w) return;
-    for (int i = 0; i < w->count; i++) free(w->entries[i].name);
-    for (int i = 0; i < w->meta_count; i++) {
-        free(w->meta_keys[i]);
-        free(w->meta_values[i]);
-    }
-    free(w->entries);
-    free(w->meta_keys);
-    free(w->meta_values);
-    free(w);
+    *out = f->converted[i];
+    return D2C_OK;
 }

@@ -167,17 +167,21 @@ static void plan(UNetActivations *a, const UNetLayout *lay, int B, Bump *b) {
     a->dep = bump(b, (size_t)B * maxc);
 }
 
-void unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
+int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
     memset(net, 0, sizeof *net);
-    char why[256];
-    if (unet_config_validate(cfg, H, W, why, sizeof why)) die_input("model config: %s", why);
-    if (max_batch < 1) die_input("batch size must be >= 1");
+    D2C_TRY(d2c_error_context(unet_config_validate(cfg, H, W), "model config: "));
+    if (max_batch < 1) return d2c_error(D2C_ERR_INPUT, "model config: batch size must be >= 1, got %d", max_batch);
     unet_layout_build(&net->lay, cfg);
     net->H = H;
     net->W = W;
     net->max_batch = max_batch;
-    net->params = xmalloc_floats(net->lay.n_params);
-    net->grads = xmalloc_floats(net->lay.n_params);
+    net->params = d2c_try_malloc(net->lay.n_params * sizeof(float));
+    net->grads = d2c_try_malloc(net->lay.n_params * sizeof(float));
+    if (!net->params || !net->grads) {
+        size_t n = net->lay.n_params;
+        unet_destroy(net);
+        return d2c_error(D2C_ERR_FAIL, "out of memory for a UNet of %zu parameters", n);
+    }
     memset(net->params, 0, net->lay.n_params * sizeof(float));
     memset(net->grads, 0, net->lay.n_params * sizeof(float));
 
@@ -191,12 +195,18 @@ void unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) 
     Bump count = {0};
     plan(a, &net->lay, max_batch, &count);
     a->arena_floats = count.used;
-    a->arena = xmalloc_floats(count.used);
+    a->arena = d2c_try_malloc(count.used * sizeof(float));
+    net->acts = a;
+    if (!a->arena) {
+        unet_destroy(net);
+        return d2c_error(D2C_ERR_FAIL, "out of memory for the UNet's activations (%.1f MiB for batches of %d %dx%d images)",
+                         count.used * 4.0 / (1 << 20), max_batch, H, W);
+    }
     Bump real = {a->arena, 0};
     plan(a, &net->lay, max_batch, &real);
     a->t = xcalloc((size_t)max_batch, sizeof(int64_t));
     a->y = xcalloc((size_t)max_batch, sizeof(int64_t));
-    net->acts = a;
+    return D2C_OK;
 }
 
 void unet_destroy(UNet *net) {

@@ -32,13 +32,15 @@ typedef struct {
 
 /* The spec's defaults: in 1, C 32, mult (1, 2, 2), attention at level 2, 10 classes, 8 groups. */
 UNetConfig unet_default_config(void);
-/* Checks a config is buildable (channel counts divisible by groups, ...); on failure
- * writes a reason into why and returns -1. */
-int unet_config_validate(const UNetConfig *cfg, int H, int W, char *why, size_t why_len);
+/* Checks a config is buildable for H x W images (channel counts divisible by groups, at
+ * most D2C_MAX_CLASSES classes, ...): D2C_ERR_INPUT with the reason (callers add the
+ * file or option as context) otherwise. */
+int unet_config_validate(const UNetConfig *cfg, int H, int W);
 /* Config as the JSON object stored in checkpoint metadata (caller frees), and back.
- * unet_config_from_json returns -1 (with a reason) on a malformed or incomplete object. */
+ * unet_config_from_json returns D2C_ERR_INPUT with the reason on a malformed or
+ * incomplete object (json may be NULL: no config). */
 char *unet_config_to_json(const UNetConfig *cfg);
-int unet_config_from_json(const char *json, UNetConfig *cfg, char *why, size_t why_len);
+int unet_config_from_json(const char *json, UNetConfig *cfg);
 
 /* ---- parameter layout (offsets into a flat buffer) */
 typedef struct { size_t w, b; } AffineOff;   /* weight and bias of a conv, linear or norm */
@@ -95,8 +97,10 @@ typedef struct {
 } UNet;
 
 /* Allocates parameters (zeroed), gradients and the activation arena for batches of up to
- * max_batch images of H x W. Dies with status 2 if the config cannot be built. */
-void unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch);
+ * max_batch images of H x W. D2C_ERR_INPUT ("model config: ...") if the config cannot be
+ * built, D2C_ERR_FAIL naming the size if the memory is not there; net is then empty
+ * (unet_destroy is safe on it). */
+int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch);
 void unet_destroy(UNet *net);
 
 /* eps (B, Cin, H, W) = UNet(x (B, Cin, H, W), t (B), conditioning), 1 <= B <= max_batch.

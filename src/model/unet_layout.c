@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -24,30 +25,37 @@ UNetConfig unet_default_config(void) {
     return c;
 }
 
-int unet_config_validate(const UNetConfig *c, int H, int W, char *why, size_t n) {
-    if (c->in_channels < 1 || c->in_channels > 4) return snprintf(why, n, "in_channels must be 1..4, got %d", c->in_channels), -1;
-    if (c->base_channels < 1 || c->base_channels > 1024) return snprintf(why, n, "base channels must be 1..1024, got %d", c->base_channels), -1;
-    if (c->base_channels % 2) return snprintf(why, n, "base channels must be even (sinusoidal embedding), got %d", c->base_channels), -1;
-    if (c->num_levels < 1 || c->num_levels > UNET_MAX_LEVELS) return snprintf(why, n, "channel_mult must have 1..%d levels", UNET_MAX_LEVELS), -1;
-    if (c->num_classes < 1 || c->num_classes > 100000) return snprintf(why, n, "num_classes must be >= 1, got %d", c->num_classes), -1;
-    if (c->groups < 1) return snprintf(why, n, "groups must be >= 1, got %d", c->groups), -1;
+int unet_config_validate(const UNetConfig *c, int H, int W) {
+    const int E = D2C_ERR_INPUT;
+    if (c->in_channels < 1 || c->in_channels > 4) return d2c_error(E, "in_channels must be 1..4, got %d", c->in_channels);
+    if (c->base_channels < 1 || c->base_channels > 1024)
+        return d2c_error(E, "base channels must be 1..1024, got %d", c->base_channels);
+    if (c->base_channels % 2)
+        return d2c_error(E, "base channels must be even (sinusoidal embedding), got %d", c->base_channels);
+    if (c->num_levels < 1 || c->num_levels > UNET_MAX_LEVELS)
+        return d2c_error(E, "channel_mult must have 1..%d levels", UNET_MAX_LEVELS);
+    if (c->num_classes < 1 || c->num_classes > D2C_MAX_CLASSES)
+        return d2c_error(E, "num_classes must be 1..%d, got %d", D2C_MAX_CLASSES, c->num_classes);
+    if (c->groups < 1) return d2c_error(E, "groups must be >= 1, got %d", c->groups);
     for (int l = 0; l < c->num_levels; l++) {
+        if (c->channel_mult[l] < 1 || c->channel_mult[l] > 64) return d2c_error(E, "channel_mult[%d] must be 1..64", l);
         int ch = c->base_channels * c->channel_mult[l];
-        if (c->channel_mult[l] < 1 || c->channel_mult[l] > 64) return snprintf(why, n, "channel_mult[%d] must be 1..64", l), -1;
-        if (ch % c->groups) return snprintf(why, n, "level %d has %d channels, not divisible by %d groups", l, ch, c->groups), -1;
-        if (c->attn[l] != 0 && c->attn[l] != 1) return snprintf(why, n, "attn flags must be 0 or 1"), -1;
+        if (ch % c->groups)
+            return d2c_error(E, "level %d has %d channels, not divisible by %d groups", l, ch, c->groups);
+        if (c->attn[l] != 0 && c->attn[l] != 1) return d2c_error(E, "attn flags must be 0 or 1");
     }
     /* the up path concatenates cur + Cl channels and normalises them too */
     int cur = c->base_channels * c->channel_mult[c->num_levels - 1];
     for (int l = c->num_levels - 1; l >= 0; l--) {
         int ch = c->base_channels * c->channel_mult[l];
-        if ((cur + ch) % c->groups) return snprintf(why, n, "up level %d has %d input channels, not divisible by %d groups", l, cur + ch, c->groups), -1;
+        if ((cur + ch) % c->groups)
+            return d2c_error(E, "up level %d has %d input channels, not divisible by %d groups", l, cur + ch, c->groups);
         cur = ch;
     }
     int f = 1 << (c->num_levels - 1);
-    if (H < 1 || W < 1 || H % f || W % f)
-        return snprintf(why, n, "image size %dx%d must be divisible by %d for %d levels", H, W, f, c->num_levels), -1;
-    return 0;
+    if (H < 1 || W < 1 || H > 65535 || W > 65535 || H % f || W % f)
+        return d2c_error(E, "image size %dx%d must be divisible by %d for %d levels", H, W, f, c->num_levels);
+    return D2C_OK;
 }
 
 char *unet_config_to_json(const UNetConfig *c) {
@@ -67,57 +75,59 @@ char *unet_config_to_json(const UNetConfig *c) {
     return s;
 }
 
-static int json_int(const cJSON *o, const char *key, int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) return -1;
+/* An integer JSON number in [lo, hi] (checked before any conversion to int). */
+static int json_int_in(const cJSON *v, int lo, int hi, int *out) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) || v->valuedouble != floor(v->valuedouble))
+        return -1;
     *out = (int)v->valuedouble;
     return 0;
 }
 
-int unet_config_from_json(const char *json, UNetConfig *c, char *why, size_t n) {
-    cJSON *o = cJSON_Parse(json);
+int unet_config_from_json(const char *json, UNetConfig *c) {
+    memset(c, 0, sizeof *c);
+    cJSON *o = json ? cJSON_Parse(json) : NULL;
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        return snprintf(why, n, "config is not a JSON object"), -1;
+        return d2c_error(D2C_ERR_INPUT, "config is not a JSON object");
     }
-    memset(c, 0, sizeof *c);
-    int rc = -1;
+    int st = D2C_ERR_INPUT;
     const char *keys[] = {"in_channels", "base_channels", "num_classes", "groups"};
     int *dst[] = {&c->in_channels, &c->base_channels, &c->num_classes, &c->groups};
     for (int i = 0; i < 4; i++)
-        if (json_int(o, keys[i], dst[i])) {
-            snprintf(why, n, "config lacks an integer '%s'", keys[i]);
+        if (json_int_in(cJSON_GetObjectItemCaseSensitive(o, keys[i]), INT32_MIN, INT32_MAX, dst[i])) {
+            d2c_error(st, "config lacks an integer '%s'", keys[i]);
             goto done;
         }
     const cJSON *mult = cJSON_GetObjectItemCaseSensitive(o, "channel_mult");
     const cJSON *attn = cJSON_GetObjectItemCaseSensitive(o, "attn_levels");
     if (!cJSON_IsArray(mult) || !cJSON_IsArray(attn)) {
-        snprintf(why, n, "config lacks the arrays 'channel_mult' and 'attn_levels'");
+        d2c_error(st, "config lacks the arrays 'channel_mult' and 'attn_levels'");
         goto done;
     }
     int L = cJSON_GetArraySize(mult);
     if (L < 1 || L > UNET_MAX_LEVELS) {
-        snprintf(why, n, "channel_mult must have 1..%d entries", UNET_MAX_LEVELS);
+        d2c_error(st, "channel_mult must have 1..%d entries", UNET_MAX_LEVELS);
         goto done;
     }
     c->num_levels = L;
-    for (int l = 0; l < L; l++) {
-        const cJSON *v = cJSON_GetArrayItem(mult, l);
-        if (!cJSON_IsNumber(v)) { snprintf(why, n, "channel_mult holds a non-number"); goto done; }
-        c->channel_mult[l] = (int)v->valuedouble;
-    }
-    const cJSON *v;
-    cJSON_ArrayForEach(v, attn) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= L) {
-            snprintf(why, n, "attn_levels holds an entry outside 0..%d", L - 1);
+    for (int l = 0; l < L; l++)
+        if (json_int_in(cJSON_GetArrayItem(mult, l), 1, 64, &c->channel_mult[l])) {
+            d2c_error(st, "channel_mult entries must be integers 1..64");
             goto done;
         }
-        c->attn[(int)v->valuedouble] = 1;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, attn) {
+        int level;
+        if (json_int_in(v, 0, L - 1, &level)) {
+            d2c_error(st, "attn_levels holds an entry outside 0..%d", L - 1);
+            goto done;
+        }
+        c->attn[level] = 1;
     }
-    rc = 0;
+    st = D2C_OK;
 done:
     cJSON_Delete(o);
-    return rc;
+    return st;
 }
 
 /* ---- layout: walks the modules in the spec's state_dict order */
