@@ -254,8 +254,8 @@ int quality_metrics_compute(const QualityInputs *in, QualityMetrics *q) {
     D2C_TRY_GOTO(st, inception_score(in->fake_probs, in->n_samples, in->n_classes, METRICS_IS_SPLITS, &r.is_mean,
                                      &r.is_std), done);
     PrdcMetrics prdc;
-    D2C_TRY_GOTO(st, prdc_compute(in->real_feats, in->n_ref, in->fake_feats, in->n_samples, in->d, METRICS_PRDC_K,
-                                  &prdc), done);
+    D2C_TRY_GOTO(st, prdc_compute_with_radii(in->real_feats, in->n_ref, in->real_radii, in->fake_feats, in->n_samples,
+                                             in->d, METRICS_PRDC_K, &prdc), done);
     r.precision = prdc.precision;
     r.recall = prdc.recall;
     r.density = prdc.density;

@@ -75,6 +75,10 @@ typedef struct {
  * (n_fake, d); needs 1 <= k < n_real and k < n_fake. */
 int prdc_compute(const float *real, int n_real, const float *fake, int n_fake, int d, int k,
                  PrdcMetrics *out);
+/* The same with the real set's radii given (knn_radii of real with this k; NULL: computed),
+ * so a reference measured against many sample sets pays for its radii once. */
+int prdc_compute_with_radii(const float *real, int n_real, const double *real_radii, const float *fake, int n_fake,
+                            int d, int k, PrdcMetrics *out);
 
 /* ---- KID (kid.c): the unbiased estimate of MMD^2 with the cubic polynomial kernel
  * k(x, y) = (x.y / D + 1)^3 on subsets of m points of each set,
@@ -120,6 +124,7 @@ typedef struct {
     int d;                          /* D */
     int n_classes;                  /* K */
     const KidOptions *kid;          /* NULL: kid_default_options() */
+    const double *real_radii;       /* optional (N) knn_radii of real_feats, k = METRICS_PRDC_K */
 } QualityInputs;
 
 /* FID, KID, IS (METRICS_IS_SPLITS splits), precision/recall/density/coverage

@@ -213,6 +213,11 @@ int knn_radii(const float *feats, int n, int d, int k, double *radii) {
 
 int prdc_compute(const float *real, int n_real, const float *fake, int n_fake, int d, int k,
                  PrdcMetrics *out) {
+    return prdc_compute_with_radii(real, n_real, NULL, fake, n_fake, d, k, out);
+}
+
+int prdc_compute_with_radii(const float *real, int n_real, const double *given_radii, const float *fake, int n_fake,
+                            int d, int k, PrdcMetrics *out) {
     D2C_TRY(check_point_array(real, n_real, d, "precision/recall: real"));
     D2C_TRY(check_point_array(fake, n_fake, d, "precision/recall: fake"));
     if (k < 1 || k >= n_real || k >= n_fake)
@@ -224,7 +229,8 @@ int prdc_compute(const float *real, int n_real, const float *fake, int n_fake, i
     PointSet rs = point_set(real, n_real, d, origin), fs = point_set(fake, n_fake, d, origin);
     double *real_radii = xmalloc((size_t)n_real * sizeof(double)); /* (N) */
     double *fake_radii = xmalloc((size_t)n_fake * sizeof(double)); /* (M) */
-    knn_radii_of_set(&rs, k, real_radii);
+    if (given_radii) memcpy(real_radii, given_radii, (size_t)n_real * sizeof(double));
+    else knn_radii_of_set(&rs, k, real_radii);
     knn_radii_of_set(&fs, k, fake_radii);
 
     /* One pass over fake-by-real strips. Per fake row: how many real balls hold it

@@ -171,6 +171,7 @@ int ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info, 
 }
 
 void ref_features_free(RefFeatures *r) {
+    free(r->radii);
     free(r->feats);
     feature_stats_free(&r->stats);
     free(r->cache_path);

@@ -22,6 +22,7 @@ typedef struct {
     int n, d;
     float *feats;        /* (N, D) */
     FeatureStats stats;  /* mean (D), cov (D, D) of feats */
+    double *radii;       /* (N) k-NN radii (k = METRICS_PRDC_K) once a caller computed them; NULL before */
     char *cache_path;    /* the entry used or written; NULL with caching off */
     const char *cache;   /* "hit", "miss" (computed and stored), "off" or "unwritable" */
 } RefFeatures;

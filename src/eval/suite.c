@@ -54,6 +54,9 @@ int suite_open(EvaluatorSuite *s, const EvaluatorSet *set, const Dataset *ref, c
         snprintf(label, sizeof label, "reference under %.100s", s->infos[i].id);
         D2C_TRY_GOTO(st, ref_features_get(&s->refs[i], &s->nets[i], &s->infos[i], ref, o->cache_dir,
                                           o->quiet ? NULL : label), fail);
+        RefFeatures *rf = &s->refs[i]; /* radii once, for every sample set measured against it */
+        rf->radii = xmalloc((size_t)rf->n * sizeof(double));
+        D2C_TRY_GOTO(st, knn_radii(rf->feats, rf->n, rf->d, METRICS_PRDC_K, rf->radii), fail);
     }
     return D2C_OK;
 fail:
@@ -95,7 +98,7 @@ int suite_measure(EvaluatorSuite *s, const float *images, const int64_t *labels,
         for (int i = 0; i < n; i++) memcpy(probs_mixed + (size_t)i * K, probs + (size_t)perm[i] * K, sizeof(float) * K);
         QualityInputs in = {.real_feats = s->refs[e].feats, .n_ref = s->refs[e].n, .real_stats = &s->refs[e].stats,
                             .fake_feats = feats, .fake_probs = probs_mixed, .fake_labels = labels_mixed,
-                            .n_samples = n, .d = D, .n_classes = K, .kid = &o->kid};
+                            .n_samples = n, .d = D, .n_classes = K, .kid = &o->kid, .real_radii = s->refs[e].radii};
         st = quality_metrics_compute(&in, &out[e].q);
         out[e].fid_ratio = isfinite(s->infos[e].anchor_fid) && s->infos[e].anchor_fid > 0
                                ? out[e].q.fid / s->infos[e].anchor_fid : NAN;
