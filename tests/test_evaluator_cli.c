@@ -141,8 +141,9 @@ static void test_bad_inputs(const char *evaluator) {
     snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --out %s --evaluator %s",
              tmp_path("chan.safetensors"), out, tmp_path("tampered.safetensors"));
     expect_input_error("evaluator whose weights fail the hash", args, "hash");
+    write_samples("ok.safetensors", 20, 1, 28, 28, NULL, NULL);
     snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --out %s --evaluator %s,%s",
-             tmp_path("chan.safetensors"), out, evaluator, tmp_path("empty.safetensors"));
+             tmp_path("ok.safetensors"), out, evaluator, tmp_path("empty.safetensors"));
     expect_input_error("a bad file in an --evaluator list", args, "empty.safetensors");
     CHECK(access(out, F_OK) != 0); /* no METRICS file after any failure */
     snprintf(args, sizeof args, "evaluator ladder --data fashion-mnist --n 20000 --out %s", out);
@@ -170,7 +171,7 @@ static void test_good_run_and_cache(void) {
     CHECK(rc == 0);
     if (rc) printf("d2c eval failed: %s", slurp(tmp_path("err.txt")));
     char *table = slurp(tmp_path("out.txt"));
-    CHECK(strstr(table, "FID") && strstr(table, "precision"));
+    CHECK(strstr(table, "FID") && strstr(table, "KID") && strstr(table, "precision") && strstr(table, "consensus"));
     free(table);
     cJSON *a = read_json("a.json");
     const char *keys[] = {"fid", "kid", "kid_std", "is_mean", "is_std", "precision", "recall", "density", "coverage",

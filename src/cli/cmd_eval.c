@@ -179,11 +179,11 @@ static int write_json_file(const char *path, const cJSON *o) {
 static void print_table(const EvaluatorSuite *s, const EvaluatorResult *r, const CasRun *cas, int n,
                         const char *samples, const char *out, double seconds) {
     printf("d2c eval: %d samples of %s vs %d reference images of %s\n", n, samples, s->n_ref, s->ref_source);
-    printf("  %-34s %9s %9s %8s %7s %7s %7s %7s %7s\n", "evaluator", "FID", "KID", "KID std", "prec", "recall",
-           "dens", "cover", "IS");
+    printf("  %-34s %9s %9s %8s %9s %7s %7s %8s %7s\n", "evaluator", "FID", "KID", "KID std", "precision", "recall",
+           "density", "coverage", "IS");
     for (int e = 0; e < s->n; e++) {
         const QualityMetrics *q = &r[e].q;
-        printf("%c %-34s %9.4f %9.5f %8.5f %7.4f %7.4f %7.4f %7.4f %7.3f\n", e == s->default_index ? '*' : ' ',
+        printf("%c %-34s %9.4f %9.5f %8.5f %9.4f %7.4f %7.4f %8.4f %7.3f\n", e == s->default_index ? '*' : ' ',
                s->infos[e].id, q->fid, q->kid, q->kid_std, q->precision, q->recall, q->density, q->coverage,
                q->is_mean);
     }
