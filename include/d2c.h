@@ -263,9 +263,8 @@ typedef struct d2c_evaluator d2c_evaluator;
 
 /* Loads an evaluator file (e.g. models/evaluator-fashion-mnist.safetensors) for batches
  * of up to batch images (1..4096, 0: 256). A missing, unreadable or malformed file is
- * D2C_ERR_INPUT. TEMPORARY: until the evaluation rework lands, a well-formed safetensors
- * file that is not an evaluator (or whose weights fail their hash) ends the process with
- * status 2 and one "d2c: error:" line instead. */
+ * D2C_ERR_INPUT, as is a safetensors file that is not an evaluator or whose weights fail
+ * their recorded hash. */
 D2C_API int d2c_evaluator_load(d2c_evaluator **out, const char *path, int batch);
 D2C_API void d2c_evaluator_free(d2c_evaluator *e);
 /* The image shape (C, H, W) it takes, its feature dimension D and class count K. */
@@ -281,8 +280,7 @@ D2C_API int d2c_evaluator_apply(d2c_evaluator *e, const float *images, int n, in
 
 /* The Frechet distance between the Gaussians fitted to two feature sets a (na, d) and
  * b (nb, d), na, nb >= 2: FID when the features are an evaluator's. D2C_ERR_INPUT for
- * NULL arrays or bad sizes. TEMPORARY: until the evaluation rework lands, non-finite
- * features end the process with status 2 instead. */
+ * NULL arrays, bad sizes or non-finite features. */
 D2C_API int d2c_fid(const float *a, int na, const float *b, int nb, int d, double *fid);
 
 #ifdef __cplusplus

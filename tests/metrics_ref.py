@@ -5,17 +5,23 @@ Usage: metrics_ref.py CASE.bin OUT.bin [CASE.bin OUT.bin ...]
 CASE.bin (little-endian), written by the C test:
   int32 magic 0x4D433244 ("D2CM"), n_real, n_fake, d, n_classes, k
   float32 real (n_real, d), float32 fake (n_fake, d),
-  float32 probs (n_fake, n_classes), int64 labels (n_fake)
+  float32 probs (n_fake, n_classes), int64 labels (n_fake),
+  int32 kid_subsets S, kid_subset_size m, int32 real subset indices (S, m),
+  int32 fake subset indices (S, m)
 OUT.bin: float64 values, in this order
   fid, is_mean, is_std, precision, recall, density, coverage, class_accuracy,
   precision, recall, density, coverage with open balls (strict <),
-  real mean (d), real cov (d, d), real radii (n_real), fake radii (n_fake)
+  real mean (d), real cov (d, d), real radii (n_real), fake radii (n_fake),
+  kid mean, kid std
 
 FID follows pytorch-fid's calculate_frechet_distance (scipy.linalg.sqrtm of the product,
 eps offset when it is not finite, real part). IS follows the original implementation:
 splits [i n // 10, (i + 1) n // 10), p(y) the split mean, std with ddof 0. Precision /
 recall / density / coverage use k-NN radii in squared Euclidean distance computed
-directly as sum((a - b)^2) in float64, the point itself excluded by index.
+directly as sum((a - b)^2) in float64, the point itself excluded by index. KID is
+torch-fidelity's kid: per subset the unbiased MMD^2 with the kernel (x.y / d + 1)^3,
+  (sum K_XX - tr K_XX + sum K_YY - tr K_YY) / (m (m - 1)) - 2 sum K_XY / m^2,
+mean and std (ddof 0) over the subsets, on the subset indices the C test drew.
 """
 import sys
 
@@ -75,6 +81,20 @@ def prdc(real_fake, real_radii, fake_radii, k, inside):
     return [precision, recall, density, coverage]
 
 
+def kid(real, fake, idx_real, idx_fake):
+    d = real.shape[1]
+    values = []
+    for ir, jf in zip(idx_real, idx_fake):
+        x, y = real[ir], fake[jf]
+        m = len(x)
+        k_xx = (x @ x.T / d + 1) ** 3
+        k_yy = (y @ y.T / d + 1) ** 3
+        k_xy = (x @ y.T / d + 1) ** 3
+        values.append((k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+                      - 2 * k_xy.sum() / (m * m))
+    return np.mean(values), np.std(values)
+
+
 def reference(path):
     raw = open(path, "rb").read()
     header = np.frombuffer(raw, dtype="<i4", count=6)
@@ -92,6 +112,9 @@ def reference(path):
     fake = take("<f4", n_fake * d).reshape(n_fake, d).astype(np.float64)
     probs = take("<f4", n_fake * n_classes).reshape(n_fake, n_classes).astype(np.float64)
     labels = take("<i8", n_fake)
+    subsets, m = (int(v) for v in take("<i4", 2))
+    idx_real = take("<i4", subsets * m).reshape(subsets, m)
+    idx_fake = take("<i4", subsets * m).reshape(subsets, m)
     assert offset == len(raw), "trailing bytes in " + path
 
     mu_r, cov_r = real.mean(axis=0), np.cov(real, rowvar=False)
@@ -104,8 +127,9 @@ def reference(path):
     real_fake = sq_distances(real, fake)
     closed = prdc(real_fake, real_radii, fake_radii, k, lambda a, b: a <= b)
     strict = prdc(real_fake, real_radii, fake_radii, k, lambda a, b: a < b)
+    kid_mean, kid_std = kid(real, fake, idx_real, idx_fake)
     return np.concatenate([[fid, is_mean, is_std], closed, [accuracy], strict,
-                           mu_r, cov_r.ravel(), real_radii, fake_radii]).astype("<f8")
+                           mu_r, cov_r.ravel(), real_radii, fake_radii, [kid_mean, kid_std]]).astype("<f8")
 
 
 def main(argv):

@@ -298,10 +298,13 @@ static void test_condense_and_pool(const char *work) {
     d2c_pool_free(p);
 }
 
-static void test_evaluator(const char *path, d2c_data *data) {
+static void test_evaluator(const char *path, const char *not_an_evaluator, d2c_data *data) {
     d2c_evaluator *e = (d2c_evaluator *)&e;
     CHECK_INPUT(d2c_evaluator_load(&e, NULL, 0), "path is NULL");
     CHECK_INPUT(d2c_evaluator_load(&e, "/nonexistent/evaluator.safetensors", 0), "/nonexistent/evaluator.safetensors");
+    CHECK(e == NULL);
+    /* a well-formed safetensors file that is not an evaluator: a status, not an exit */
+    CHECK_INPUT(d2c_evaluator_load(&e, not_an_evaluator, 0), not_an_evaluator);
     CHECK(e == NULL);
     CHECK_INPUT(d2c_evaluator_load(&e, path, -3), "batch");
     test_require_ok(d2c_evaluator_load(&e, path, 8));
@@ -353,6 +356,8 @@ static void test_evaluator(const char *path, d2c_data *data) {
     CHECK_INPUT(d2c_fid(feats, 1, feats, N, D, &fid), "at least 2 points");
     CHECK_INPUT(d2c_fid(feats, N, feats, N, 0, &fid), "feature dimension");
     CHECK_INPUT(d2c_fid(feats, N, feats, N, D, NULL), "fid is NULL");
+    shifted[3] = NAN;
+    CHECK_INPUT(d2c_fid(feats, N, shifted, N, D, &fid), "non-finite");
     free(shifted);
     free(feats);
     free(probs);
@@ -381,7 +386,7 @@ int main(int argc, char **argv) {
     test_model(model);
     test_sampler(model);
     test_condense_and_pool(work);
-    test_evaluator(argv[2], data);
+    test_evaluator(argv[2], model, data);
     d2c_data_free(data);
     return test_finish();
 }

@@ -403,10 +403,15 @@ add("train --log in a missing folder", train("--log", W("no_such_dir", "log.json
 
 
 # ------------------------------------------------------------------ running them
+REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
 def rel(text):
-    """The text with the work folder as W/ and the checksums as crc32:*: both depend on where
-    the test runs (a model's metadata records the path of its training data)."""
+    """The text with the work folder as W/, the checkout as R/ and the checksums as crc32:*:
+    all depend on where the test runs (a model's metadata records the path of its training
+    data, and an error may name a committed evaluator under models/)."""
     text = text.replace(WORK + "/", "W/").replace(WORK, "W").replace(EXE, "d2c")
+    text = text.replace(REPO + "/", "R/")
     return re.sub(r"crc32:[0-9a-f]{8}", "crc32:*", text)
 
 
@@ -468,7 +473,7 @@ def md(text):
 
 
 table = [BEGIN, "", f"{len(rows)} malformed inputs, each run by `tests/test_bad_input.py` (CTest `bad_input`); "
-         "W/ is the test's work folder. A case that does not behave as required is marked **FAIL**.", "",
+         "W/ is the test's work folder, R/ the checkout. A case that does not behave as required is marked **FAIL**.", "",
          "| # | input | command | exit | message |", "|---|---|---|---|---|"]
 for i, (name, shown, rc, message, ok) in enumerate(rows, 1):
     table.append(f"| {i} | {md(name)}{'' if ok else ' **FAIL**'} | `{md(shown)}` | {rc} | {md(message)} |")

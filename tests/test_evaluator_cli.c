@@ -1,10 +1,11 @@
 /* End-to-end tests of `d2c eval` and `d2c evaluator`, run as a user would:
  *   - bad inputs (empty file, no images, wrong image size, wrong channel count, labels
- *     outside the classes, a tampered evaluator, --device cuda, missing options) exit 2
- *     with one "d2c: error:" line;
- *   - a good run writes every METRICS key; the second run hits the reference cache with
- *     the same numbers; a corrupt cache entry is recomputed, not fatal;
- *   - `d2c evaluator train` is bit-identical across reruns and thread counts.
+ *     outside the classes, a tampered evaluator, --device cuda, missing options, bad
+ *     ladder and calibrate arguments) exit 2 with one "d2c: error:" line;
+ *   - a good run writes every METRICS key (per_evaluator for every committed evaluator,
+ *     kid, cas, consensus, the small-n note); the second run hits the reference cache
+ *     with the same numbers; a corrupt cache entry is recomputed, not fatal;
+ *   - `d2c evaluator train` is bit-identical across thread counts for every kind.
  *
  * Usage: test_evaluator_cli D2C_BINARY EVALUATOR.safetensors */
 #include <cjson/cJSON.h>
@@ -140,7 +141,21 @@ static void test_bad_inputs(const char *evaluator) {
     snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --out %s --evaluator %s",
              tmp_path("chan.safetensors"), out, tmp_path("tampered.safetensors"));
     expect_input_error("evaluator whose weights fail the hash", args, "hash");
+    write_samples("ok.safetensors", 20, 1, 28, 28, NULL, NULL);
+    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --out %s --evaluator %s,%s",
+             tmp_path("ok.safetensors"), out, evaluator, tmp_path("empty.safetensors"));
+    expect_input_error("a bad file in an --evaluator list", args, "empty.safetensors");
     CHECK(access(out, F_OK) != 0); /* no METRICS file after any failure */
+    snprintf(args, sizeof args, "evaluator ladder --data fashion-mnist --n 20000 --out %s", out);
+    expect_input_error("ladder sets larger than the test split", args, "--n 20000");
+    snprintf(args, sizeof args, "evaluator ladder --data fashion-mnist --n 1000 --out %s --samples %s", out,
+             tmp_path("size.safetensors"));
+    expect_input_error("ladder samples of another image size", args, "32x32");
+    CHECK(access(out, F_OK) != 0);
+    snprintf(args, sizeof args, "evaluator calibrate %s --data fashion-mnist", tmp_path("chan.safetensors"));
+    expect_input_error("calibrating a file that is not an evaluator", args, "not a d2c evaluator");
+    snprintf(args, sizeof args, "evaluator train --kind cnn --out %s", out);
+    expect_input_error("an unknown evaluator kind", args, "cnn");
 }
 
 static void test_good_run_and_cache(void) {
@@ -150,42 +165,63 @@ static void test_good_run_and_cache(void) {
     dataset_free(&d);
     char args[2048];
     /* default evaluator (found beside the binary), cache in the temporary folder */
-    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s",
-             tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("a.json"));
+    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s "
+             "--cas-steps 100", tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("a.json"));
     int rc = run(args);
     CHECK(rc == 0);
     if (rc) printf("d2c eval failed: %s", slurp(tmp_path("err.txt")));
     char *table = slurp(tmp_path("out.txt"));
-    CHECK(strstr(table, "FID") && strstr(table, "precision"));
+    CHECK(strstr(table, "FID") && strstr(table, "KID") && strstr(table, "precision") && strstr(table, "consensus"));
     free(table);
     cJSON *a = read_json("a.json");
-    const char *keys[] = {"fid", "is_mean", "is_std", "precision", "recall", "density", "coverage", "class_accuracy",
-                          "n_samples", "n_ref", "evaluator", "evaluator_hash", "evaluator_file", "ref", "fid_note"};
-    for (int i = 0; i < 15; i++) {
+    const char *keys[] = {"fid", "kid", "kid_std", "is_mean", "is_std", "precision", "recall", "density", "coverage",
+                          "class_accuracy", "cas", "consensus", "consensus_detail", "per_evaluator", "n_samples",
+                          "n_ref", "evaluator", "evaluator_hash", "evaluator_file", "ref", "fid_note", "small_n_note"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         int has = cJSON_GetObjectItemCaseSensitive(a, keys[i]) != NULL;
         if (!has) printf("FAIL METRICS lacks '%s'\n", keys[i]);
         CHECK(has);
     }
     CHECK(num(a, "n_samples") == 300 && num(a, "n_ref") == 1000);
     CHECK(num(a, "class_accuracy") > 0.85);
-    CHECK(strncmp(str(a, "evaluator"), "fmnist-convnet-v1:", 18) == 0);
+    CHECK(strcmp(str(a, "primary_metric"), "kid") == 0); /* 300 < 10000 samples */
     CHECK(strcmp(str(a, "ref_cache"), "miss") == 0);
+    /* every committed Fashion-MNIST evaluator reported; the top level is the default's */
+    const cJSON *per = cJSON_GetObjectItemCaseSensitive(a, "per_evaluator"), *e;
+    int n_eval = 0, n_default = 0, kinds = 0;
+    cJSON_ArrayForEach(e, per) {
+        n_eval++;
+        const char *keys_e[] = {"evaluator", "fid", "kid", "kid_std", "precision", "recall"};
+        for (int i = 0; i < 6; i++) CHECK(cJSON_GetObjectItemCaseSensitive(e, keys_e[i]) != NULL);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "default"))) {
+            n_default++;
+            CHECK(strcmp(str(e, "evaluator"), str(a, "evaluator")) == 0 && num(e, "fid") == num(a, "fid"));
+        }
+        const char *k = str(e, "kind");
+        kinds |= strcmp(k, "pool") == 0 ? 1 : strcmp(k, "spatial") == 0 ? 2 : strcmp(k, "ae") == 0 ? 4 : 0;
+        CHECK(isfinite(num(e, "anchor_fid"))); /* the committed evaluators are calibrated */
+    }
+    printf("per_evaluator: %d evaluators, kinds mask %d, default %s\n", n_eval, kinds, str(a, "evaluator"));
+    CHECK(n_eval >= 3 && n_default == 1 && kinds == 7);
+    CHECK(isfinite(num(a, "consensus")) && num(a, "consensus") > 0);
+    CHECK(num(a, "cas") > 0.4); /* 300 real images, 100 steps: well above chance (0.1) */
 
     /* second run: the cached reference, the same numbers */
-    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s",
-             tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("b.json"));
+    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s "
+             "--no-cas", tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("b.json"));
     CHECK(run(args) == 0);
     cJSON *b = read_json("b.json");
     CHECK(strcmp(str(b, "ref_cache"), "hit") == 0);
-    CHECK(num(a, "fid") == num(b, "fid") && num(a, "recall") == num(b, "recall"));
+    CHECK(num(a, "fid") == num(b, "fid") && num(a, "recall") == num(b, "recall") && num(a, "kid") == num(b, "kid"));
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(b, "cas"))); /* --no-cas */
 
     /* a corrupt entry (one byte flipped) is recomputed with a warning */
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "for f in %s/ref-*.bin; do printf 'X' | dd of=\"$f\" bs=1 seek=100 conv=notrunc 2>/dev/null; done",
              tmp_path("cache"));
     CHECK(system(cmd) == 0);
-    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s",
-             tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("c.json"));
+    snprintf(args, sizeof args, "eval --samples %s --ref fashion-mnist:test --max-ref 1000 --cache-dir %s --out %s "
+             "--no-cas", tmp_path("real.safetensors"), tmp_path("cache"), tmp_path("c.json"));
     CHECK(run(args) == 0);
     char *err = slurp(tmp_path("err.txt"));
     CHECK(strstr(err, "recomputing") != NULL);
@@ -200,10 +236,8 @@ static void test_good_run_and_cache(void) {
     cJSON_Delete(c);
 }
 
-static void test_train_determinism(void) {
+static void train_twice(const char *what, const char *common) {
     char args[2048];
-    const char *common = "evaluator train --data fashion-mnist --limit 1200 --val 200 --epochs 1 --batch 50 "
-                         "--channels 8,16 --strides 2,2 --no-test --quiet --seed 4";
     snprintf(args, sizeof args, "%s --threads 1 --out %s", common, tmp_path("e1.safetensors"));
     CHECK(run(args) == 0);
     snprintf(args, sizeof args, "%s --threads 2 --out %s", common, tmp_path("e2.safetensors"));
@@ -212,12 +246,26 @@ static void test_train_determinism(void) {
     test_require_ok(st_open(&f1, tmp_path("e1.safetensors")));
     test_require_ok(st_open(&f2, tmp_path("e2.safetensors")));
     const char *h1 = st_meta(f1, "hash"), *h2 = st_meta(f2, "hash");
-    printf("train twice (1 and 2 threads): %s %s\n", h1 ? h1 : "-", h2 ? h2 : "-");
+    printf("train %s twice (1 and 2 threads): %s %s\n", what, h1 ? h1 : "-", h2 ? h2 : "-");
     CHECK(h1 && h2 && strcmp(h1, h2) == 0);
     st_close(f1);
     st_close(f2);
     snprintf(args, sizeof args, "evaluator info %s", tmp_path("e1.safetensors"));
     CHECK(run(args) == 0);
+}
+
+static void test_train_determinism(void) {
+    const char *base = "evaluator train --data fashion-mnist --limit 1200 --val 200 --epochs 1 --batch 50 "
+                       "--no-test --quiet --seed 4";
+    char common[1024];
+    snprintf(common, sizeof common, "%s --channels 8,16 --strides 2,2", base);
+    train_twice("pool", common);
+    snprintf(common, sizeof common, "%s --kind spatial --channels 8,16 --strides 2,2 --hidden 32", base);
+    train_twice("spatial", common);
+    snprintf(common, sizeof common, "%s --kind ae --channels 8,8 --strides 2,2 --hidden 16 --decoder-channels 8,8,8",
+             base);
+    train_twice("ae", common);
+    char args[2048];
     snprintf(args, sizeof args, "evaluator train --data fashion-mnist:test --out %s", tmp_path("e3.safetensors"));
     expect_input_error("training on the test split", args, "test split");
 }

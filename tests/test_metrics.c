@@ -1,13 +1,13 @@
-/* Tests of src/eval/metrics: FID, Inception Score, precision/recall/density/coverage and
- * class accuracy against a plain numpy/scipy implementation (tests/metrics_ref.py, FID by
- * pytorch-fid's formula), plus properties the metrics must have and the bad-input exits.
+/* Tests of src/eval/metrics: FID, KID, Inception Score, precision/recall/density/coverage
+ * and class accuracy against a plain numpy/scipy implementation (tests/metrics_ref.py,
+ * FID by pytorch-fid's formula, KID by torch-fidelity's unbiased MMD^2 on the same subset
+ * indices), plus properties the metrics must have and the bad-input statuses.
  *
  * Usage: test_metrics PYTHON METRICS_REF_PY */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/rng.h"
@@ -16,6 +16,7 @@
 #include "testing.h"
 
 enum { REF_SCALARS = 12 }; /* leading values of a reference file, see metrics_ref.py */
+enum { REF_TRAILING = 2 }; /* KID mean and std after the radii */
 
 /* One comparison case: evaluator outputs on real and fake sets. */
 typedef struct {
@@ -106,29 +107,92 @@ static void free_case(Case *c) {
     free(c->labels);
 }
 
+/* Status-checked wrappers: a failure is a test failure, not an exit. */
+static FeatureStats stats_of(const float *x, int n, int d) {
+    FeatureStats s;
+    CHECK(feature_stats_compute(&s, x, n, d) == D2C_OK);
+    return s;
+}
+
+static double fid_of(const FeatureStats *a, const FeatureStats *b) {
+    double fid;
+    CHECK(fid_from_stats(a, b, &fid) == D2C_OK);
+    return fid;
+}
+
+static PrdcMetrics prdc_of(const float *real, int n, const float *fake, int m, int d) {
+    PrdcMetrics p = {0};
+    CHECK(prdc_compute(real, n, fake, m, d, METRICS_PRDC_K, &p) == D2C_OK);
+    return p;
+}
+
+static QualityMetrics quality_of(const QualityInputs *in) {
+    QualityMetrics q;
+    CHECK(quality_metrics_compute(in, &q) == D2C_OK);
+    return q;
+}
+
+static double accuracy_of(const float *probs, int n, int k, const int64_t *labels) {
+    double a;
+    CHECK(class_accuracy(probs, n, k, labels, &a) == D2C_OK);
+    return a;
+}
+
+/* The KID subsets of a case, as kid_compute draws them with the default options. */
+static int kid_m(const Case *c) { return D2C_MIN(KID_SUBSET_SIZE, D2C_MIN(c->n_real, c->n_fake)); }
+
+static int32_t *kid_indices(const Case *c, int which) {
+    int m = kid_m(c), n = which ? c->n_fake : c->n_real;
+    int32_t *all = xcalloc((size_t)KID_SUBSETS * m, sizeof *all);
+    int *idx = xcalloc((size_t)m, sizeof *idx), *scratch = xcalloc((size_t)n, sizeof *scratch);
+    char *seen = xcalloc((size_t)n, 1);
+    int distinct = 1;
+    for (int s = 0; s < KID_SUBSETS; s++) {
+        kid_subset_indices(0, s, which, n, m, idx, scratch);
+        memset(seen, 0, (size_t)n);
+        for (int j = 0; j < m; j++) {
+            distinct &= idx[j] >= 0 && idx[j] < n && !seen[idx[j]];
+            if (idx[j] >= 0 && idx[j] < n) seen[idx[j]] = 1;
+            all[(size_t)s * m + j] = idx[j];
+        }
+    }
+    CHECK(distinct); /* drawn without replacement */
+    free(idx);
+    free(scratch);
+    free(seen);
+    return all;
+}
+
 /* ---------------------------------------------------------------- reference files */
 
 static void write_case(const Case *c, const char *path) {
     FILE *f = fopen(path, "wb");
-    if (!f) die_fail("cannot write %s", path);
+    if (!f) test_require_ok(d2c_error(D2C_ERR_FAIL, "cannot write %s", path));
     int32_t header[6] = {0x4D433244, c->n_real, c->n_fake, c->d, c->n_classes, METRICS_PRDC_K};
     fwrite(header, sizeof header, 1, f);
     fwrite(c->real, sizeof(float), (size_t)c->n_real * c->d, f);
     fwrite(c->fake, sizeof(float), (size_t)c->n_fake * c->d, f);
     fwrite(c->probs, sizeof(float), (size_t)c->n_fake * c->n_classes, f);
     fwrite(c->labels, sizeof(int64_t), (size_t)c->n_fake, f);
-    if (fclose(f) != 0) die_fail("cannot write %s", path);
+    int32_t kid_header[2] = {KID_SUBSETS, kid_m(c)};
+    fwrite(kid_header, sizeof kid_header, 1, f);
+    for (int which = 0; which < 2; which++) {
+        int32_t *idx = kid_indices(c, which);
+        fwrite(idx, sizeof(int32_t), (size_t)KID_SUBSETS * kid_m(c), f);
+        free(idx);
+    }
+    if (fclose(f) != 0) test_require_ok(d2c_error(D2C_ERR_FAIL, "cannot write %s", path));
 }
 
 static size_t ref_count(const Case *c) {
-    return REF_SCALARS + (size_t)c->d + (size_t)c->d * c->d + c->n_real + c->n_fake;
+    return REF_SCALARS + (size_t)c->d + (size_t)c->d * c->d + c->n_real + c->n_fake + REF_TRAILING;
 }
 
 /* Runs metrics_ref.py once on all cases; returns one array of ref_count doubles per case. */
 static double **run_reference(const Case *cases, int n_cases, const char *python,
                                const char *script) {
     char dir[] = "/tmp/d2c_test_metrics_XXXXXX";
-    if (!mkdtemp(dir)) die_fail("mkdtemp failed");
+    if (!mkdtemp(dir)) test_require_ok(d2c_error(D2C_ERR_FAIL, "mkdtemp failed"));
     size_t cap = strlen(python) + strlen(script) + 16 + (size_t)n_cases * (2 * sizeof dir + 32);
     char *cmd = xmalloc(cap);
     int len = snprintf(cmd, cap, "'%s' '%s'", python, script);
@@ -186,11 +250,11 @@ static void check_exact(const char *case_name, const char *what, double value, d
 
 static void compare_case(const Case *c, const double *ref) {
     const int n = c->n_real, m = c->n_fake, d = c->d;
-    FeatureStats real_stats = feature_stats_compute(c->real, n, d);
+    FeatureStats real_stats = stats_of(c->real, n, d);
     QualityInputs in = {.real_feats = c->real, .n_ref = n, .fake_feats = c->fake,
                         .fake_probs = c->probs, .fake_labels = c->labels, .n_samples = m,
                         .d = d, .n_classes = c->n_classes};
-    QualityMetrics q = quality_metrics_compute(&in);
+    QualityMetrics q = quality_of(&in);
     printf("-- %s: N %d, M %d, D %d: fid %.6f is %.4f +- %.4f P %.4f R %.4f D %.4f C %.4f "
            "acc %.4f\n",
            c->name, n, m, d, q.fid, q.is_mean, q.is_std, q.precision, q.recall, q.density,
@@ -213,20 +277,24 @@ static void compare_case(const Case *c, const double *ref) {
     check_exact(c->name, "density", q.density, ref[5]);
     check_exact(c->name, "coverage", q.coverage, ref[6]);
     check_exact(c->name, "class accuracy", q.class_accuracy, ref[7]);
+    const double *ref_kid = ref + ref_count(c) - REF_TRAILING;
+    printf("     %s KID %.9f +- %.9f (reference %.9f +- %.9f)\n", c->name, q.kid, q.kid_std, ref_kid[0], ref_kid[1]);
+    check_value(c->name, "KID mean", q.kid, ref_kid[0], 1e-6);
+    check_value(c->name, "KID std", q.kid_std, ref_kid[1], 1e-6);
     CHECK(q.n_samples == m && q.n_ref == n);
 
     double *radii = xmalloc((size_t)D2C_MAX(n, m) * sizeof(double));
-    knn_radii(c->real, n, d, METRICS_PRDC_K, radii);
+    CHECK(knn_radii(c->real, n, d, METRICS_PRDC_K, radii) == D2C_OK);
     snprintf(name, sizeof name, "%s real k-NN radii", c->name);
     check_close_d(name, radii, ref_real_radii, (size_t)n, 1e-9);
-    knn_radii(c->fake, m, d, METRICS_PRDC_K, radii);
+    CHECK(knn_radii(c->fake, m, d, METRICS_PRDC_K, radii) == D2C_OK);
     snprintf(name, sizeof name, "%s fake k-NN radii", c->name);
     check_close_d(name, radii, ref_fake_radii, (size_t)m, 1e-9);
     free(radii);
 
     /* The same FID from cached reference statistics. */
     in.real_stats = &real_stats;
-    QualityMetrics cached = quality_metrics_compute(&in);
+    QualityMetrics cached = quality_of(&in);
     CHECK(cached.fid == q.fid && cached.precision == q.precision);
     feature_stats_free(&real_stats);
 }
@@ -236,16 +304,16 @@ static void compare_case(const Case *c, const double *ref) {
  * on the lattice case open balls (strict <) give other numbers than closed ones. */
 static void check_detection(const Case *a, const double *ref_a, const Case *lattice,
                             const double *ref_lattice) {
-    FeatureStats s1 = feature_stats_compute(a->real, a->n_real, a->d);
-    FeatureStats s2 = feature_stats_compute(a->fake, a->n_fake, a->d);
-    double fid = fid_from_stats(&s1, &s2);
+    FeatureStats s1 = stats_of(a->real, a->n_real, a->d);
+    FeatureStats s2 = stats_of(a->fake, a->n_fake, a->d);
+    double fid = fid_of(&s1, &s2);
     CHECK(agrees(fid, ref_a[0], 1e-4));
     CHECK(!agrees(fid * (1 + 3e-4), ref_a[0], 1e-4));
     for (int i = 0; i < a->d * a->d; i++) {
         s1.cov[i] *= (a->n_real - 1.0) / a->n_real;
         s2.cov[i] *= (a->n_fake - 1.0) / a->n_fake;
     }
-    double biased = fid_from_stats(&s1, &s2);
+    double biased = fid_of(&s1, &s2);
     printf("     FID with biased covariance %.6f vs reference %.6f: rel diff %.2e "
            "(must exceed 1e-4)\n",
            biased, ref_a[0], fabs(biased - ref_a[0]) / ref_a[0]);
@@ -255,8 +323,7 @@ static void check_detection(const Case *a, const double *ref_a, const Case *latt
 
     int differs = 0;
     for (int i = 0; i < 4; i++) differs |= ref_lattice[3 + i] != ref_lattice[8 + i];
-    PrdcMetrics p = prdc_compute(lattice->real, lattice->n_real, lattice->fake, lattice->n_fake,
-                                 lattice->d, METRICS_PRDC_K);
+    PrdcMetrics p = prdc_of(lattice->real, lattice->n_real, lattice->fake, lattice->n_fake, lattice->d);
     printf("     lattice open-ball P/R/D/C %.4f %.4f %.4f %.4f vs closed %.4f %.4f %.4f %.4f\n",
            ref_lattice[8], ref_lattice[9], ref_lattice[10], ref_lattice[11], p.precision, p.recall,
            p.density, p.coverage);
@@ -270,28 +337,49 @@ static void check_properties(void) {
     float *real = cluster_set(n, d, 10, 11, 1.0f);
 
     /* FID(x, x) = 0 up to round-off of the traces. */
-    FeatureStats s = feature_stats_compute(real, n, d);
+    FeatureStats s = stats_of(real, n, d);
     double trace = 0;
     for (int i = 0; i < d; i++) trace += s.cov[i * d + i];
-    double self_fid = fid_from_stats(&s, &s);
+    double self_fid = fid_of(&s, &s);
     printf("     FID(x, x) = %.3e (trace %.1f)\n", self_fid, trace);
     CHECK(fabs(self_fid) <= 1e-9 * trace);
 
-    /* FID grows with the strength of added noise. */
+    /* FID grows with the strength of added noise. So does KID, measured against an
+     * independent draw of the same distribution (its unbiased estimate assumes the two
+     * sets independent: noisy copies of the very points it is compared with would bias
+     * it), here a correlated Gaussian of moderate norms like a feature network's. */
     float *noisy = xmalloc_floats((size_t)n * d);
-    double previous = 0;
+    float *g = gaussian_set(2 * n, d, 31, 1.0f, 0.0f), *g_other = g + (size_t)n * d;
+    float *g_noisy = xmalloc_floats((size_t)n * d);
+    double previous = 0, previous_kid = -INFINITY, kid_far = 0;
     const float sigmas[] = {0.05f, 0.1f, 0.2f, 0.4f, 0.8f, 1.6f};
+    KidOptions ko = kid_default_options();
+    ko.subset_size = 200; /* subsets smaller than the sets, so the std means something */
+    double kid_base, kid_base_std;
+    CHECK(kid_compute(g_other, n, g, n, d, &ko, &kid_base, &kid_base_std, NULL) == D2C_OK);
+    printf("     two draws of one Gaussian: KID %.5f +- %.5f\n", kid_base, kid_base_std);
     for (int t = 0; t < 6; t++) {
         Rng r = rng_stream(12, RNG_EVAL, (uint64_t)t);
         for (int i = 0; i < n * d; i++) noisy[i] = real[i] + sigmas[t] * rng_normal(&r);
-        FeatureStats ns = feature_stats_compute(noisy, n, d);
-        double fid = fid_from_stats(&s, &ns);
-        printf("     noise %.2f: FID %.5f\n", sigmas[t], fid);
+        Rng rg = rng_stream(13, RNG_EVAL, (uint64_t)t);
+        for (int i = 0; i < n * d; i++) g_noisy[i] = g[i] + sigmas[t] * rng_normal(&rg);
+        FeatureStats ns = stats_of(noisy, n, d);
+        double fid = fid_of(&s, &ns), kid, kid_std;
+        CHECK(kid_compute(g_other, n, g_noisy, n, d, &ko, &kid, &kid_std, NULL) == D2C_OK);
+        printf("     noise %.2f: FID %.5f; Gaussian + noise: KID %.5f +- %.5f\n", sigmas[t], fid, kid, kid_std);
         CHECK(fid > previous);
+        if (sigmas[t] >= 0.8f) CHECK(kid > previous_kid); /* below, the change is inside KID's noise at n = 500 */
         previous = fid;
+        previous_kid = kid;
+        kid_far = kid;
         feature_stats_free(&ns);
     }
+    /* the same distribution scores near 0 next to a clearly different one */
+    CHECK(fabs(kid_base) < 0.05 * kid_far);
+    CHECK(fabs(kid_base) < 3 * kid_base_std);
     free(noisy);
+    free(g);
+    free(g_noisy);
     feature_stats_free(&s);
 
     /* Precision falls as fakes are replaced by far-away noise, which no real ball holds. */
@@ -302,7 +390,7 @@ static void check_properties(void) {
         int replaced = quarter * m / 4;
         Rng r = rng_stream(14, RNG_EVAL, 0);
         for (int i = 0; i < replaced * d; i++) fake[i] = 1000.0f + 5.0f * rng_normal(&r);
-        PrdcMetrics p = prdc_compute(real, n, fake, m, d, METRICS_PRDC_K);
+        PrdcMetrics p = prdc_of(real, n, fake, m, d);
         printf("     %d%% far fakes: precision %.4f recall %.4f density %.4f coverage %.4f\n",
                25 * quarter, p.precision, p.recall, p.density, p.coverage);
         CHECK(p.precision < previous_p);
@@ -316,7 +404,7 @@ static void check_properties(void) {
     const int modes[] = {10, 5, 2, 1};
     for (int t = 0; t < 4; t++) {
         float *collapsed = cluster_set(m, d, modes[t], 15, 1.0f);
-        PrdcMetrics p = prdc_compute(real, n, collapsed, m, d, METRICS_PRDC_K);
+        PrdcMetrics p = prdc_of(real, n, collapsed, m, d);
         printf("     %2d modes: precision %.4f recall %.4f coverage %.4f\n", modes[t], p.precision,
                p.recall, p.coverage);
         CHECK(p.recall < previous_r);
@@ -327,7 +415,7 @@ static void check_properties(void) {
     }
 
     /* The same set against itself: every point sits in its own ball. */
-    PrdcMetrics same = prdc_compute(real, n, real, n, d, METRICS_PRDC_K);
+    PrdcMetrics same = prdc_of(real, n, real, n, d);
     CHECK(same.precision == 1.0 && same.recall == 1.0 && same.coverage == 1.0);
     CHECK(same.density >= 1.0);
     free(real);
@@ -338,16 +426,16 @@ static void check_properties(void) {
     float *probs = xcalloc((size_t)ni * k, sizeof(float));
     for (int i = 0; i < ni * k; i++) probs[i] = 1.0f / k;
     double is_mean, is_std;
-    inception_score(probs, ni, k, METRICS_IS_SPLITS, &is_mean, &is_std);
+    CHECK(inception_score(probs, ni, k, METRICS_IS_SPLITS, &is_mean, &is_std) == D2C_OK);
     CHECK(fabs(is_mean - 1.0) < 1e-6 && fabs(is_std) < 1e-6);
     memset(probs, 0, (size_t)ni * k * sizeof(float));
     int64_t labels[200];
     for (int i = 0; i < ni; i++) probs[i * k + i % k] = 1.0f, labels[i] = i % k;
-    inception_score(probs, ni, k, METRICS_IS_SPLITS, &is_mean, &is_std);
+    CHECK(inception_score(probs, ni, k, METRICS_IS_SPLITS, &is_mean, &is_std) == D2C_OK);
     CHECK(fabs(is_mean - k) < 1e-9 && fabs(is_std) < 1e-9);
-    CHECK(class_accuracy(probs, ni, k, labels) == 1.0);
+    CHECK(accuracy_of(probs, ni, k, labels) == 1.0);
     for (int i = 0; i < ni; i += 4) labels[i] = (labels[i] + 1) % k;
-    CHECK(class_accuracy(probs, ni, k, labels) == 0.75);
+    CHECK(accuracy_of(probs, ni, k, labels) == 0.75);
     free(probs);
 }
 
@@ -355,64 +443,48 @@ static void check_properties(void) {
 
 typedef enum {
     BAD_EMPTY, BAD_ONE_POINT, BAD_K_TOO_BIG, BAD_K_FAKE, BAD_DIMS, BAD_FEW_FOR_IS,
-    BAD_NAN, BAD_LABEL, BAD_CACHE_DIMS, BAD_COUNT
+    BAD_NAN, BAD_LABEL, BAD_CACHE_DIMS, BAD_KID_SUBSET, BAD_KID_NAN, BAD_COUNT
 } BadInput;
 
-static void call_with_bad_input(BadInput which) {
+static int call_with_bad_input(BadInput which) {
     float x[64] = {0}, probs[30] = {0};
     for (int i = 0; i < 64; i++) x[i] = (float)(i * i % 7);
     int64_t labels[3] = {0, 1, 12};
-    double r[16], mean, std;
-    FeatureStats a = feature_stats_compute(x, 4, 4), b = feature_stats_compute(x, 2, 8);
+    double r[16], mean, std, v;
+    FeatureStats a = stats_of(x, 4, 4), b = stats_of(x, 2, 8), none;
     QualityInputs in = {.real_feats = x, .n_ref = 16, .real_stats = &b, .fake_feats = x,
                         .fake_probs = probs, .fake_labels = labels, .n_samples = 16, .d = 4,
                         .n_classes = 1};
+    QualityMetrics q;
+    PrdcMetrics p;
+    KidOptions ko = kid_default_options();
+    int st = D2C_OK;
     switch (which) {
-    case BAD_EMPTY: feature_stats_compute(x, 0, 4); break;
-    case BAD_ONE_POINT: feature_stats_compute(x, 1, 4); break;
-    case BAD_K_TOO_BIG: knn_radii(x, 3, 4, 3, r); break;
-    case BAD_K_FAKE: prdc_compute(x, 10, x, 3, 4, 3); break;
-    case BAD_DIMS: fid_from_stats(&a, &b); break;
-    case BAD_FEW_FOR_IS: inception_score(probs, 9, 3, 10, &mean, &std); break;
-    case BAD_NAN: x[5] = NAN; prdc_compute(x, 8, x, 8, 4, 3); break;
-    case BAD_LABEL: class_accuracy(probs, 3, 10, labels); break;
-    case BAD_CACHE_DIMS: quality_metrics_compute(&in); break;
+    case BAD_EMPTY: st = feature_stats_compute(&none, x, 0, 4); break;
+    case BAD_ONE_POINT: st = feature_stats_compute(&none, x, 1, 4); break;
+    case BAD_K_TOO_BIG: st = knn_radii(x, 3, 4, 3, r); break;
+    case BAD_K_FAKE: st = prdc_compute(x, 10, x, 3, 4, 3, &p); break;
+    case BAD_DIMS: st = fid_from_stats(&a, &b, &v); break;
+    case BAD_FEW_FOR_IS: st = inception_score(probs, 9, 3, 10, &mean, &std); break;
+    case BAD_NAN: x[5] = NAN; st = prdc_compute(x, 8, x, 8, 4, 3, &p); break;
+    case BAD_LABEL: st = class_accuracy(probs, 3, 10, labels, &v); break;
+    case BAD_CACHE_DIMS: st = quality_metrics_compute(&in, &q); break;
+    case BAD_KID_SUBSET: ko.subset_size = 9; st = kid_compute(x, 8, x, 16, 4, &ko, &mean, &std, NULL); break;
+    case BAD_KID_NAN: x[7] = INFINITY; st = kid_compute(x, 16, x, 16, 4, &ko, &mean, &std, NULL); break;
     case BAD_COUNT: break;
     }
+    feature_stats_free(&a);
+    feature_stats_free(&b);
+    return st;
 }
 
-/* Each bad input must end a child process with status 2 and a "d2c: error:" line
- * (util.c may print a newline first to end a progress bar).
- * Runs before anything starts OpenMP threads, so the forks are safe. */
+/* Each bad input must return D2C_ERR_INPUT with a message, and never end the process. */
 static void check_bad_inputs(void) {
     for (int which = 0; which < BAD_COUNT; which++) {
-        int pipefd[2];
-        if (pipe(pipefd) != 0) die_fail("pipe failed");
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            dup2(pipefd[1], 2);
-            close(pipefd[0]);
-            call_with_bad_input((BadInput)which);
-            _exit(0);
-        }
-        close(pipefd[1]);
-        char message[512] = {0};
-        size_t got = 0;
-        ssize_t r;
-        while (got < sizeof message - 1 &&
-               (r = read(pipefd[0], message + got, sizeof message - 1 - got)) > 0)
-            got += (size_t)r;
-        close(pipefd[0]);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        const char *line = strncmp(message, "d2c: error: ", 12) == 0
-                               ? message
-                               : strstr(message, "\nd2c: error: ");
-        if (line && *line == '\n') line++;
-        int ok = WIFEXITED(status) && WEXITSTATUS(status) == D2C_EXIT_INPUT && line;
-        printf("%-4s bad input %d: exit %d, %s", ok ? "ok" : "FAIL", which,
-               WIFEXITED(status) ? WEXITSTATUS(status) : -1, line ? line : "(no error line)\n");
+        d2c_clear_error();
+        int st = call_with_bad_input((BadInput)which);
+        int ok = st == D2C_ERR_INPUT && d2c_last_error()[0] != 0;
+        printf("%-4s bad input %d: status %d, %s\n", ok ? "ok" : "FAIL", which, st, d2c_last_error());
         CHECK(ok);
     }
 }

@@ -1,8 +1,5 @@
 /* d2c_evaluator and d2c_fid (d2c.h): a thin handle over eval/evaluator.h's network and
- * eval/metrics.h's Frechet distance.
- * TEMPORARY (issue 9): src/eval still ends the process on some bad input through
- * eval/legacy_exit.c until the evaluation rework lands; then evaluator_load, the feature
- * statistics and the distance return statuses and the two marked pre-checks below go. */
+ * eval/metrics.h's Frechet distance. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +7,6 @@
 #include "core/util.h"
 #include "eval/evaluator.h"
 #include "eval/metrics.h"
-#include "io/safetensors.h"
 
 #define EVAL_DEFAULT_BATCH 256
 #define EVAL_MAX_IMAGES 10000000
@@ -28,13 +24,14 @@ int d2c_evaluator_load(d2c_evaluator **out, const char *path, int batch) {
     API_NOT_NULL(fn, path, "path");
     if (batch == 0) batch = EVAL_DEFAULT_BATCH;
     D2C_TRY(api_check_count(fn, "batch", batch, 4096));
-    /* TEMPORARY pre-check: the file opens as safetensors (status), so a missing or
-     * malformed file returns instead of exiting inside evaluator_load */
-    StFile *f;
-    D2C_TRY(st_open(&f, path));
-    st_close(f);
-    d2c_evaluator *e = xcalloc(1, sizeof *e);
-    evaluator_load(&e->net, &e->info, path, batch);
+    d2c_evaluator *e = d2c_try_malloc(sizeof *e);
+    if (!e) return D2C_ERR_FAIL;
+    memset(e, 0, sizeof *e);
+    int st = evaluator_load(&e->net, &e->info, path, batch);
+    if (st != D2C_OK) {
+        free(e);
+        return st;
+    }
     *out = e;
     return D2C_OK;
 }
@@ -93,13 +90,14 @@ int d2c_fid(const float *a, int na, const float *b, int nb, int d, double *fid) 
     *fid = 0;
     API_NOT_NULL(fn, a, "a");
     API_NOT_NULL(fn, b, "b");
-    /* TEMPORARY pre-checks: feature_stats_compute exits on these today */
     if (na < 2 || nb < 2)
         return d2c_error(D2C_ERR_INPUT, "%s: a covariance needs at least 2 points per set, got %d and %d", fn, na, nb);
     D2C_TRY(api_check_count(fn, "the feature dimension d", d, FID_MAX_DIM));
-    FeatureStats sa = feature_stats_compute(a, na, d), sb = feature_stats_compute(b, nb, d);
-    *fid = fid_from_stats(&sa, &sb);
+    FeatureStats sa = {0}, sb = {0};
+    int st = feature_stats_compute(&sa, a, na, d);
+    if (st == D2C_OK) st = feature_stats_compute(&sb, b, nb, d);
+    if (st == D2C_OK) st = fid_from_stats(&sa, &sb, fid);
     feature_stats_free(&sa);
     feature_stats_free(&sb);
-    return D2C_OK;
+    return st;
 }

@@ -1,9 +1,11 @@
 /* `d2c eval`: quality of generated samples against a reference data set, measured with
- * the evaluator ConvNet: FID on its penultimate features (a Frechet distance on this
- * evaluator's features, not Inception's), Inception Score on its class probabilities,
- * precision/recall/density/coverage (k = 3) in its feature space, and class accuracy of
- * the samples against the labels they were generated for. Prints a table and writes the
- * METRICS JSON of INTERFACE.md. Reference features are cached (see eval/refstats.h). */
+ * every committed evaluator of the data set (or the --evaluator list): per evaluator FID
+ * (a Frechet distance on that evaluator's features, not Inception's), KID, Inception
+ * Score, precision/recall/density/coverage (k = 3) and class accuracy; the consensus
+ * across evaluators (eval/suite.h); the classification accuracy score (a classifier
+ * trained on the samples alone, tested on the real test split). Prints a table and
+ * writes the METRICS JSON of INTERFACE.md, whose top-level metrics are the default
+ * evaluator's. Reference features are cached (see eval/refstats.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,105 +14,206 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "core/rng.h"
+#include "cli/eval_cli.h"
+#include "cli/eval_json.h"
 #include "core/util.h"
 #include "d2c.h"
-#include "eval/evaluator.h"
-#include "eval/metrics.h"
-#include "eval/refstats.h"
+#include "eval/suite.h"
+#include "eval/train.h"
 #include "io/dataset.h"
 #include "io/safetensors.h"
 
 static const char *USAGE =
     "usage: d2c eval --samples SAMPLES.safetensors --ref SRC[:train|:test] --out METRICS.json [options]\n"
     "Measures samples (images F32 (N,C,H,W) in [-1,1], labels I64 (N)) against the reference\n"
-    "images of SRC with the evaluator network: FID (a Frechet distance on the evaluator's\n"
-    "features, not Inception's), Inception Score (10 splits, samples in a fixed shuffled order),\n"
-    "precision/recall/density/coverage (k = 3) and class accuracy. The default evaluator is the\n"
-    "committed one for the data set (models/evaluator-*.safetensors). Reference features are\n"
-    "cached per evaluator and reference in --cache-dir.";
+    "images of SRC with every committed evaluator of the data set (models/evaluators.json) or the\n"
+    "--evaluator list: FID and KID on each evaluator's features (not Inception's), Inception\n"
+    "Score, precision/recall/density/coverage (k = 3), class accuracy; the consensus across\n"
+    "evaluators (geometric mean of FID / the evaluator's sigma-0.1-noise anchor; lower is better);\n"
+    "and the classification accuracy score (CAS) of a classifier trained on the samples alone.\n"
+    "Top-level metrics are the default evaluator's. Below 10,000 samples FID is biased: read KID.";
 
 static const char *FID_NOTE =
-    "fid is the Frechet distance between Gaussians fitted to this evaluator's penultimate "
-    "features (not Inception-v3's); compare it only with numbers from the same evaluator";
+    "fid is the Frechet distance between Gaussians fitted to the evaluator's features (not "
+    "Inception-v3's); compare it only with numbers from the same evaluator and the same number of samples";
+static const char *SMALL_N_NOTE =
+    "fewer than 10000 samples: FID is biased upwards at small n (by an amount that depends on n and the "
+    "evaluator), so compare FID only at equal n; KID is unbiased and is the primary number here";
+static const char *CONSENSUS_DEF =
+    "geometric mean over the evaluators with an anchor of fid / anchor_fid, where anchor_fid is the FID that "
+    "evaluator gives 10000 real training images + N(0, 0.1^2) noise against the test split; 1.0 = as far from "
+    "the data as sigma-0.1 noise, lower is better";
 
-/* A subset of at most max_ref images of d, chosen by a fixed-seed shuffle and kept in
- * data-set order; d itself when it is small enough. */
-static Dataset *limit_reference(Dataset *d, int max_ref, Dataset *store) {
-    if (max_ref <= 0 || d->n <= max_ref) return d;
-    int *idx = xcalloc((size_t)d->n, sizeof *idx);
-    for (int i = 0; i < d->n; i++) idx[i] = i;
-    Rng r = rng_stream(0, RNG_EVAL, 0);
-    rng_shuffle(&r, idx, d->n);
-    char *keep = xcalloc((size_t)d->n, 1);
-    for (int i = 0; i < max_ref; i++) keep[idx[i]] = 1;
-    int m = 0;
-    for (int i = 0; i < d->n; i++)
-        if (keep[i]) idx[m++] = i;
-    *store = dataset_subset(d, idx, m);
-    size_t n = strlen(d->source) + 32;
-    free(store->source);
-    store->source = xmalloc(n);
-    snprintf(store->source, n, "%s[max-ref %d]", d->source, max_ref);
-    free(idx);
-    free(keep);
-    return store;
+enum { HEADLINE_SAMPLES = 10000 };
+
+typedef struct {
+    double cas;
+    const char *note; /* why cas is null */
+    char test_src[1100];
+    int n_test;
+    double seconds;
+} CasRun;
+
+/* CAS of the samples on the test split of ref_src's data set (or cas_test). Status. */
+static int run_cas(CasRun *c, const float *images, const int64_t *labels, int n, int C, int H, int W, int K,
+                    const char *ref_src, const char *cas_test, const Dataset *ref_full, const CasOptions *o) {
+    memset(c, 0, sizeof *c);
+    c->cas = NAN;
+    if (!labels) {
+        c->note = "the samples file has no labels";
+        return D2C_OK;
+    }
+    char *src = cas_test ? xstrdup(cas_test) : eval_test_source(ref_src);
+    if (!src) {
+        c->note = "the reference has no test split (pass --cas-test SRC)";
+        return D2C_OK;
+    }
+    snprintf(c->test_src, sizeof c->test_src, "%s", src);
+    Dataset loaded = {0};
+    const Dataset *test = ref_full;
+    int st = D2C_OK;
+    if (strcmp(src, ref_full->source) != 0 && strcmp(src, ref_src) != 0) {
+        if ((st = dataset_load(&loaded, src)) != D2C_OK) goto done;
+        test = &loaded;
+    }
+    if (test->c != C || test->h != H || test->w != W) {
+        st = d2c_error(D2C_ERR_INPUT, "--cas-test %s: images are %dx%dx%d, the samples %dx%dx%d", src, test->c, test->h,
+                       test->w, C, H, W);
+        goto done;
+    }
+    double t0 = now_seconds();
+    st = cas_score(images, labels, n, C, H, W, K, test->images, test->labels, test->n, o, &c->cas);
+    c->seconds = now_seconds() - t0;
+    c->n_test = test->n;
+done:
+    if (test == &loaded) dataset_free(&loaded);
+    free(src);
+    return st;
 }
 
-static void add_number_or_null(cJSON *o, const char *key, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
-    else cJSON_AddNullToObject(o, key);
-}
-
-static void write_json(const char *path, const QualityMetrics *q, const EvaluatorInfo *info, const char *ref_src,
-                       const char *samples, const RefFeatures *rf, int feature_dim, double seconds) {
+static cJSON *metrics_json(const EvaluatorSuite *s, const EvaluatorResult *r, const CasRun *cas, const CasOptions *co,
+                           const char *ref_src, const char *samples, int n, double seconds) {
+    const int d = s->default_index;
+    const EvaluatorInfo *info = &s->infos[d];
+    const QualityMetrics *q = &r[d].q;
     cJSON *o = cJSON_CreateObject();
-    add_number_or_null(o, "fid", q->fid);
-    add_number_or_null(o, "is_mean", q->is_mean);
-    add_number_or_null(o, "is_std", q->is_std);
-    add_number_or_null(o, "precision", q->precision);
-    add_number_or_null(o, "recall", q->recall);
-    add_number_or_null(o, "density", q->density);
-    add_number_or_null(o, "coverage", q->coverage);
-    add_number_or_null(o, "class_accuracy", q->class_accuracy);
-    cJSON_AddNumberToObject(o, "n_samples", q->n_samples);
-    cJSON_AddNumberToObject(o, "n_ref", q->n_ref);
+    json_number_or_null(o, "fid", q->fid);
+    json_number_or_null(o, "kid", q->kid);
+    json_number_or_null(o, "kid_std", q->kid_std);
+    json_number_or_null(o, "is_mean", q->is_mean);
+    json_number_or_null(o, "is_std", q->is_std);
+    json_number_or_null(o, "precision", q->precision);
+    json_number_or_null(o, "recall", q->recall);
+    json_number_or_null(o, "density", q->density);
+    json_number_or_null(o, "coverage", q->coverage);
+    json_number_or_null(o, "class_accuracy", q->class_accuracy);
+    json_number_or_null(o, "cas", cas->cas);
+    int used = 0;
+    double consensus = suite_consensus(r, s->n, &used);
+    json_number_or_null(o, "consensus", consensus);
+    cJSON_AddNumberToObject(o, "n_samples", n);
+    cJSON_AddNumberToObject(o, "n_ref", s->n_ref);
     cJSON_AddStringToObject(o, "evaluator", info->id);
     cJSON_AddStringToObject(o, "evaluator_hash", info->hash);
     cJSON_AddStringToObject(o, "evaluator_file", info->path);
-    add_number_or_null(o, "evaluator_test_accuracy", info->test_accuracy);
+    cJSON_AddStringToObject(o, "evaluator_kind", eval_kind_name(info->kind));
+    json_number_or_null(o, "evaluator_test_accuracy", info->test_accuracy);
+    cJSON_AddStringToObject(o, "evaluator_set", s->name);
+    cJSON_AddStringToObject(o, "primary_metric", n >= HEADLINE_SAMPLES ? "fid" : "kid");
+    if (n < HEADLINE_SAMPLES) cJSON_AddStringToObject(o, "small_n_note", SMALL_N_NOTE);
+    cJSON *per = cJSON_AddArrayToObject(o, "per_evaluator");
+    for (int e = 0; e < s->n; e++)
+        cJSON_AddItemToArray(per, eval_result_json(&s->infos[e], &s->nets[e], &r[e], e == d, s->refs[e].cache));
+    cJSON *cd = cJSON_AddObjectToObject(o, "consensus_detail");
+    cJSON_AddStringToObject(cd, "definition", CONSENSUS_DEF);
+    cJSON_AddNumberToObject(cd, "evaluators_used", used);
+    cJSON *parts = cJSON_AddArrayToObject(cd, "per_evaluator");
+    for (int e = 0; e < s->n; e++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "evaluator", s->infos[e].id);
+        json_number_or_null(p, "fid", r[e].q.fid);
+        json_number_or_null(p, "anchor_fid", s->infos[e].anchor_fid);
+        json_number_or_null(p, "ratio", r[e].fid_ratio);
+        cJSON_AddItemToArray(parts, p);
+    }
+    cJSON *cj = cJSON_AddObjectToObject(o, "cas_detail");
+    if (cas->note) cJSON_AddStringToObject(cj, "note", cas->note);
+    else {
+        cJSON_AddStringToObject(cj, "test", cas->test_src);
+        cJSON_AddNumberToObject(cj, "n_test", cas->n_test);
+        cJSON_AddNumberToObject(cj, "seconds", round(cas->seconds * 10) / 10);
+    }
+    cJSON_AddNumberToObject(cj, "steps", (double)co->steps);
+    cJSON_AddNumberToObject(cj, "batch", co->batch);
+    cJSON_AddNumberToObject(cj, "seed", co->seed);
+    cJSON_AddNumberToObject(cj, "lr", co->lr);
+    cJSON_AddStringToObject(cj, "arch", "convnet-v1 with channels 16,32,32,48,64 (cas_arch)");
     cJSON_AddStringToObject(o, "ref", ref_src);
     cJSON_AddStringToObject(o, "samples", samples);
-    cJSON_AddNumberToObject(o, "feature_dim", feature_dim);
+    cJSON_AddNumberToObject(o, "feature_dim", s->nets[d].lay.feature_dim);
     cJSON_AddNumberToObject(o, "prdc_k", METRICS_PRDC_K);
     cJSON_AddNumberToObject(o, "is_splits", METRICS_IS_SPLITS);
-    cJSON_AddStringToObject(o, "ref_cache", rf->cache);
+    cJSON_AddNumberToObject(o, "kid_subsets", KID_SUBSETS);
+    cJSON_AddNumberToObject(o, "kid_subset_size", D2C_MIN(KID_SUBSET_SIZE, D2C_MIN(n, s->n_ref)));
+    cJSON_AddStringToObject(o, "ref_cache", s->refs[d].cache);
     cJSON_AddStringToObject(o, "fid_note", FID_NOTE);
     cJSON_AddStringToObject(o, "device", "cpu");
     cJSON_AddNumberToObject(o, "seconds", round(seconds * 1000) / 1000);
     cJSON_AddStringToObject(o, "d2c_version", D2C_VERSION);
+    return o;
+}
+
+static int write_json_file(const char *path, const cJSON *o) {
     char *text = cJSON_Print(o);
-    cJSON_Delete(o);
     AtomicFile af;
-    d2c_die_on_error(atomic_open(&af, path));
-    fputs(text, af.f);
-    fputc('\n', af.f);
-    d2c_die_on_error(atomic_commit(&af));
+    int st = atomic_open(&af, path);
+    if (st == D2C_OK) {
+        fputs(text, af.f);
+        fputc('\n', af.f);
+        st = atomic_commit(&af);
+    }
     free(text);
+    return st;
+}
+
+static void print_table(const EvaluatorSuite *s, const EvaluatorResult *r, const CasRun *cas, int n,
+                        const char *samples, const char *out, double seconds) {
+    printf("d2c eval: %d samples of %s vs %d reference images of %s\n", n, samples, s->n_ref, s->ref_source);
+    printf("  %-34s %9s %9s %8s %9s %7s %7s %8s %7s\n", "evaluator", "FID", "KID", "KID std", "precision", "recall",
+           "density", "coverage", "IS");
+    for (int e = 0; e < s->n; e++) {
+        const QualityMetrics *q = &r[e].q;
+        printf("%c %-34s %9.4f %9.5f %8.5f %9.4f %7.4f %7.4f %8.4f %7.3f\n", e == s->default_index ? '*' : ' ',
+               s->infos[e].id, q->fid, q->kid, q->kid_std, q->precision, q->recall, q->density, q->coverage,
+               q->is_mean);
+    }
+    int used;
+    double c = suite_consensus(r, s->n, &used);
+    printf("  consensus %.4f (geometric mean of FID / sigma-0.1 anchor over %d evaluators; lower is better)\n", c, used);
+    if (isfinite(cas->cas)) printf("  CAS %.4f (test accuracy of a classifier trained on the samples alone)\n", cas->cas);
+    else printf("  CAS -   (%s)\n", cas->note);
+    const QualityMetrics *q = &r[s->default_index].q;
+    if (isfinite(q->class_accuracy)) printf("  class accuracy %.4f (default evaluator)\n", q->class_accuracy);
+    printf("* default evaluator; total %.1f s -> %s\n", seconds, out);
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *samples = NULL, *ref_src = NULL, *out = NULL, *eval_path = NULL, *device = "cpu";
-    const char *cache_opt = NULL;
-    int threads = 2, max_ref = 10000, batch = 256, no_cache = 0, quiet = 0;
+    const char *samples = NULL, *ref_src = NULL, *out = NULL, *eval_list = NULL, *device = "cpu";
+    const char *cache_opt = NULL, *cas_test = NULL;
+    int threads = 2, max_ref = 10000, batch = 256, no_cache = 0, quiet = 0, no_cas = 0;
+    CasOptions co = cas_default_options();
+    int cas_steps = (int)co.steps;
     Option opts[] = {
         {"samples", OPT_STRING, &samples, 1, 0, "samples file: images F32 (N,C,H,W), labels I64 (N) (required)", 0},
         {"ref", OPT_STRING, &ref_src, 1, 0, "reference data source, e.g. fashion-mnist:test (required)", 0},
         {"out", OPT_STRING, &out, 1, 0, "METRICS JSON to write (required)", 0},
-        {"evaluator", OPT_STRING, &eval_path, 1, 0, "evaluator file (default: the committed one for the data)", 0},
+        {"evaluator", OPT_STRING, &eval_list, 1, 0, "evaluator file or comma list, the first the default (default: the committed set)", 0},
         {"max-ref", OPT_INT, &max_ref, 0, 1e9, "use at most N reference images, a fixed random subset (default 10000, 0 = all)", 0},
         {"cache-dir", OPT_STRING, &cache_opt, 1, 0, "reference-feature cache (default $XDG_CACHE_HOME/d2c or ~/.cache/d2c)", 0},
         {"no-cache", OPT_FLAG, &no_cache, 1, 0, "neither read nor write the reference cache", 0},
+        {"no-cas", OPT_FLAG, &no_cas, 1, 0, "skip the classification accuracy score (cas is null)", 0},
+        {"cas-steps", OPT_INT, &cas_steps, 1, 1e7, "CAS classifier training steps (default 600)", 0},
+        {"cas-test", OPT_STRING, &cas_test, 1, 0, "real labelled images CAS is tested on (default: the ref's test split)", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "images per evaluator call (default 256)", 0},
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
         {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
@@ -123,100 +226,85 @@ int cmd_eval(int argc, char **argv) {
     D2C_TRY(require_option("eval", opts, "out"));
     D2C_TRY(check_device("eval", device));
     apply_threads(threads);
-    d2c_die_on_error(check_writable(out));
+    D2C_TRY(check_writable(out));
+    co.steps = cas_steps;
+    co.quiet = quiet;
     double t0 = now_seconds();
 
     /* the samples: checked before any long work */
     StFile *sf;
-    d2c_die_on_error(st_open(&sf, samples));
+    D2C_TRY(st_open(&sf, samples));
     const StTensor *it = st_find(sf, "images");
-    if (!it) die_input("%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
-    if (it->ndim != 4) die_input("%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
+    if (!it) return d2c_error(D2C_ERR_INPUT, "%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
+    if (it->ndim != 4) return d2c_error(D2C_ERR_INPUT, "%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
     const int n = (int)it->shape[0], C = (int)it->shape[1], H = (int)it->shape[2], W = (int)it->shape[3];
-    if (n < 1) die_input("%s: holds no images", samples);
+    if (n < 1) return d2c_error(D2C_ERR_INPUT, "%s: holds no images", samples);
     const float *images;
-    d2c_die_on_error(st_require_f32(sf, "images", 4, it->shape, &images));
+    D2C_TRY(st_require_f32(sf, "images", 4, it->shape, &images));
     for (size_t i = 0, m = (size_t)n * C * H * W; i < m; i++)
-        if (!isfinite(images[i])) die_input("%s: 'images' holds a non-finite value at flat index %zu", samples, i);
+        if (!isfinite(images[i])) return d2c_error(D2C_ERR_INPUT, "%s: 'images' holds a non-finite value at flat index %zu", samples, i);
     const int64_t *labels = NULL;
     if (st_find(sf, "labels")) {
         int64_t shp[1] = {n};
-        d2c_die_on_error(st_require_i64(sf, "labels", 1, shp, &labels));
+        D2C_TRY(st_require_i64(sf, "labels", 1, shp, &labels));
     }
 
     Dataset ref_full, ref_small = {0};
-    d2c_die_on_error(dataset_load(&ref_full, ref_src));
-    Dataset *ref = limit_reference(&ref_full, max_ref, &ref_small);
-    char *default_eval = eval_path ? NULL : evaluator_default_path(ref_src, ref->c, ref->h, ref->w);
-    Evaluator net;
-    EvaluatorInfo info;
-    evaluator_load(&net, &info, eval_path ? eval_path : default_eval, batch);
-    const EvalArch *a = &net.lay.arch;
-    const int K = a->num_classes, D = net.lay.feature_dim;
-    if (ref->c != a->in_channels || ref->h != a->height || ref->w != a->width)
-        die_input("--ref %s: images are %dx%dx%d (CxHxW) but the evaluator %s takes %dx%dx%d", ref_src, ref->c, ref->h,
-                  ref->w, info.path, a->in_channels, a->height, a->width);
-    if (C != a->in_channels)
-        die_input("%s: images have %d channel(s) but the evaluator %s takes %d", samples, C, info.path, a->in_channels);
-    if (H != a->height || W != a->width)
-        die_input("%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W, info.path, a->height, a->width);
-    if (n < METRICS_IS_SPLITS || n <= METRICS_PRDC_K)
-        die_input("%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
-    if (ref->n <= METRICS_PRDC_K) die_input("--ref %s: %d images; the metrics need at least %d", ref_src, ref->n, METRICS_PRDC_K + 1);
-    if (labels)
-        for (int i = 0; i < n; i++)
-            if (labels[i] < 0 || labels[i] >= K)
-                die_input("%s: label %lld of image %d is outside the evaluator's classes 0..%d", samples,
-                          (long long)labels[i], i, K - 1);
-
+    D2C_TRY(dataset_load(&ref_full, ref_src));
+    Dataset *ref = eval_limit_dataset(&ref_full, max_ref, &ref_small);
+    EvaluatorSet set;
+    D2C_TRY(eval_list ? evaluator_set_from_list(&set, eval_list) : evaluator_set_for_ref(&set, ref_src, ref->c, ref->h, ref->w));
+    SuiteOptions so = suite_default_options();
     char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
-    RefFeatures rf;
-    ref_features_get(&rf, &net, &info, ref, cache_dir, quiet ? NULL : "eval reference");
-    double t_ref = now_seconds() - t0;
-    float *feats = xmalloc_floats((size_t)n * D), *probs = xmalloc_floats((size_t)n * K);
-    evaluator_apply(&net, images, n, feats, probs, quiet ? NULL : "eval samples");
-
-    /* The Inception Score cuts the samples into consecutive splits; a fixed shuffle first
-     * keeps a class-sorted samples file from scoring each class on its own. Every other
-     * metric ignores the order. */
-    int *perm = xcalloc((size_t)n, sizeof *perm);
-    for (int i = 0; i < n; i++) perm[i] = i;
-    Rng shuffle = rng_stream(0, RNG_EVAL, 1);
-    rng_shuffle(&shuffle, perm, n);
-    float *probs_mixed = xmalloc_floats((size_t)n * K);
-    int64_t *labels_mixed = xcalloc((size_t)n, sizeof *labels_mixed); /* zeros without labels */
-    for (int i = 0; i < n; i++) {
-        memcpy(probs_mixed + (size_t)i * K, probs + (size_t)perm[i] * K, sizeof(float) * K);
-        if (labels) labels_mixed[i] = labels[perm[i]];
+    so.cache_dir = cache_dir;
+    so.batch = batch;
+    so.quiet = quiet;
+    /* cheap checks of the samples against every evaluator before the reference passes */
+    for (int e = 0; e < set.n; e++) {
+        Evaluator net;
+        EvaluatorInfo info;
+        D2C_TRY(evaluator_load(&net, &info, set.paths[e], 1));
+        const EvalArch *a = &net.lay.arch;
+        if (C != a->in_channels)
+            return d2c_error(D2C_ERR_INPUT, "%s: images have %d channel(s) but the evaluator %s takes %d", samples, C, info.path, a->in_channels);
+        if (H != a->height || W != a->width)
+            return d2c_error(D2C_ERR_INPUT, "%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W, info.path, a->height, a->width);
+        if (labels)
+            for (int i = 0; i < n; i++)
+                if (labels[i] < 0 || labels[i] >= a->num_classes)
+                    return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the evaluator's classes 0..%d", samples,
+                              (long long)labels[i], i, a->num_classes - 1);
+        evaluator_destroy(&net);
     }
-    QualityInputs in = {.real_feats = rf.feats, .n_ref = rf.n, .real_stats = &rf.stats, .fake_feats = feats,
-                        .fake_probs = probs_mixed, .fake_labels = labels_mixed, .n_samples = n,
-                        .d = D, .n_classes = K};
-    QualityMetrics q = quality_metrics_compute(&in);
-    if (!labels) q.class_accuracy = NAN;
+    if (n < METRICS_IS_SPLITS || n <= METRICS_PRDC_K)
+        return d2c_error(D2C_ERR_INPUT, "%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
+    if (n < HEADLINE_SAMPLES && !quiet)
+        report_line("note", "fewer than 10000 samples: FID is biased at small n; KID is the primary number here");
+
+    EvaluatorSuite suite;
+    D2C_TRY(suite_open(&suite, &set, ref, &so));
+    EvaluatorResult *r = xcalloc((size_t)suite.n, sizeof *r);
+    int st = suite_measure(&suite, images, labels, n, &so, quiet ? NULL : "samples", r);
+    if (st != D2C_OK) return (d2c_error_context(st, "%s: ", samples));
+    CasRun cas;
+    if (no_cas) {
+        memset(&cas, 0, sizeof cas);
+        cas.cas = NAN;
+        cas.note = "skipped (--no-cas)";
+    } else {
+        const EvalArch *a = &suite.nets[suite.default_index].lay.arch;
+        D2C_TRY(run_cas(&cas, images, labels, n, C, H, W, a->num_classes, ref_src, cas_test, &ref_full, &co));
+    }
     double seconds = now_seconds() - t0;
-    write_json(out, &q, &info, ref_src, samples, &rf, D, seconds);
-
-    if (!quiet) {
-        printf("d2c eval: %d samples of %s vs %d reference images of %s\n", n, samples, rf.n, ref->source);
-        printf("evaluator %s (%s)\n", info.id, info.path);
-        printf("  %-15s %10.4f   (Frechet distance on the evaluator's %d-d features, not Inception)\n", "FID", q.fid, D);
-        printf("  %-15s %10.4f +- %.4f (%d splits)\n", "IS", q.is_mean, q.is_std, METRICS_IS_SPLITS);
-        printf("  %-15s %10.4f\n  %-15s %10.4f\n", "precision", q.precision, "recall", q.recall);
-        printf("  %-15s %10.4f\n  %-15s %10.4f\n", "density", q.density, "coverage", q.coverage);
-        if (labels) printf("  %-15s %10.4f\n", "class accuracy", q.class_accuracy);
-        else printf("  %-15s %10s   (the samples file has no labels)\n", "class accuracy", "-");
-        printf("reference features: cache %s, %.1f s; total %.1f s -> %s\n", rf.cache, t_ref, seconds, out);
-    }
-    free(perm);
-    free(probs_mixed);
-    free(labels_mixed);
-    free(feats);
-    free(probs);
+    cJSON *o = metrics_json(&suite, r, &cas, &co, ref_src, samples, n, seconds);
+    st = write_json_file(out, o);
+    cJSON_Delete(o);
+    if (st != D2C_OK) return st;
+    if (!quiet) print_table(&suite, r, &cas, n, samples, out, seconds);
+    free(r);
     free(cache_dir);
-    free(default_eval);
-    ref_features_free(&rf);
-    evaluator_destroy(&net);
+    suite_close(&suite);
+    evaluator_set_free(&set);
     if (ref == &ref_small) dataset_free(&ref_small);
     dataset_free(&ref_full);
     st_close(sf);

@@ -7,17 +7,25 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/eval_cli.h"
 #include "core/util.h"
 #include "eval/evaluator.h"
+#include "eval/suite.h"
+#include "eval/train.h"
 #include "io/safetensors.h"
 
 static const char *USAGE =
-    "usage: d2c evaluator train --data SRC --out EVALUATOR.safetensors [options]\n"
+    "usage: d2c evaluator train --data SRC --out EVALUATOR.safetensors [--kind pool|spatial|ae] [options]\n"
     "       d2c evaluator info EVALUATOR.safetensors\n"
+    "       d2c evaluator calibrate EVALUATOR.safetensors --data SRC\n"
+    "       d2c evaluator ladder --data SRC --out LADDER.json [options]\n"
     "train: fits the evaluator ConvNet (conv3x3+GroupNorm+SiLU stages, global average pool,\n"
     "linear) on SRC's training split minus --val images (the last of every class), held out\n"
     "for validation; the test split is measured once, at the end, and recorded in the file.\n"
-    "Deterministic: the same options give the same weights and hash.";
+    "Deterministic: the same options give the same weights and hash.\n"
+    "calibrate: measures the consensus anchor (FID and KID of 10000 training images + N(0, 0.1^2)\n"
+    "noise against the test split) and stores it in the file's metadata (weights untouched).\n"
+    "ladder: the sanity ladder every evaluator must order correctly (d2c evaluator ladder --help).";
 
 static char *join_command(int argc, char **argv) {
     size_t n = 4;
@@ -33,7 +41,7 @@ static char *join_command(int argc, char **argv) {
 
 static int evaluator_train_cmd(int argc, char **argv) {
     EvalTrainOptions o = eval_train_default_options();
-    const char *channels = NULL, *strides = NULL, *device = "cpu";
+    const char *channels = NULL, *strides = NULL, *device = "cpu", *kind = "pool", *dec = NULL;
     int threads = 2, no_flip = 0, no_test = 0;
     double lr = o.lr;
     Option opts[] = {
@@ -45,8 +53,11 @@ static int evaluator_train_cmd(int argc, char **argv) {
         {"seed", OPT_INT, &o.seed, 0, 2147483647, "random seed (default 0)", 0},
         {"val", OPT_INT, &o.val, 0, 1e9, "held-out validation images, the last of every class (default 5000)", 0},
         {"limit", OPT_INT, &o.limit, 1, 1e9, "use only about N images, the first of every class", 0},
-        {"channels", OPT_STRING, &channels, 1, 0, "per-stage channels (default 32,64,64,96,128)", 0},
-        {"strides", OPT_STRING, &strides, 1, 0, "per-stage strides, 1 or 2 (default 1,2,1,2,2)", 0},
+        {"kind", OPT_STRING, &kind, 1, 0, "pool (convnet-v1), spatial (spatial-v1) or ae (ae-v1) (default pool)", 0},
+        {"channels", OPT_STRING, &channels, 1, 0, "per-stage channels (default per kind, e.g. 32,64,64,96,128)", 0},
+        {"strides", OPT_STRING, &strides, 1, 0, "per-stage strides, 1 or 2 (default per kind, e.g. 1,2,1,2,2)", 0},
+        {"hidden", OPT_INT, &o.hidden, 1, 65536, "spatial: fc width; ae: bottleneck width (default 256 / 128)", 0},
+        {"decoder-channels", OPT_STRING, &dec, 1, 0, "ae: decoder map channels, smallest map first (default 16,32,16)", 0},
         {"crop-pad", OPT_INT, &o.crop_pad, 0, 16, "random-shift augmentation in pixels (default 0)", 0},
         {"no-flip", OPT_FLAG, &no_flip, 1, 0, "no random horizontal flips", 0},
         {"no-test", OPT_FLAG, &no_test, 1, 0, "skip the final test-split accuracy", 0},
@@ -62,30 +73,42 @@ static int evaluator_train_cmd(int argc, char **argv) {
     o.lr = lr;
     o.flip = !no_flip;
     o.test = !no_test;
+    D2C_TRY(d2c_error_context(eval_kind_parse(kind, &o.kind), "--kind: "));
     if (channels || strides) {
-        int L = parse_int_list(channels ? channels : "32,64,64,96,128", o.channels, EVAL_MAX_STAGES);
-        int Ls = parse_int_list(strides ? strides : "1,2,1,2,2", o.strides, EVAL_MAX_STAGES);
-        if (L < 1) die_input("evaluator train: --channels must be 1..%d comma-separated integers", EVAL_MAX_STAGES);
-        if (Ls != L) die_input("evaluator train: --strides must list one stride per --channels entry (%d)", L);
+        EvalArch def = eval_arch_default(o.kind, 1, 28, 28, 10);
+        int L = channels ? parse_int_list(channels, o.channels, EVAL_MAX_STAGES) : def.num_stages;
+        int Ls = strides ? parse_int_list(strides, o.strides, EVAL_MAX_STAGES) : def.num_stages;
+        for (int l = 0; !channels && l < L; l++) o.channels[l] = def.channels[l];
+        for (int l = 0; !strides && l < Ls; l++) o.strides[l] = def.strides[l];
+        if (L < 1) return d2c_error(D2C_ERR_INPUT, "evaluator train: --channels must be 1..%d comma-separated integers", EVAL_MAX_STAGES);
+        if (Ls != L) return d2c_error(D2C_ERR_INPUT, "evaluator train: --strides must list one stride per --channels entry (%d)", L);
         o.num_stages = L;
     }
+    if (dec) {
+        o.num_dec = parse_int_list(dec, o.dec_channels, EVAL_MAX_STAGES + 1);
+        if (o.num_dec < 2) return d2c_error(D2C_ERR_INPUT, "evaluator train: --decoder-channels must be 2..%d comma-separated integers", EVAL_MAX_STAGES + 1);
+        if (o.kind != EVAL_KIND_AE) return d2c_error(D2C_ERR_INPUT, "evaluator train: --decoder-channels is for --kind ae");
+    }
+    if (o.hidden && o.kind == EVAL_KIND_POOL) return d2c_error(D2C_ERR_INPUT, "evaluator train: --hidden is for --kind spatial or ae");
     apply_threads(threads);
     char *command = join_command(argc, argv);
     o.command = command;
     EvaluatorInfo info;
-    evaluator_train(&o, &info);
-    printf("%s\t%s\ttest_accuracy %.4f\n", info.id, info.path, info.test_accuracy);
+    D2C_TRY(evaluator_train(&o, &info));
+    printf("%s\t%s\ttest_accuracy %.4f", info.id, info.path, info.test_accuracy);
+    if (!isnan(info.test_mse)) printf("\ttest_mse %.6f", info.test_mse);
+    printf("\n");
     free(command);
     return 0;
 }
 
 static int evaluator_info_cmd(int argc, char **argv) {
-    if (argc != 4 || argv[3][0] == '-') die_input("evaluator info: give one evaluator file (d2c evaluator info FILE)");
+    if (argc != 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator info: give one evaluator file (d2c evaluator info FILE)");
     Evaluator net;
     EvaluatorInfo info;
-    evaluator_load(&net, &info, argv[3], 1); /* verifies the hash */
+    D2C_TRY(evaluator_load(&net, &info, argv[3], 1)); /* verifies the hash */
     StFile *f;
-    d2c_die_on_error(st_open(&f, argv[3]));
+    D2C_TRY(st_open(&f, argv[3]));
     printf("%-15s%s\n%-15s%s\n%-15s%s (verified)\n%-15s%zu\n%-15s%d\n", "file", info.path, "id", info.id,
            "hash", info.hash, "parameters", net.lay.n_params, "features", net.lay.feature_dim);
     for (int i = 0; i < st_meta_count(f); i++) {
@@ -97,14 +120,42 @@ static int evaluator_info_cmd(int argc, char **argv) {
     return 0;
 }
 
+static int evaluator_calibrate_cmd(int argc, char **argv) {
+    if (argc < 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator calibrate: give one evaluator file (d2c evaluator calibrate FILE --data SRC)");
+    const char *path = argv[3], *data = NULL, *cache_opt = NULL;
+    int threads = 2, no_cache = 0, quiet = 0;
+    Option opts[] = {
+        {"data", OPT_STRING, &data, 1, 0, "the evaluator's data source, with train and test splits (required)", 0},
+        {"cache-dir", OPT_STRING, &cache_opt, 1, 0, "reference-feature cache (default as d2c eval)", 0},
+        {"no-cache", OPT_FLAG, &no_cache, 1, 0, "neither read nor write the reference cache", 0},
+        {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
+        {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
+        {NULL, 0, NULL, 0, 0, NULL, 0},
+    };
+    D2C_TRY(parse_options("evaluator calibrate", USAGE, opts, argc, argv, 4));
+    D2C_TRY(require_option("evaluator calibrate", opts, "data"));
+    apply_threads(threads);
+    SuiteOptions so = suite_default_options();
+    char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
+    so.cache_dir = cache_dir;
+    so.quiet = quiet;
+    double fid, kid;
+    D2C_TRY(evaluator_calibrate(path, data, &so, &fid, &kid));
+    printf("%s\tanchor_fid %.6g\tanchor_kid %.6g\n", path, fid, kid);
+    free(cache_dir);
+    return 0;
+}
+
 int cmd_evaluator(int argc, char **argv) {
     const char *sub = argc > 2 ? argv[2] : NULL;
     if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         fprintf(sub ? stdout : stderr, "%s\n", USAGE);
-        if (!sub) die_input("evaluator: give a subcommand: train or info");
+        if (!sub) return d2c_error(D2C_ERR_INPUT, "evaluator: give a subcommand: train, info, calibrate or ladder");
         return 0;
     }
     if (strcmp(sub, "train") == 0) return evaluator_train_cmd(argc, argv);
     if (strcmp(sub, "info") == 0) return evaluator_info_cmd(argc, argv);
-    die_input("evaluator: unknown subcommand '%s' (train or info)", sub);
+    if (strcmp(sub, "calibrate") == 0) return evaluator_calibrate_cmd(argc, argv);
+    if (strcmp(sub, "ladder") == 0) return cmd_evaluator_ladder(argc, argv);
+    return d2c_error(D2C_ERR_INPUT, "evaluator: unknown subcommand '%s' (train, info, calibrate or ladder)", sub);
 }

@@ -2,7 +2,9 @@
  * condense -> train -> sample -> eval as child processes of this same executable, plus the
  * full-data cell, and writes the cells of INTERFACE.md "Experiment results" to a JSON file
  * after each one (atomically), so an interrupted table resumes where it stopped: a cell
- * whose metrics file exists is read back, not recomputed. */
+ * whose metrics file exists is read back, not recomputed. Each cell carries every
+ * evaluator's metrics, CAS and the consensus; at the end the table says where the
+ * evaluators disagree on method vs random (experiment_table.c). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/experiment_table.h"
 #include "core/util.h"
 #include "condense/condense.h"
 #include "io/dataset.h"
@@ -200,12 +203,7 @@ int cmd_experiment(int argc, char **argv) {
                 cJSON_AddStringToObject(cell, "method", method);
                 cJSON_AddNumberToObject(cell, "budget", atof(budget));
                 cJSON_AddNumberToObject(cell, "seed", atof(seeds[si]));
-                const char *copy[] = {"fid", "is_mean", "is_std", "precision", "recall", "density", "coverage",
-                                      "class_accuracy", "evaluator"};
-                for (size_t k = 0; k < sizeof copy / sizeof copy[0]; k++) {
-                    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, copy[k]);
-                    if (v) cJSON_AddItemToObject(cell, copy[k], cJSON_Duplicate(v, 1));
-                }
+                experiment_copy_metrics(cell, m);
                 int n_images;
                 D2C_TRY(count_images(train_data, &n_images));
                 cJSON_AddNumberToObject(cell, "n_images", n_images);
@@ -218,6 +216,7 @@ int cmd_experiment(int argc, char **argv) {
                 cJSON_AddItemToArray(cells, cell);
                 D2C_TRY(write_json(out, cells));
             }
+    experiment_annotate_agreement(cells);
     D2C_TRY(write_json(out, cells));
     fprintf(stderr, "experiment: %d cells -> %s\n", total, out);
     cJSON_Delete(cells);

@@ -1,229 +1,94 @@
-/* The evaluator ConvNet: architecture description, parameter layout, initialisation,
- * forward and backward on the engine kernels, softmax cross-entropy, batched feature
- * extraction and the content hash. Saving, loading and finding the committed files live
- * in evaluator_io.c; training in evaluator_train.c.
+/* The evaluator networks' instances: buffers, forward and backward of the encoder, the
+ * three heads (pool, spatial, ae bottleneck + probe) and the ae decoder, on the engine
+ * kernels; softmax cross-entropy; batched feature extraction; the content hash. The
+ * architectures and parameter layout live in evaluator_arch.c, files in evaluator_io.c,
+ * training in evaluator_train.c.
  *
  * Shape letters as in evaluator.h: B batch, Cl stage channels, Nl stage positions,
- * G groups, D features, K classes. */
+ * G groups, F hidden width, D features, K classes, Cd_u / n_u decoder map u. */
 #include "eval/evaluator.h"
 
-#include <cjson/cJSON.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/progress.h"
-#include "core/rng.h"
 #include "core/util.h"
-
-/* ---------------------------------------------------------------- architecture */
-
-EvalArch eval_arch_default(int in_channels, int height, int width, int num_classes) {
-    static const int CH[] = {32, 64, 64, 96, 128}, ST[] = {1, 2, 1, 2, 2};
-    EvalArch a = {.in_channels = in_channels, .height = height, .width = width,
-                  .num_stages = 5, .groups = 8, .num_classes = num_classes};
-    for (int l = 0; l < 5; l++) a.channels[l] = CH[l], a.strides[l] = ST[l];
-    return a;
-}
-
-int eval_arch_validate(const EvalArch *a, char *why, size_t n) {
-    if (a->in_channels < 1 || a->in_channels > 4)
-        return snprintf(why, n, "image channels must be 1..4, got %d", a->in_channels), -1;
-    if (a->height < 4 || a->width < 4 || a->height > 1024 || a->width > 1024)
-        return snprintf(why, n, "image size must be 4..1024 per side, got %dx%d", a->height, a->width), -1;
-    if (a->num_stages < 1 || a->num_stages > EVAL_MAX_STAGES)
-        return snprintf(why, n, "the network needs 1..%d stages, got %d", EVAL_MAX_STAGES, a->num_stages), -1;
-    if (a->num_classes < 2 || a->num_classes > 100000)
-        return snprintf(why, n, "num_classes must be 2..100000, got %d", a->num_classes), -1;
-    if (a->groups < 1) return snprintf(why, n, "groups must be >= 1, got %d", a->groups), -1;
-    int h = a->height, w = a->width;
-    for (int l = 0; l < a->num_stages; l++) {
-        if (a->channels[l] < 1 || a->channels[l] > 4096)
-            return snprintf(why, n, "stage %d: channels must be 1..4096, got %d", l, a->channels[l]), -1;
-        if (a->channels[l] % a->groups)
-            return snprintf(why, n, "stage %d: %d channels not divisible by %d groups", l, a->channels[l], a->groups), -1;
-        if (a->strides[l] != 1 && a->strides[l] != 2)
-            return snprintf(why, n, "stage %d: stride must be 1 or 2, got %d", l, a->strides[l]), -1;
-        h = conv_out_size(h, 3, a->strides[l]);
-        w = conv_out_size(w, 3, a->strides[l]);
-    }
-    if (h < 1 || w < 1) return snprintf(why, n, "too many stride-2 stages for %dx%d images", a->height, a->width), -1;
-    return 0;
-}
-
-char *eval_arch_to_json(const EvalArch *a) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", EVAL_ARCH_NAME);
-    cJSON_AddNumberToObject(o, "in_channels", a->in_channels);
-    cJSON_AddNumberToObject(o, "height", a->height);
-    cJSON_AddNumberToObject(o, "width", a->width);
-    cJSON *ch = cJSON_AddArrayToObject(o, "channels"), *st = cJSON_AddArrayToObject(o, "strides");
-    for (int l = 0; l < a->num_stages; l++) {
-        cJSON_AddItemToArray(ch, cJSON_CreateNumber(a->channels[l]));
-        cJSON_AddItemToArray(st, cJSON_CreateNumber(a->strides[l]));
-    }
-    cJSON_AddNumberToObject(o, "groups", a->groups);
-    cJSON_AddNumberToObject(o, "num_classes", a->num_classes);
-    cJSON_AddStringToObject(o, "block", "conv3x3+groupnorm+silu");
-    cJSON_AddStringToObject(o, "head", "global-avg-pool+linear+softmax");
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
-static int json_int(const cJSON *v, int *out) {
-    /* the range check first: converting a double outside int's range is undefined */
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX) ||
-        v->valuedouble != (double)(int)v->valuedouble)
-        return -1;
-    *out = (int)v->valuedouble;
-    return 0;
-}
-
-int eval_arch_from_json(const char *json, EvalArch *a, char *why, size_t n) {
-    memset(a, 0, sizeof *a);
-    cJSON *o = cJSON_Parse(json);
-    int rc = -1;
-    if (!cJSON_IsObject(o)) {
-        snprintf(why, n, "arch is not a JSON object");
-        goto done;
-    }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-    if (!cJSON_IsString(name) || strcmp(name->valuestring, EVAL_ARCH_NAME) != 0) {
-        snprintf(why, n, "arch name is not '%s'", EVAL_ARCH_NAME);
-        goto done;
-    }
-    const char *keys[] = {"in_channels", "height", "width", "groups", "num_classes"};
-    int *dst[] = {&a->in_channels, &a->height, &a->width, &a->groups, &a->num_classes};
-    for (int i = 0; i < 5; i++)
-        if (json_int(cJSON_GetObjectItemCaseSensitive(o, keys[i]), dst[i])) {
-            snprintf(why, n, "arch lacks an integer '%s'", keys[i]);
-            goto done;
-        }
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "channels");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "strides");
-    int L = cJSON_GetArraySize(ch);
-    if (!cJSON_IsArray(ch) || !cJSON_IsArray(st) || L != cJSON_GetArraySize(st) || L < 1 || L > EVAL_MAX_STAGES) {
-        snprintf(why, n, "arch needs arrays 'channels' and 'strides' of equal length 1..%d", EVAL_MAX_STAGES);
-        goto done;
-    }
-    a->num_stages = L;
-    for (int l = 0; l < L; l++)
-        if (json_int(cJSON_GetArrayItem(ch, l), &a->channels[l]) || json_int(cJSON_GetArrayItem(st, l), &a->strides[l])) {
-            snprintf(why, n, "arch 'channels'/'strides' hold a non-integer");
-            goto done;
-        }
-    rc = eval_arch_validate(a, why, n);
-done:
-    cJSON_Delete(o);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- layout */
-
-static size_t add_tensor(EvalLayout *lay, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    D2C_CHECK(lay->n_tensors < EVAL_MAX_TENSORS);
-    EvalTensor *t = &lay->tensors[lay->n_tensors++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ndim = ndim;
-    int64_t dims[4] = {d0, d1, d2, d3};
-    t->count = 1;
-    for (int i = 0; i < ndim; i++) t->shape[i] = dims[i], t->count *= (size_t)dims[i];
-    t->offset = lay->n_params;
-    lay->n_params += t->count;
-    return t->offset;
-}
-
-void eval_layout_build(EvalLayout *lay, const EvalArch *a) {
-    memset(lay, 0, sizeof *lay);
-    lay->arch = *a;
-    int cin = a->in_channels, h = a->height, w = a->width;
-    char name[32];
-    for (int l = 0; l < a->num_stages; l++) {
-        int c = a->channels[l];
-        snprintf(name, sizeof name, "conv%d.weight", l);
-        lay->conv[l].w = add_tensor(lay, name, 4, c, cin, 3, 3);
-        snprintf(name, sizeof name, "conv%d.bias", l);
-        lay->conv[l].b = add_tensor(lay, name, 1, c, 0, 0, 0);
-        snprintf(name, sizeof name, "norm%d.weight", l);
-        lay->norm[l].w = add_tensor(lay, name, 1, c, 0, 0, 0);
-        snprintf(name, sizeof name, "norm%d.bias", l);
-        lay->norm[l].b = add_tensor(lay, name, 1, c, 0, 0, 0);
-        h = conv_out_size(h, 3, a->strides[l]);
-        w = conv_out_size(w, 3, a->strides[l]);
-        lay->h[l] = h, lay->w[l] = w;
-        cin = c;
-    }
-    lay->feature_dim = cin;
-    lay->fc.w = add_tensor(lay, "fc.weight", 2, a->num_classes, cin, 0, 0);
-    lay->fc.b = add_tensor(lay, "fc.bias", 1, a->num_classes, 0, 0, 0);
-}
-
-void eval_init_params(const EvalLayout *lay, float *params, uint64_t seed) {
-    const EvalArch *a = &lay->arch;
-    for (int i = 0; i < lay->n_tensors; i++) {
-        const EvalTensor *t = &lay->tensors[i];
-        float *p = params + t->offset;
-        if (strncmp(t->name, "norm", 4) == 0) { /* GroupNorm: gamma 1, beta 0 */
-            float v = strstr(t->name, ".weight") ? 1.0f : 0.0f;
-            for (size_t j = 0; j < t->count; j++) p[j] = v;
-            continue;
-        }
-        /* fan_in of the layer the tensor belongs to: conv (Cin*9), fc (D) */
-        int fan_in;
-        if (t->name[0] == 'f') fan_in = lay->feature_dim;
-        else {
-            int l = atoi(t->name + 4);
-            fan_in = (l == 0 ? a->in_channels : a->channels[l - 1]) * 9;
-        }
-        float bound = 1.0f / sqrtf((float)fan_in);
-        Rng r = rng_stream(seed, RNG_INIT, (uint64_t)i);
-        for (size_t j = 0; j < t->count; j++) p[j] = bound * (2.0f * rng_uniform(&r) - 1.0f);
-    }
-}
 
 /* ---------------------------------------------------------------- instance */
 
-void evaluator_create(Evaluator *net, const EvalArch *a, int max_batch) {
-    char why[256];
-    if (eval_arch_validate(a, why, sizeof why)) die_input("evaluator: %s", why);
+static float *alloc_zero(size_t n) {
+    float *p = xmalloc_floats(n ? n : 1);
+    vec_zero(p, n);
+    return p;
+}
+
+int evaluator_create(Evaluator *net, const EvalArch *a, int max_batch) {
+    D2C_TRY(eval_arch_validate(a));
+    if (max_batch < 1) return d2c_error(D2C_ERR_INPUT, "evaluator: batch must be >= 1, got %d", max_batch);
     memset(net, 0, sizeof *net);
     eval_layout_build(&net->lay, a);
+    const EvalLayout *lay = &net->lay;
     net->max_batch = max_batch;
-    net->params = xmalloc_floats(net->lay.n_params);
-    net->grads = xmalloc_floats(net->lay.n_params);
-    vec_zero(net->params, net->lay.n_params);
-    vec_zero(net->grads, net->lay.n_params);
-    size_t B = (size_t)max_batch, biggest = 0;
+    net->params = alloc_zero(lay->n_params);
+    net->grads = alloc_zero(lay->n_params);
+    size_t B = (size_t)max_batch, biggest = (size_t)a->in_channels * a->height * a->width * B;
     for (int l = 0; l < a->num_stages; l++) {
-        size_t n = B * a->channels[l] * net->lay.h[l] * net->lay.w[l];
-        net->z[l] = xmalloc_floats(n);
-        net->a[l] = xmalloc_floats(n);
-        net->mean[l] = xmalloc_floats(B * a->groups);
-        net->rstd[l] = xmalloc_floats(B * a->groups);
+        size_t n = B * a->channels[l] * lay->h[l] * lay->w[l];
+        net->z[l] = alloc_zero(n);
+        net->a[l] = alloc_zero(n);
+        net->mean[l] = alloc_zero(B * a->groups);
+        net->rstd[l] = alloc_zero(B * a->groups);
         if (n > biggest) biggest = n;
     }
-    net->dbuf[0] = xmalloc_floats(biggest);
-    net->dbuf[1] = xmalloc_floats(biggest);
-    net->feats = xmalloc_floats(B * net->lay.feature_dim);
-    net->dfeats = xmalloc_floats(B * net->lay.feature_dim);
-    net->logits = xmalloc_floats(B * a->num_classes);
-    net->probs = xmalloc_floats(B * a->num_classes);
+    int D = lay->feature_dim;
+    if (a->kind == EVAL_KIND_SPATIAL) net->hpre = alloc_zero(B * D);
+    if (a->kind == EVAL_KIND_AE) {
+        for (int u = 0; u <= a->num_up; u++) {
+            size_t n = B * a->dec_channels[u] * lay->dec_h[u] * lay->dec_w[u];
+            net->dz[u] = alloc_zero(n);
+            net->da[u] = alloc_zero(n);
+            net->dmean[u] = alloc_zero(B * a->groups);
+            net->drstd[u] = alloc_zero(B * a->groups);
+            if (n > biggest) biggest = n;
+            if (u > 0) {
+                size_t m = B * a->dec_channels[u - 1] * lay->dec_h[u] * lay->dec_w[u];
+                net->up[u] = alloc_zero(m);
+                if (m > biggest) biggest = m;
+            }
+        }
+        net->recon = alloc_zero(B * a->in_channels * a->height * a->width);
+    }
+    for (int i = 0; i < 3; i++) net->dbuf[i] = alloc_zero(biggest);
+    net->feats = alloc_zero(B * D);
+    net->dfeats = alloc_zero(B * D);
+    net->dhid = alloc_zero(B * D);
+    net->logits = alloc_zero(B * a->num_classes);
+    net->probs = alloc_zero(B * a->num_classes);
+    return D2C_OK;
 }
 
 void evaluator_destroy(Evaluator *net) {
-    for (int l = 0; l < net->lay.arch.num_stages; l++) {
+    for (int l = 0; l < EVAL_MAX_STAGES; l++) {
         free(net->z[l]);
         free(net->a[l]);
         free(net->mean[l]);
         free(net->rstd[l]);
     }
-    free(net->dbuf[0]);
-    free(net->dbuf[1]);
+    for (int u = 0; u <= EVAL_MAX_STAGES; u++) {
+        free(net->dz[u]);
+        free(net->da[u]);
+        free(net->up[u]);
+        free(net->dmean[u]);
+        free(net->drstd[u]);
+    }
+    for (int i = 0; i < 3; i++) free(net->dbuf[i]);
+    free(net->recon);
+    free(net->hpre);
     free(net->feats);
     free(net->dfeats);
+    free(net->dhid);
     free(net->logits);
     free(net->probs);
     free(net->params);
@@ -232,12 +97,20 @@ void evaluator_destroy(Evaluator *net) {
     memset(net, 0, sizeof *net);
 }
 
-/* ---------------------------------------------------------------- forward / backward */
+/* ---------------------------------------------------------------- forward */
 
 static ConvShape stage_shape(const EvalLayout *lay, int l, int B) {
     const EvalArch *a = &lay->arch;
     ConvShape s = {B, l ? a->channels[l - 1] : a->in_channels, l ? lay->h[l - 1] : a->height,
                    l ? lay->w[l - 1] : a->width, a->channels[l], 3, a->strides[l]};
+    return s;
+}
+
+/* decoder conv u (1..U): upsampled map u-1 -> map u; u = U + 1 is the output conv. */
+static ConvShape dec_shape(const EvalLayout *lay, int u, int B) {
+    const EvalArch *a = &lay->arch;
+    int U = a->num_up, src = u - 1, hh = lay->dec_h[u <= U ? u : U], ww = lay->dec_w[u <= U ? u : U];
+    ConvShape s = {B, a->dec_channels[src], hh, ww, u <= U ? a->dec_channels[u] : a->in_channels, 3, 1};
     return s;
 }
 
@@ -254,39 +127,113 @@ void evaluator_forward(Evaluator *net, const float *x, int B) {
                           P + lay->norm[l].b, B, C, N, a->groups, 1);
         in = net->a[l];
     }
-    /* global average pool: feats (B, D) = mean over positions of the last stage */
     int L = a->num_stages - 1, D = lay->feature_dim, N = lay->h[L] * lay->w[L];
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < D; c++) {
-            const float *row = net->a[L] + ((size_t)b * D + c) * N;
-            double s = 0;
-            for (int i = 0; i < N; i++) s += row[i];
-            net->feats[(size_t)b * D + c] = (float)(s / N);
-        }
+    if (a->kind == EVAL_KIND_POOL) { /* global average pool of the last stage */
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < D; c++) {
+                const float *row = net->a[L] + ((size_t)b * D + c) * N;
+                double s = 0;
+                for (int i = 0; i < N; i++) s += row[i];
+                net->feats[(size_t)b * D + c] = (float)(s / N);
+            }
+    } else if (a->kind == EVAL_KIND_SPATIAL) { /* flatten -> linear -> SiLU */
+        linear_forward(net->hpre, net->a[L], P + lay->hidden.w, P + lay->hidden.b, B, lay->flat_dim, D);
+        silu_forward(net->feats, net->hpre, (size_t)B * D);
+    } else { /* flatten -> linear bottleneck */
+        linear_forward(net->feats, net->a[L], P + lay->hidden.w, P + lay->hidden.b, B, lay->flat_dim, D);
+    }
     linear_forward(net->logits, net->feats, P + lay->fc.w, P + lay->fc.b, B, D, a->num_classes);
     softmax_rows(net->probs, net->logits, B, a->num_classes);
     net->input = x;
     net->last_batch = B;
 }
 
-void evaluator_backward(Evaluator *net, const float *dlogits, float *dx) {
+void evaluator_reconstruct(Evaluator *net) {
+    const EvalLayout *lay = &net->lay;
+    const EvalArch *a = &lay->arch;
+    D2C_CHECK(a->kind == EVAL_KIND_AE && net->last_batch > 0);
+    const float *P = net->params;
+    int B = net->last_batch, U = a->num_up, G = a->groups;
+    int n0 = lay->dec_h[0] * lay->dec_w[0];
+    linear_forward(net->dz[0], net->feats, P + lay->dec_fc.w, P + lay->dec_fc.b, B, lay->feature_dim,
+                   a->dec_channels[0] * n0);
+    groupnorm_forward(net->da[0], net->dmean[0], net->drstd[0], net->dz[0], P + lay->dec_norm[0].w,
+                      P + lay->dec_norm[0].b, B, a->dec_channels[0], n0, G, 1);
+    for (int u = 1; u <= U; u++) {
+        upsample2x_forward(net->up[u], net->da[u - 1], B, a->dec_channels[u - 1], lay->dec_h[u - 1], lay->dec_w[u - 1]);
+        conv2d_forward(net->dz[u], net->up[u], P + lay->dec_conv[u].w, P + lay->dec_conv[u].b, dec_shape(lay, u, B),
+                       &net->ws);
+        groupnorm_forward(net->da[u], net->dmean[u], net->drstd[u], net->dz[u], P + lay->dec_norm[u].w,
+                          P + lay->dec_norm[u].b, B, a->dec_channels[u], lay->dec_h[u] * lay->dec_w[u], G, 1);
+    }
+    conv2d_forward(net->recon, net->da[U], P + lay->out_conv.w, P + lay->out_conv.b, dec_shape(lay, U + 1, B), &net->ws);
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* dfeats (B, D) += d loss / d feats from drecon (B, Cin, H, W) through the decoder. */
+static void decoder_backward(Evaluator *net, const float *drecon) {
+    const EvalLayout *lay = &net->lay;
+    const EvalArch *a = &lay->arch;
+    const float *P = net->params;
+    float *Gr = net->grads;
+    int B = net->last_batch, U = a->num_up, G = a->groups;
+    float *dmap = net->dbuf[0], *dpre = net->dbuf[1], *dup = net->dbuf[2];
+    size_t n = (size_t)B * a->dec_channels[U] * lay->dec_h[U] * lay->dec_w[U];
+    vec_zero(dmap, n);
+    conv2d_backward(dmap, Gr + lay->out_conv.w, Gr + lay->out_conv.b, drecon, net->da[U], P + lay->out_conv.w,
+                    dec_shape(lay, U + 1, B), &net->ws);
+    for (int u = U; u >= 0; u--) { /* dmap holds d loss / d da[u] */
+        int C = a->dec_channels[u], N = lay->dec_h[u] * lay->dec_w[u];
+        vec_zero(dpre, (size_t)B * C * N);
+        groupnorm_backward(dpre, Gr + lay->dec_norm[u].w, Gr + lay->dec_norm[u].b, dmap, net->dz[u], net->dmean[u],
+                           net->drstd[u], P + lay->dec_norm[u].w, P + lay->dec_norm[u].b, B, C, N, G, 1);
+        if (u == 0) break;
+        ConvShape s = dec_shape(lay, u, B);
+        vec_zero(dup, (size_t)B * s.Cin * s.H * s.W);
+        conv2d_backward(dup, Gr + lay->dec_conv[u].w, Gr + lay->dec_conv[u].b, dpre, net->up[u], P + lay->dec_conv[u].w,
+                        s, &net->ws);
+        vec_zero(dmap, (size_t)B * a->dec_channels[u - 1] * lay->dec_h[u - 1] * lay->dec_w[u - 1]);
+        upsample2x_backward(dmap, dup, B, a->dec_channels[u - 1], lay->dec_h[u - 1], lay->dec_w[u - 1]);
+    }
+    linear_backward(net->dfeats, Gr + lay->dec_fc.w, Gr + lay->dec_fc.b, dpre, net->feats, P + lay->dec_fc.w, B,
+                    lay->feature_dim, a->dec_channels[0] * lay->dec_h[0] * lay->dec_w[0]);
+}
+
+void evaluator_backward(Evaluator *net, const float *dlogits, const float *drecon, float *dx) {
     const EvalLayout *lay = &net->lay;
     const EvalArch *a = &lay->arch;
     const float *P = net->params;
     float *G = net->grads;
-    int B = net->last_batch, L = a->num_stages - 1, D = lay->feature_dim;
+    int B = net->last_batch, L = a->num_stages - 1, D = lay->feature_dim, K = a->num_classes;
+    D2C_CHECK(!drecon || a->kind == EVAL_KIND_AE);
     vec_zero(net->dfeats, (size_t)B * D);
-    linear_backward(net->dfeats, G + lay->fc.w, G + lay->fc.b, dlogits, net->feats, P + lay->fc.w, B, D,
-                    a->num_classes);
-    /* pool backward: every position of (b, c) gets dfeats[b, c] / N */
+    if (dlogits) /* the ae's probe sees detached features: no gradient flows past it */
+        linear_backward(a->kind == EVAL_KIND_AE ? NULL : net->dfeats, G + lay->fc.w, G + lay->fc.b, dlogits,
+                        net->feats, P + lay->fc.w, B, D, K);
+    if (a->kind == EVAL_KIND_AE) {
+        if (!drecon) return;
+        decoder_backward(net, drecon);
+    }
     float *da = net->dbuf[0], *dz = net->dbuf[1];
     int N = lay->h[L] * lay->w[L];
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < D; c++) {
-            float g = net->dfeats[(size_t)b * D + c] / (float)N;
-            float *row = da + ((size_t)b * D + c) * N;
-            for (int i = 0; i < N; i++) row[i] = g;
+    if (a->kind == EVAL_KIND_POOL) { /* every position of (b, c) gets dfeats[b, c] / N */
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < D; c++) {
+                float g = net->dfeats[(size_t)b * D + c] / (float)N;
+                float *row = da + ((size_t)b * D + c) * N;
+                for (int i = 0; i < N; i++) row[i] = g;
+            }
+    } else {
+        const float *dh = net->dfeats;
+        if (a->kind == EVAL_KIND_SPATIAL) {
+            vec_zero(net->dhid, (size_t)B * D);
+            silu_backward(net->dhid, net->dfeats, net->hpre, (size_t)B * D);
+            dh = net->dhid;
         }
+        vec_zero(da, (size_t)B * lay->flat_dim);
+        linear_backward(da, G + lay->hidden.w, G + lay->hidden.b, dh, net->a[L], P + lay->hidden.w, B, lay->flat_dim, D);
+    }
     for (int l = L; l >= 0; l--) {
         int C = a->channels[l];
         size_t n = (size_t)B * C * lay->h[l] * lay->w[l];
@@ -383,6 +330,20 @@ double evaluator_accuracy(Evaluator *net, const float *images, const int64_t *la
         }
     }
     return n ? (double)correct / n : 0.0;
+}
+
+double evaluator_recon_mse(Evaluator *net, const float *images, int n) {
+    const EvalArch *a = &net->lay.arch;
+    if (a->kind != EVAL_KIND_AE || n < 1) return NAN;
+    size_t img = (size_t)a->in_channels * a->height * a->width;
+    double sum = 0;
+    for (int i = 0; i < n; i += net->max_batch) {
+        int B = D2C_MIN(net->max_batch, n - i);
+        evaluator_forward(net, images + (size_t)i * img, B);
+        evaluator_reconstruct(net);
+        sum += (double)mse_forward(net->recon, images + (size_t)i * img, (size_t)B * img) * B;
+    }
+    return sum / n;
 }
 
 /* ---------------------------------------------------------------- hash */

@@ -1,12 +1,8 @@
-/* Training the evaluator classifier (`d2c evaluator train`): Adam on softmax
- * cross-entropy with random-shift and flip augmentation, a held-out validation split
- * (the last images of every class of the training split, `val` in all: every choice is
- * made on it), and the test split measured once, at the end, only to report.
- *
- * Determinism: epoch e's order is a permutation keyed by (seed, RNG_BATCH, e); the
- * augmentation of step s is drawn from (seed, RNG_AUGMENT, s); the initial weights from
- * (seed, RNG_INIT, tensor). The kernels give the same bits for any thread count, so a
- * rerun with the same options writes the same file (and hash).
+/* Training the evaluator networks: the optimisation loop on images in memory
+ * (evaluator_fit) and `d2c evaluator train` around it (evaluator_train): a held-out
+ * validation split (the last images of every class of the training split: every choice
+ * is made on it) and the test split measured once, at the end, only to report.
+ * Determinism and augmentation as described in train.h.
  *
  * Shape letters: B batch, C H W image, K classes. */
 #include <cjson/cJSON.h>
@@ -20,24 +16,9 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/util.h"
-#include "eval/evaluator.h"
+#include "eval/train.h"
 #include "io/dataset.h"
 #include "model/adam.h"
-
-enum { WARMUP_STEPS = 200 };
-
-EvalTrainOptions eval_train_default_options(void) {
-    EvalTrainOptions o = {0};
-    o.data = "fashion-mnist";
-    o.epochs = 12;
-    o.batch = 128;
-    o.lr = 2e-3;
-    o.val = DATASET_HOLDOUT;
-    o.crop_pad = 0;
-    o.flip = 1;
-    o.test = 1;
-    return o;
-}
 
 /* dst (C, H, W) = src shifted by (dy, dx) in [-pad, pad], maybe mirrored; pixels from
  * outside the image are black (-1). Always draws three numbers, so the stream stays
@@ -60,6 +41,141 @@ static void augment(float *dst, const float *src, int C, int H, int W, int pad, 
                 out[x] = sx >= 0 && sx < W ? in[sx] : -1.0f;
             }
         }
+}
+
+static double lr_at(const EvalFitOptions *o, long step, long total) {
+    if (step < o->warmup) return o->lr * (step + 1) / o->warmup;
+    double t = (double)(step - o->warmup) / (double)D2C_MAX(1, total - o->warmup);
+    return o->lr * 0.5 * (1.0 + cos(D2C_PI * t));
+}
+
+static long count_correct(const float *probs, const int64_t *labels, int B, int K) {
+    long correct = 0;
+    for (int b = 0; b < B; b++) {
+        const float *p = probs + (size_t)b * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (p[k] > p[best]) best = k;
+        correct += best == labels[b];
+    }
+    return correct;
+}
+
+int evaluator_fit(Evaluator *net, const float *images, const int64_t *labels, const int *idx, int n,
+                  const EvalFitOptions *o, EvalFitReport *rep) {
+    const EvalArch *a = &net->lay.arch;
+    const int C = a->in_channels, H = a->height, W = a->width, K = a->num_classes, B = o->batch;
+    const size_t img = (size_t)C * H * W;
+    const int ae = a->kind == EVAL_KIND_AE;
+    if (B < 1 || B > net->max_batch) return d2c_error(D2C_ERR_INPUT, "evaluator fit: batch %d is not in 1..%d", B, net->max_batch);
+    if (n < B) return d2c_error(D2C_ERR_INPUT, "evaluator fit: %d training images are fewer than one batch (%d)", n, B);
+    const long steps_per_epoch = n / B;
+    const long total = o->steps > 0 ? o->steps : steps_per_epoch * o->epochs;
+    const int epochs = (int)((total + steps_per_epoch - 1) / steps_per_epoch);
+    const int by_steps = o->steps > 0;
+    memset(rep, 0, sizeof *rep);
+    rep->val_accuracy = rep->val_mse = NAN;
+
+    Adam opt;
+    adam_create(&opt, net->lay.n_params, (float)o->lr);
+    float *xb = xmalloc_floats((size_t)B * img);    /* (B, C, H, W) */
+    float *drecon = ae ? xmalloc_floats((size_t)B * img) : NULL;
+    int64_t *yb = xcalloc((size_t)B, sizeof *yb);    /* (B) */
+    float *dlogits = xmalloc_floats((size_t)B * K); /* (B, K) */
+    int *perm = xcalloc((size_t)n, sizeof *perm);
+    int st = D2C_OK;
+    Progress prog;
+    char label[96];
+    double t0 = now_seconds();
+    long step = 0;
+    for (int e = 0; e < epochs && st == D2C_OK; e++) {
+        for (int i = 0; i < n; i++) perm[i] = idx ? idx[i] : i;
+        Rng shuffle = rng_stream((uint64_t)o->seed, RNG_BATCH, (uint64_t)e);
+        rng_shuffle(&shuffle, perm, n);
+        double loss_sum = 0;
+        long correct = 0, steps_done = 0;
+        const long this_epoch = D2C_MIN(steps_per_epoch, total - step);
+        if (o->label && (!by_steps || e == 0)) { /* one line per epoch, or one for a fixed number of steps */
+            if (by_steps) snprintf(label, sizeof label, "%s", o->label);
+            else snprintf(label, sizeof label, "%s epoch %d/%d", o->label, e + 1, epochs);
+            progress_begin(&prog, label, 0, by_steps ? total : this_epoch);
+        }
+        for (long s = 0; s < this_epoch; s++, step++) {
+            Rng aug = rng_stream((uint64_t)o->seed, RNG_AUGMENT, (uint64_t)step);
+            for (int b = 0; b < B; b++) {
+                int i = perm[s * B + b];
+                augment(xb + (size_t)b * img, images + (size_t)i * img, C, H, W, o->crop_pad, o->flip, &aug);
+                yb[b] = labels[i];
+            }
+            evaluator_forward(net, xb, B);
+            float xent = softmax_xent_forward(net->probs, net->logits, yb, B, K);
+            float loss = xent;
+            if (ae) {
+                evaluator_reconstruct(net);
+                loss = mse_forward(net->recon, xb, (size_t)B * img);
+                vec_zero(drecon, (size_t)B * img);
+                mse_backward(drecon, net->recon, xb, (size_t)B * img, 1.0f);
+            }
+            if (!isfinite(loss) || !isfinite(xent)) {
+                st = d2c_error(D2C_ERR_FAIL, "evaluator train: the loss became %g at step %ld; lower --lr", loss, step);
+                break;
+            }
+            correct += count_correct(net->probs, yb, B, K);
+            loss_sum += loss;
+            steps_done++;
+            vec_zero(dlogits, (size_t)B * K);
+            softmax_xent_backward(dlogits, net->probs, yb, B, K, 1.0f);
+            vec_zero(net->grads, net->lay.n_params);
+            evaluator_backward(net, dlogits, drecon, NULL);
+            opt.lr = (float)lr_at(o, step, total);
+            adam_step(&opt, net->params, net->grads);
+            if (o->label) {
+                char status[96];
+                snprintf(status, sizeof status, "%s %.4f lr %.2e %.0f img/s", ae ? "mse" : "loss", loss, opt.lr,
+                         (double)(step + 1) * B / (now_seconds() - t0));
+                progress_update(&prog, by_steps ? step + 1 : s + 1, status);
+            }
+        }
+        if (o->label && (!by_steps || e == epochs - 1 || st != D2C_OK)) progress_end(&prog);
+        if (st != D2C_OK) break;
+        rep->train_loss = loss_sum / D2C_MAX(1, steps_done);
+        if (o->n_val > 0) {
+            rep->val_accuracy = evaluator_accuracy(net, o->val_images, o->val_labels, o->n_val);
+            if (ae) rep->val_mse = evaluator_recon_mse(net, o->val_images, o->n_val);
+        }
+        if (o->label && !by_steps) {
+            char extra[64] = "";
+            if (ae) snprintf(extra, sizeof extra, " val mse %.5f", rep->val_mse);
+            fprintf(stderr, "%s: epoch %d/%d %s %.5f train acc %.4f val acc %.4f%s (%.0f s)\n", o->label, e + 1, epochs,
+                    ae ? "mse" : "loss", rep->train_loss, (double)correct / D2C_MAX(1, steps_done * B),
+                    rep->val_accuracy, extra, now_seconds() - t0);
+        }
+    }
+    rep->steps = step;
+    rep->seconds = now_seconds() - t0;
+    free(xb);
+    free(drecon);
+    free(yb);
+    free(dlogits);
+    free(perm);
+    adam_destroy(&opt);
+    return st;
+}
+
+/* ---------------------------------------------------------------- d2c evaluator train */
+
+EvalTrainOptions eval_train_default_options(void) {
+    EvalTrainOptions o = {0};
+    o.data = "fashion-mnist";
+    o.kind = EVAL_KIND_POOL;
+    o.epochs = 12;
+    o.batch = 128;
+    o.lr = 2e-3;
+    o.val = DATASET_HOLDOUT;
+    o.crop_pad = 0;
+    o.flip = 1;
+    o.test = 1;
+    return o;
 }
 
 /* "fashion-mnist" -> "fmnist", "folder:/a/cifar10" -> "cifar10", "x/pool.safetensors" -> "pool". */
@@ -89,12 +205,12 @@ static void default_tag(const char *src, char *tag, size_t n) {
     if (!j) snprintf(tag, n, "custom");
 }
 
-/* The SRC of the test split matching a training SRC, or NULL when there is none. */
-static char *test_source(const char *src) {
+char *eval_test_source(const char *src) {
     char base[1024];
     snprintf(base, sizeof base, "%s", src);
     size_t len = strlen(base);
     if (len > 6 && strcmp(base + len - 6, ":train") == 0) base[len - 6] = 0;
+    else if (len > 5 && strcmp(base + len - 5, ":test") == 0) base[len - 5] = 0;
     int ok = strcmp(base, "fashion-mnist") == 0 || strncmp(base, "mnist:", 6) == 0;
     if (strncmp(base, "folder:", 7) == 0) {
         char dir[1100];
@@ -117,142 +233,106 @@ static char *class_names_json(const Dataset *d) {
     return s;
 }
 
-static double lr_at(const EvalTrainOptions *o, long step, long total) {
-    if (step < WARMUP_STEPS) return o->lr * (step + 1) / WARMUP_STEPS;
-    double t = (double)(step - WARMUP_STEPS) / (double)D2C_MAX(1, total - WARMUP_STEPS);
-    return o->lr * 0.5 * (1.0 + cos(D2C_PI * t));
+static int train_arch(const EvalTrainOptions *o, const Dataset *d, EvalArch *arch) {
+    *arch = eval_arch_default(o->kind, d->c, d->h, d->w, d->num_classes);
+    if (o->num_stages > 0) {
+        arch->num_stages = o->num_stages;
+        int down = 0;
+        for (int l = 0; l < o->num_stages; l++) {
+            arch->channels[l] = o->channels[l], arch->strides[l] = o->strides[l];
+            down += o->strides[l] == 2;
+        }
+        if (o->kind == EVAL_KIND_AE && o->num_dec == 0) { /* keep the default decoder's shape per upsampling */
+            arch->num_up = down;
+            for (int u = 0; u <= down; u++) arch->dec_channels[u] = 16;
+        }
+    }
+    if (o->hidden > 0) arch->hidden = o->hidden;
+    if (o->num_dec > 0) {
+        arch->num_up = o->num_dec - 1;
+        for (int u = 0; u < o->num_dec; u++) arch->dec_channels[u] = o->dec_channels[u];
+    }
+    int st = eval_arch_validate(arch);
+    return st == D2C_OK ? D2C_OK : d2c_error_context(st, "evaluator train: ");
 }
 
-void evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
+int evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     size_t dlen = strlen(o->data);
     if (dlen > 5 && strcmp(o->data + dlen - 5, ":test") == 0)
-        die_input("evaluator train: --data %s: train on the training split; the test split is only for "
-                  "the final report", o->data);
-    d2c_die_on_error(check_writable(o->out));
+        return d2c_error(D2C_ERR_INPUT, "evaluator train: --data %s: train on the training split; the test split is "
+                                        "only for the final report", o->data);
+    D2C_TRY(check_writable(o->out)); /* before hours of training */
     Dataset d;
-    d2c_die_on_error(dataset_load(&d, o->data));
-    const int C = d.c, H = d.h, W = d.w, K = d.num_classes;
-    const size_t img = (size_t)C * H * W;
+    D2C_TRY(dataset_load(&d, o->data));
+    const int C = d.c, H = d.h, W = d.w;
     int *train_idx = xcalloc((size_t)d.n, sizeof *train_idx), n_train = 0;
     int *val_idx = xcalloc((size_t)d.n, sizeof *val_idx), n_val = 0;
     int use_total = o->limit > 0 && o->limit < d.n ? o->limit : d.n;
-    if (o->val < 0 || o->val > use_total / 2)
-        die_input("evaluator train: --val %d must leave at least half of the %d images for training", o->val, use_total);
-    dataset_holdout_split(&d, o->limit, o->val, train_idx, &n_train, val_idx, &n_val);
-    if (n_train < o->batch)
-        die_input("evaluator train: %d training images are fewer than one batch (--batch %d)", n_train, o->batch);
     Dataset val = {0};
+    Evaluator net = {0};
+    EvalArch arch;
+    char *names = NULL, *test_src = NULL;
+    int st = D2C_OK;
+    if (o->val < 0 || o->val > use_total / 2) {
+        st = d2c_error(D2C_ERR_INPUT, "evaluator train: --val %d must leave at least half of the %d images for training",
+                       o->val, use_total);
+        goto done;
+    }
+    dataset_holdout_split(&d, o->limit, o->val, train_idx, &n_train, val_idx, &n_val);
     if (n_val > 0) val = dataset_subset(&d, val_idx, n_val);
-
-    EvalArch arch = eval_arch_default(C, H, W, K);
-    if (o->num_stages > 0) {
-        arch.num_stages = o->num_stages;
-        for (int l = 0; l < o->num_stages; l++) arch.channels[l] = o->channels[l], arch.strides[l] = o->strides[l];
-    }
-    char why[256];
-    if (eval_arch_validate(&arch, why, sizeof why)) die_input("evaluator train: %s", why);
-    Evaluator net;
-    evaluator_create(&net, &arch, D2C_MAX(o->batch, 256));
+    D2C_TRY_GOTO(st, train_arch(o, &d, &arch), done);
+    D2C_TRY_GOTO(st, evaluator_create(&net, &arch, D2C_MAX(o->batch, 256)), done);
     eval_init_params(&net.lay, net.params, (uint64_t)o->seed);
-    Adam opt;
-    adam_create(&opt, net.lay.n_params, (float)o->lr);
-
-    float *xb = xmalloc_floats((size_t)o->batch * img);      /* (B, C, H, W) */
-    int64_t *yb = xcalloc((size_t)o->batch, sizeof *yb);      /* (B) */
-    float *dlogits = xmalloc_floats((size_t)o->batch * K);   /* (B, K) */
-    int *perm = xcalloc((size_t)n_train, sizeof *perm);
-    const long steps_per_epoch = n_train / o->batch, total = steps_per_epoch * o->epochs;
-    free(val_idx);
     if (!o->quiet)
-        fprintf(stderr, "evaluator train: %s, %d train + %d validation images %dx%dx%d, %d classes, %zu params, "
-                "%d epochs x %ld steps of %d\n", d.source, n_train, n_val, C, H, W, K, net.lay.n_params,
-                o->epochs, steps_per_epoch, o->batch);
-    Progress prog;
-    char label[48];
-    double t0 = now_seconds(), val_acc = NAN;
-    long step = 0;
-    for (int e = 0; e < o->epochs; e++) {
-        memcpy(perm, train_idx, sizeof *perm * (size_t)n_train);
-        Rng shuffle = rng_stream((uint64_t)o->seed, RNG_BATCH, (uint64_t)e);
-        rng_shuffle(&shuffle, perm, n_train);
-        double loss_sum = 0;
-        long correct = 0;
-        snprintf(label, sizeof label, "evaluator epoch %d/%d", e + 1, o->epochs);
-        if (!o->quiet) progress_begin(&prog, label, 0, steps_per_epoch);
-        for (long s = 0; s < steps_per_epoch; s++, step++) {
-            Rng aug = rng_stream((uint64_t)o->seed, RNG_AUGMENT, (uint64_t)step);
-            for (int b = 0; b < o->batch; b++) {
-                int idx = perm[s * o->batch + b];
-                augment(xb + (size_t)b * img, d.images + (size_t)idx * img, C, H, W, o->crop_pad, o->flip, &aug);
-                yb[b] = d.labels[idx];
-            }
-            evaluator_forward(&net, xb, o->batch);
-            float loss = softmax_xent_forward(net.probs, net.logits, yb, o->batch, K);
-            if (!isfinite(loss)) die_fail("evaluator train: the loss became %g at step %ld; lower --lr", loss, step);
-            for (int b = 0; b < o->batch; b++) {
-                const float *p = net.probs + (size_t)b * K;
-                int best = 0;
-                for (int k = 1; k < K; k++)
-                    if (p[k] > p[best]) best = k;
-                correct += best == yb[b];
-            }
-            loss_sum += loss;
-            vec_zero(dlogits, (size_t)o->batch * K);
-            softmax_xent_backward(dlogits, net.probs, yb, o->batch, K, 1.0f);
-            vec_zero(net.grads, net.lay.n_params);
-            evaluator_backward(&net, dlogits, NULL);
-            opt.lr = (float)lr_at(o, step, total);
-            adam_step(&opt, net.params, net.grads);
-            if (!o->quiet) {
-                char status[96];
-                snprintf(status, sizeof status, "loss %.4f lr %.2e %.0f img/s", loss, opt.lr,
-                         (double)(step + 1) * o->batch / (now_seconds() - t0));
-                progress_update(&prog, s + 1, status);
-            }
-        }
-        if (n_val > 0) val_acc = evaluator_accuracy(&net, val.images, val.labels, n_val);
-        if (!o->quiet) {
-            progress_end(&prog);
-            fprintf(stderr, "evaluator train: epoch %d/%d loss %.4f train acc %.4f val acc %.4f (%.0f s)\n", e + 1,
-                    o->epochs, loss_sum / steps_per_epoch, (double)correct / (steps_per_epoch * o->batch), val_acc,
-                    now_seconds() - t0);
-        }
-    }
-    double train_seconds = now_seconds() - t0;
+        fprintf(stderr, "evaluator train: %s %s, %d train + %d validation images %dx%dx%d, %d classes, %zu params, "
+                "%d epochs of %d\n", eval_kind_arch_name(arch.kind), d.source, n_train, n_val, C, H, W, d.num_classes,
+                net.lay.n_params, o->epochs, o->batch);
+    EvalFitOptions fo = {.epochs = o->epochs, .batch = o->batch, .seed = o->seed, .lr = o->lr, .warmup = 200,
+                         .crop_pad = o->crop_pad, .flip = o->flip, .label = o->quiet ? NULL : "evaluator",
+                         .val_images = val.images, .val_labels = val.labels, .n_val = n_val};
+    EvalFitReport rep;
+    D2C_TRY_GOTO(st, evaluator_fit(&net, d.images, d.labels, train_idx, n_train, &fo, &rep), done);
 
     /* the test split, measured once, after every choice is made */
-    double test_acc = NAN;
-    char *test_src = o->test ? test_source(o->data) : NULL;
+    double test_acc = NAN, test_mse = NAN;
+    test_src = o->test ? eval_test_source(o->data) : NULL;
     if (test_src) {
         Dataset t;
-        d2c_die_on_error(dataset_load(&t, test_src));
-        if (t.c != C || t.h != H || t.w != W)
-            die_input("evaluator train: %s holds %dx%dx%d images, the training split %dx%dx%d", test_src, t.c, t.h,
-                      t.w, C, H, W);
+        D2C_TRY_GOTO(st, dataset_load(&t, test_src), done);
+        if (t.c != C || t.h != H || t.w != W) {
+            st = d2c_error(D2C_ERR_INPUT, "evaluator train: %s holds %dx%dx%d images, the training split %dx%dx%d",
+                           test_src, t.c, t.h, t.w, C, H, W);
+            dataset_free(&t);
+            goto done;
+        }
         test_acc = evaluator_accuracy(&net, t.images, t.labels, t.n);
-        if (!o->quiet) fprintf(stderr, "evaluator train: test accuracy %.4f on %d images of %s\n", test_acc, t.n, t.source);
+        test_mse = evaluator_recon_mse(&net, t.images, t.n);
+        if (!o->quiet) {
+            fprintf(stderr, "evaluator train: test accuracy %.4f on %d images of %s", test_acc, t.n, t.source);
+            if (!isnan(test_mse)) fprintf(stderr, ", reconstruction mse %.5f", test_mse);
+            fputc('\n', stderr);
+        }
         dataset_free(&t);
     }
     char tag[64];
     if (o->tag) snprintf(tag, sizeof tag, "%s", o->tag);
     else default_tag(o->data, tag, sizeof tag);
-    char *names = class_names_json(&d);
+    names = class_names_json(&d);
     EvaluatorMeta meta = {.tag = tag, .dataset = d.source, .command = o->command, .class_names = names,
                           .seed = o->seed, .epochs = o->epochs, .train_images = n_train,
-                          .val_accuracy = val_acc, .test_accuracy = test_acc, .train_seconds = train_seconds};
+                          .val_accuracy = rep.val_accuracy, .test_accuracy = test_acc, .val_mse = rep.val_mse,
+                          .test_mse = test_mse, .train_seconds = rep.seconds};
     EvaluatorInfo local;
-    evaluator_save(&net, o->out, &meta, info ? info : &local);
+    D2C_TRY_GOTO(st, evaluator_save(&net, o->out, &meta, info ? info : &local), done);
     if (!o->quiet)
-        fprintf(stderr, "evaluator train: %s -> %s (%.0f s)\n", info ? info->id : local.id, o->out, train_seconds);
+        fprintf(stderr, "evaluator train: %s -> %s (%.0f s)\n", info ? info->id : local.id, o->out, rep.seconds);
+done:
     free(names);
     free(test_src);
-    free(xb);
-    free(yb);
-    free(dlogits);
-    free(perm);
     free(train_idx);
+    free(val_idx);
     dataset_free(&val);
-    adam_destroy(&opt);
-    evaluator_destroy(&net);
+    if (net.params) evaluator_destroy(&net);
     dataset_free(&d);
+    return st;
 }

@@ -1,5 +1,6 @@
 /* Feature statistics, Frechet distance, Inception Score, class accuracy, and the
- * one-call quality_metrics_compute. Precision/recall/density/coverage live in prdc.c.
+ * one-call quality_metrics_compute. Precision/recall/density/coverage live in prdc.c,
+ * KID in kid.c. Errors are statuses (core/status.h).
  *
  * Shapes: N points, D feature dimensions, K classes. All accumulation is in double. */
 #include "eval/metrics.h"
@@ -14,18 +15,20 @@
 
 enum { STATS_ROW_CHUNK = 512 }; /* rows centred and folded into the covariance at a time */
 
-static void check_finite_floats(const float *x, size_t count, const char *what) {
+static int check_finite_floats(const float *x, size_t count, const char *what) {
     for (size_t i = 0; i < count; i++)
-        if (!isfinite(x[i])) die_input("%s holds a non-finite value at flat index %zu", what, i);
+        if (!isfinite(x[i])) return d2c_error(D2C_ERR_INPUT, "%s holds a non-finite value at flat index %zu", what, i);
+    return D2C_OK;
 }
 
 /* ---------------------------------------------------------------- statistics */
 
-FeatureStats feature_stats_compute(const float *feats, int n, int d) {
+int feature_stats_compute(FeatureStats *out, const float *feats, int n, int d) {
+    memset(out, 0, sizeof *out);
     if (!feats || n <= 0 || d <= 0)
-        die_input("feature statistics: empty feature array (%d x %d)", n, d);
-    if (n < 2) die_input("feature statistics: a covariance needs at least 2 points, got %d", n);
-    check_finite_floats(feats, (size_t)n * d, "feature array");
+        return d2c_error(D2C_ERR_INPUT, "feature statistics: empty feature array (%d x %d)", n, d);
+    if (n < 2) return d2c_error(D2C_ERR_INPUT, "feature statistics: a covariance needs at least 2 points, got %d", n);
+    D2C_TRY(check_finite_floats(feats, (size_t)n * d, "feature array"));
 
     FeatureStats s = {.n = n, .d = d};
     s.mean = xcalloc((size_t)d, sizeof(double));
@@ -44,8 +47,8 @@ FeatureStats feature_stats_compute(const float *feats, int n, int d) {
         int rows = D2C_MIN(chunk_rows, n - r0);
         for (int i = 0; i < rows; i++) {
             const float *row = feats + (size_t)(r0 + i) * d;
-            double *out = centred + (size_t)i * d;
-            for (int j = 0; j < d; j++) out[j] = (double)row[j] - s.mean[j];
+            double *crow = centred + (size_t)i * d;
+            for (int j = 0; j < d; j++) crow[j] = (double)row[j] - s.mean[j];
         }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, rows, 1.0 / (n - 1), centred, d,
                     1.0, s.cov, d);
@@ -53,7 +56,8 @@ FeatureStats feature_stats_compute(const float *feats, int n, int d) {
     free(centred);
     for (int i = 0; i < d; i++)
         for (int j = 0; j < i; j++) s.cov[(size_t)i * d + j] = s.cov[(size_t)j * d + i];
-    return s;
+    *out = s;
+    return D2C_OK;
 }
 
 void feature_stats_free(FeatureStats *stats) {
@@ -118,17 +122,18 @@ done:
     return result;
 }
 
-double frechet_distance(const double *mean1, const double *cov1, const double *mean2,
-                        const double *cov2, int d) {
-    if (d <= 0) die_input("Frechet distance: feature dimension must be positive, got %d", d);
+int frechet_distance(const double *mean1, const double *cov1, const double *mean2,
+                     const double *cov2, int d, double *fid) {
+    *fid = NAN;
+    if (d <= 0) return d2c_error(D2C_ERR_INPUT, "Frechet distance: feature dimension must be positive, got %d", d);
     size_t dd = (size_t)d * d;
     for (size_t i = 0; i < dd; i++)
         if (!isfinite(cov1[i]) || !isfinite(cov2[i]))
-            die_input("Frechet distance: a covariance holds a non-finite value");
+            return d2c_error(D2C_ERR_INPUT, "Frechet distance: a covariance holds a non-finite value");
     double mean_term = 0, trace1 = 0, trace2 = 0;
     for (int i = 0; i < d; i++) {
         if (!isfinite(mean1[i]) || !isfinite(mean2[i]))
-            die_input("Frechet distance: a mean holds a non-finite value");
+            return d2c_error(D2C_ERR_INPUT, "Frechet distance: a mean holds a non-finite value");
         double diff = mean1[i] - mean2[i];
         mean_term += diff * diff;
         trace1 += cov1[(size_t)i * d + i];
@@ -140,33 +145,36 @@ double frechet_distance(const double *mean1, const double *cov1, const double *m
          * diagonals. The eigen route rarely needs it (only if dsyevd fails to converge). */
         warn_msg("Frechet distance: eigensolver failed; adding 1e-6 to the covariance diagonals");
         trace_sqrt = trace_sqrt_product(cov1, cov2, d, 1e-6);
-        if (!isfinite(trace_sqrt)) die_fail("Frechet distance: eigendecomposition failed");
+        if (!isfinite(trace_sqrt)) return d2c_error(D2C_ERR_FAIL, "Frechet distance: eigendecomposition failed");
     }
-    return mean_term + trace1 + trace2 - 2.0 * trace_sqrt;
+    *fid = mean_term + trace1 + trace2 - 2.0 * trace_sqrt;
+    return D2C_OK;
 }
 
-double fid_from_stats(const FeatureStats *a, const FeatureStats *b) {
-    if (a->d != b->d)
-        die_input("FID: feature dimensions differ (%d vs %d)", a->d, b->d);
-    return frechet_distance(a->mean, a->cov, b->mean, b->cov, a->d);
+int fid_from_stats(const FeatureStats *a, const FeatureStats *b, double *fid) {
+    *fid = NAN;
+    if (a->d != b->d) return d2c_error(D2C_ERR_INPUT, "FID: feature dimensions differ (%d vs %d)", a->d, b->d);
+    return frechet_distance(a->mean, a->cov, b->mean, b->cov, a->d, fid);
 }
 
 /* ---------------------------------------------------------------- Inception Score */
 
-static void check_probs(const float *probs, int n, int k, const char *who) {
-    if (!probs || n <= 0 || k <= 0) die_input("%s: empty probability array (%d x %d)", who, n, k);
+static int check_probs(const float *probs, int n, int k, const char *who) {
+    if (!probs || n <= 0 || k <= 0) return d2c_error(D2C_ERR_INPUT, "%s: empty probability array (%d x %d)", who, n, k);
     for (size_t i = 0; i < (size_t)n * k; i++)
         if (!isfinite(probs[i]) || probs[i] < 0)
-            die_input("%s: class probabilities must be finite and >= 0 (row %zu holds %g)", who,
-                      i / (size_t)k, (double)probs[i]);
+            return d2c_error(D2C_ERR_INPUT, "%s: class probabilities must be finite and >= 0 (row %zu holds %g)", who,
+                             i / (size_t)k, (double)probs[i]);
+    return D2C_OK;
 }
 
-void inception_score(const float *probs, int n, int k, int n_splits, double *mean, double *std) {
-    check_probs(probs, n, k, "Inception Score");
+int inception_score(const float *probs, int n, int k, int n_splits, double *mean, double *std) {
+    *mean = *std = NAN;
+    D2C_TRY(check_probs(probs, n, k, "Inception Score"));
     if (n_splits <= 0)
-        die_input("Inception Score: number of splits must be positive, got %d", n_splits);
+        return d2c_error(D2C_ERR_INPUT, "Inception Score: number of splits must be positive, got %d", n_splits);
     if (n < n_splits)
-        die_input("Inception Score: %d samples cannot fill %d splits", n, n_splits);
+        return d2c_error(D2C_ERR_INPUT, "Inception Score: %d samples cannot fill %d splits", n, n_splits);
 
     double *marginal = xmalloc((size_t)k * sizeof(double)); /* (K) p(y) of one split */
     double *scores = xmalloc((size_t)n_splits * sizeof(double));
@@ -191,62 +199,73 @@ void inception_score(const float *probs, int n, int k, int n_splits, double *mea
     *std = sqrt(sq / n_splits);
     free(marginal);
     free(scores);
+    return D2C_OK;
 }
 
 /* ---------------------------------------------------------------- class accuracy */
 
-double class_accuracy(const float *probs, int n, int k, const int64_t *labels) {
-    check_probs(probs, n, k, "class accuracy");
-    if (!labels) die_input("class accuracy: no labels given");
+int class_accuracy(const float *probs, int n, int k, const int64_t *labels, double *accuracy) {
+    *accuracy = NAN;
+    D2C_TRY(check_probs(probs, n, k, "class accuracy"));
+    if (!labels) return d2c_error(D2C_ERR_INPUT, "class accuracy: no labels given");
     int64_t correct = 0;
     for (int i = 0; i < n; i++) {
         if (labels[i] < 0 || labels[i] >= k)
-            die_input("class accuracy: label %lld of sample %d is outside [0, %d)",
-                      (long long)labels[i], i, k);
+            return d2c_error(D2C_ERR_INPUT, "class accuracy: label %lld of sample %d is outside [0, %d)",
+                             (long long)labels[i], i, k);
         const float *row = probs + (size_t)i * k;
         int best = 0;
         for (int c = 1; c < k; c++)
             if (row[c] > row[best]) best = c;
         correct += (best == labels[i]);
     }
-    return (double)correct / n;
+    *accuracy = (double)correct / n;
+    return D2C_OK;
 }
 
 /* ---------------------------------------------------------------- everything at once */
 
-QualityMetrics quality_metrics_compute(const QualityInputs *in) {
-    if (!in->real_feats || in->n_ref <= 0) die_input("quality metrics: no reference features");
-    if (!in->fake_feats || in->n_samples <= 0) die_input("quality metrics: no sample features");
-    if (in->d <= 0) die_input("quality metrics: feature dimension must be positive, got %d", in->d);
+int quality_metrics_compute(const QualityInputs *in, QualityMetrics *q) {
+    memset(q, 0, sizeof *q);
+    q->fid = q->kid = q->kid_std = q->is_mean = q->is_std = q->class_accuracy = NAN;
+    q->precision = q->recall = q->density = q->coverage = NAN;
+    if (!in->real_feats || in->n_ref <= 0) return d2c_error(D2C_ERR_INPUT, "quality metrics: no reference features");
+    if (!in->fake_feats || in->n_samples <= 0) return d2c_error(D2C_ERR_INPUT, "quality metrics: no sample features");
+    if (in->d <= 0) return d2c_error(D2C_ERR_INPUT, "quality metrics: feature dimension must be positive, got %d", in->d);
     const FeatureStats *real_stats = in->real_stats;
-    FeatureStats computed_real = {0};
-    if (real_stats) {
-        if (real_stats->d != in->d)
-            die_input("quality metrics: cached reference statistics have dimension %d, features %d",
-                      real_stats->d, in->d);
-        if (real_stats->n != in->n_ref)
-            die_input("quality metrics: cached reference statistics come from %d points, features "
-                      "hold %d", real_stats->n, in->n_ref);
-    } else {
-        computed_real = feature_stats_compute(in->real_feats, in->n_ref, in->d);
+    if (real_stats && real_stats->d != in->d)
+        return d2c_error(D2C_ERR_INPUT, "quality metrics: cached reference statistics have dimension %d, features %d",
+                         real_stats->d, in->d);
+    if (real_stats && real_stats->n != in->n_ref)
+        return d2c_error(D2C_ERR_INPUT, "quality metrics: cached reference statistics come from %d points, features "
+                                        "hold %d", real_stats->n, in->n_ref);
+    FeatureStats computed_real = {0}, fake_stats = {0};
+    int st = D2C_OK;
+    if (!real_stats) {
+        D2C_TRY_GOTO(st, feature_stats_compute(&computed_real, in->real_feats, in->n_ref, in->d), done);
         real_stats = &computed_real;
     }
-    FeatureStats fake_stats = feature_stats_compute(in->fake_feats, in->n_samples, in->d);
-
-    QualityMetrics q = {.n_samples = in->n_samples, .n_ref = in->n_ref};
-    q.fid = fid_from_stats(real_stats, &fake_stats);
-    inception_score(in->fake_probs, in->n_samples, in->n_classes, METRICS_IS_SPLITS, &q.is_mean,
-                    &q.is_std);
-    PrdcMetrics prdc = prdc_compute(in->real_feats, in->n_ref, in->fake_feats, in->n_samples,
-                                    in->d, METRICS_PRDC_K);
-    q.precision = prdc.precision;
-    q.recall = prdc.recall;
-    q.density = prdc.density;
-    q.coverage = prdc.coverage;
-    q.class_accuracy =
-        class_accuracy(in->fake_probs, in->n_samples, in->n_classes, in->fake_labels);
-
+    D2C_TRY_GOTO(st, feature_stats_compute(&fake_stats, in->fake_feats, in->n_samples, in->d), done);
+    QualityMetrics r = {.n_samples = in->n_samples, .n_ref = in->n_ref, .class_accuracy = NAN};
+    D2C_TRY_GOTO(st, fid_from_stats(real_stats, &fake_stats, &r.fid), done);
+    KidOptions kid = in->kid ? *in->kid : kid_default_options();
+    D2C_TRY_GOTO(st, kid_compute(in->real_feats, in->n_ref, in->fake_feats, in->n_samples, in->d, &kid, &r.kid,
+                                 &r.kid_std, NULL), done);
+    D2C_TRY_GOTO(st, inception_score(in->fake_probs, in->n_samples, in->n_classes, METRICS_IS_SPLITS, &r.is_mean,
+                                     &r.is_std), done);
+    PrdcMetrics prdc;
+    D2C_TRY_GOTO(st, prdc_compute_with_radii(in->real_feats, in->n_ref, in->real_radii, in->fake_feats, in->n_samples,
+                                             in->d, METRICS_PRDC_K, &prdc), done);
+    r.precision = prdc.precision;
+    r.recall = prdc.recall;
+    r.density = prdc.density;
+    r.coverage = prdc.coverage;
+    if (in->fake_labels)
+        D2C_TRY_GOTO(st, class_accuracy(in->fake_probs, in->n_samples, in->n_classes, in->fake_labels,
+                                        &r.class_accuracy), done);
+    *q = r;
+done:
     feature_stats_free(&fake_stats);
-    if (!in->real_stats) feature_stats_free(&computed_real);
-    return q;
+    feature_stats_free(&computed_real);
+    return st;
 }

@@ -183,11 +183,12 @@ static void knn_radii_of_set(const PointSet *s, int k, double *radii) {
     free(b_buf);
 }
 
-static void check_point_array(const float *x, int n, int d, const char *what) {
-    if (!x || n <= 0 || d <= 0) die_input("%s: empty feature array (%d x %d)", what, n, d);
+static int check_point_array(const float *x, int n, int d, const char *what) {
+    if (!x || n <= 0 || d <= 0) return d2c_error(D2C_ERR_INPUT, "%s: empty feature array (%d x %d)", what, n, d);
     for (size_t i = 0; i < (size_t)n * d; i++)
         if (!isfinite(x[i]))
-            die_input("%s: feature array holds a non-finite value in row %zu", what, i / (size_t)d);
+            return d2c_error(D2C_ERR_INPUT, "%s: feature array holds a non-finite value in row %zu", what, i / (size_t)d);
+    return D2C_OK;
 }
 
 static void mean_of(const float *x, int n, int d, double *mean /* (D) */) {
@@ -197,32 +198,39 @@ static void mean_of(const float *x, int n, int d, double *mean /* (D) */) {
     for (int j = 0; j < d; j++) mean[j] /= n;
 }
 
-void knn_radii(const float *feats, int n, int d, int k, double *radii) {
-    check_point_array(feats, n, d, "k-NN radii");
+int knn_radii(const float *feats, int n, int d, int k, double *radii) {
+    D2C_TRY(check_point_array(feats, n, d, "k-NN radii"));
     if (k < 1 || k >= n)
-        die_input("k-NN radii: k = %d needs 1 <= k < number of points (%d)", k, n);
+        return d2c_error(D2C_ERR_INPUT, "k-NN radii: k = %d needs 1 <= k < number of points (%d)", k, n);
     double *origin = xmalloc((size_t)d * sizeof(double));
     mean_of(feats, n, d, origin);
     PointSet s = point_set(feats, n, d, origin);
     knn_radii_of_set(&s, k, radii);
     free(s.sqnorm);
     free(origin);
+    return D2C_OK;
 }
 
-PrdcMetrics prdc_compute(const float *real, int n_real, const float *fake, int n_fake, int d,
-                         int k) {
-    check_point_array(real, n_real, d, "precision/recall: real");
-    check_point_array(fake, n_fake, d, "precision/recall: fake");
+int prdc_compute(const float *real, int n_real, const float *fake, int n_fake, int d, int k,
+                 PrdcMetrics *out) {
+    return prdc_compute_with_radii(real, n_real, NULL, fake, n_fake, d, k, out);
+}
+
+int prdc_compute_with_radii(const float *real, int n_real, const double *given_radii, const float *fake, int n_fake,
+                            int d, int k, PrdcMetrics *out) {
+    D2C_TRY(check_point_array(real, n_real, d, "precision/recall: real"));
+    D2C_TRY(check_point_array(fake, n_fake, d, "precision/recall: fake"));
     if (k < 1 || k >= n_real || k >= n_fake)
-        die_input("precision/recall: k = %d needs 1 <= k < number of points (real %d, fake %d)",
-                  k, n_real, n_fake);
+        return d2c_error(D2C_ERR_INPUT, "precision/recall: k = %d needs 1 <= k < number of points (real %d, fake %d)",
+                         k, n_real, n_fake);
 
     double *origin = xmalloc((size_t)d * sizeof(double)); /* (D) real mean */
     mean_of(real, n_real, d, origin);
     PointSet rs = point_set(real, n_real, d, origin), fs = point_set(fake, n_fake, d, origin);
     double *real_radii = xmalloc((size_t)n_real * sizeof(double)); /* (N) */
     double *fake_radii = xmalloc((size_t)n_fake * sizeof(double)); /* (M) */
-    knn_radii_of_set(&rs, k, real_radii);
+    if (given_radii) memcpy(real_radii, given_radii, (size_t)n_real * sizeof(double));
+    else knn_radii_of_set(&rs, k, real_radii);
     knn_radii_of_set(&fs, k, fake_radii);
 
     /* One pass over fake-by-real strips. Per fake row: how many real balls hold it
@@ -278,5 +286,6 @@ PrdcMetrics prdc_compute(const float *real, int n_real, const float *fake, int n
     free(rs.sqnorm);
     free(fs.sqnorm);
     free(origin);
-    return m;
+    *out = m;
+    return D2C_OK;
 }

@@ -126,7 +126,7 @@ static int cache_write(const char *path, uint64_t key, const char *src, const Re
     return ok ? 0 : -1;
 }
 
-void ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info, const Dataset *ref,
+int ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info, const Dataset *ref,
                       const char *cache_dir, const char *label) {
     memset(r, 0, sizeof *r);
     r->n = ref->n;
@@ -147,12 +147,16 @@ void ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info,
         int rc = cache_read(r->cache_path, key, r->n, r->d, r, &why);
         if (rc == 0) {
             r->cache = "hit";
-            return;
+            return D2C_OK;
         }
         if (rc < 0) warn_msg("%s: reference cache entry is %s; recomputing it", r->cache_path, why);
     }
     evaluator_apply(net, ref->images, ref->n, r->feats, NULL, label);
-    r->stats = feature_stats_compute(r->feats, r->n, r->d);
+    int st = feature_stats_compute(&r->stats, r->feats, r->n, r->d);
+    if (st != D2C_OK) {
+        ref_features_free(r);
+        return d2c_error_context(st, "reference features: ");
+    }
     if (cache_dir) {
         if (make_dirs(cache_dir) == 0 && cache_write(r->cache_path, key, ref->source, r) == 0) {
             r->cache = "miss";
@@ -163,9 +167,11 @@ void ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info,
             r->cache_path = NULL;
         }
     }
+    return D2C_OK;
 }
 
 void ref_features_free(RefFeatures *r) {
+    free(r->radii);
     free(r->feats);
     feature_stats_free(&r->stats);
     free(r->cache_path);

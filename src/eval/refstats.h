@@ -22,6 +22,7 @@ typedef struct {
     int n, d;
     float *feats;        /* (N, D) */
     FeatureStats stats;  /* mean (D), cov (D, D) of feats */
+    double *radii;       /* (N) k-NN radii (k = METRICS_PRDC_K) once a caller computed them; NULL before */
     char *cache_path;    /* the entry used or written; NULL with caching off */
     const char *cache;   /* "hit", "miss" (computed and stored), "off" or "unwritable" */
 } RefFeatures;
@@ -31,8 +32,9 @@ typedef struct {
 char *ref_cache_default_dir(void);
 
 /* Features and statistics of ref's images under net (whose file info names), read from or
- * stored in cache_dir (NULL: no cache). label names the progress line (NULL: silent). */
-void ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info, const Dataset *ref,
+ * stored in cache_dir (NULL: no cache). label names the progress line (NULL: silent).
+ * Status (a cache problem is only a warning). */
+int ref_features_get(RefFeatures *r, Evaluator *net, const EvaluatorInfo *info, const Dataset *ref,
                       const char *cache_dir, const char *label);
 void ref_features_free(RefFeatures *r);
 
