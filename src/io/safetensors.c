@@ -251,7 +251,7 @@ static int check_layout(StFile *f, size_t section_bytes) {
             return st;
         }
     free(names);
-    qsort(f->tensors, (size_t)f->count, sizeof(StTensor), compare_by_offset);
+    if (f->count > 1) qsort(f->tensors, (size_t)f->count, sizeof(StTensor), compare_by_offset);
     size_t pos = 0;
     for (int i = 0; i < f->count; i++) {
         const StTensor *t = &f->tensors[i];
