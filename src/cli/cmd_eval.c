@@ -231,61 +231,87 @@ int cmd_eval(int argc, char **argv) {
     co.quiet = quiet;
     double t0 = now_seconds();
 
+    /* everything below is released at `done`, on success and on every error */
+    int st = D2C_OK;
+    StFile *sf = NULL;
+    Dataset ref_full = {0}, ref_small = {0};
+    EvaluatorSet set = {0};
+    EvaluatorSuite suite = {0};
+    EvaluatorResult *r = NULL;
+    char *cache_dir = NULL;
+    Evaluator net = {0};
+
     /* the samples: checked before any long work */
-    StFile *sf;
-    D2C_TRY(st_open(&sf, samples));
+    D2C_TRY_GOTO(st, st_open(&sf, samples), done);
     const StTensor *it = st_find(sf, "images");
-    if (!it) return d2c_error(D2C_ERR_INPUT, "%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
-    if (it->ndim != 4) return d2c_error(D2C_ERR_INPUT, "%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
+    if (!it) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: no 'images' tensor (expected F32 (N, C, H, W))", samples);
+        goto done;
+    }
+    if (it->ndim != 4) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: 'images' has %d dimensions, expected 4 (N, C, H, W)", samples, it->ndim);
+        goto done;
+    }
     const int n = (int)it->shape[0], C = (int)it->shape[1], H = (int)it->shape[2], W = (int)it->shape[3];
-    if (n < 1) return d2c_error(D2C_ERR_INPUT, "%s: holds no images", samples);
+    if (n < 1) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: holds no images", samples);
+        goto done;
+    }
     const float *images;
-    D2C_TRY(st_require_f32(sf, "images", 4, it->shape, &images));
+    D2C_TRY_GOTO(st, st_require_f32(sf, "images", 4, it->shape, &images), done);
     for (size_t i = 0, m = (size_t)n * C * H * W; i < m; i++)
-        if (!isfinite(images[i])) return d2c_error(D2C_ERR_INPUT, "%s: 'images' holds a non-finite value at flat index %zu", samples, i);
+        if (!isfinite(images[i])) {
+            st = d2c_error(D2C_ERR_INPUT, "%s: 'images' holds a non-finite value at flat index %zu", samples, i);
+            goto done;
+        }
     const int64_t *labels = NULL;
     if (st_find(sf, "labels")) {
         int64_t shp[1] = {n};
-        D2C_TRY(st_require_i64(sf, "labels", 1, shp, &labels));
+        D2C_TRY_GOTO(st, st_require_i64(sf, "labels", 1, shp, &labels), done);
     }
 
-    Dataset ref_full, ref_small = {0};
-    D2C_TRY(dataset_load(&ref_full, ref_src));
+    D2C_TRY_GOTO(st, dataset_load(&ref_full, ref_src), done);
     Dataset *ref = eval_limit_dataset(&ref_full, max_ref, &ref_small);
-    EvaluatorSet set;
-    D2C_TRY(eval_list ? evaluator_set_from_list(&set, eval_list) : evaluator_set_for_ref(&set, ref_src, ref->c, ref->h, ref->w));
+    D2C_TRY_GOTO(st, eval_list ? evaluator_set_from_list(&set, eval_list)
+                               : evaluator_set_for_ref(&set, ref_src, ref->c, ref->h, ref->w), done);
     SuiteOptions so = suite_default_options();
-    char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
+    cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
     so.cache_dir = cache_dir;
     so.batch = batch;
     so.quiet = quiet;
     /* cheap checks of the samples against every evaluator before the reference passes */
     for (int e = 0; e < set.n; e++) {
-        Evaluator net;
         EvaluatorInfo info;
-        D2C_TRY(evaluator_load(&net, &info, set.paths[e], 1));
+        D2C_TRY_GOTO(st, evaluator_load(&net, &info, set.paths[e], 1), done);
         const EvalArch *a = &net.lay.arch;
         if (C != a->in_channels)
-            return d2c_error(D2C_ERR_INPUT, "%s: images have %d channel(s) but the evaluator %s takes %d", samples, C, info.path, a->in_channels);
-        if (H != a->height || W != a->width)
-            return d2c_error(D2C_ERR_INPUT, "%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W, info.path, a->height, a->width);
-        if (labels)
-            for (int i = 0; i < n; i++)
-                if (labels[i] < 0 || labels[i] >= a->num_classes)
-                    return d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the evaluator's classes 0..%d", samples,
-                              (long long)labels[i], i, a->num_classes - 1);
+            st = d2c_error(D2C_ERR_INPUT, "%s: images have %d channel(s) but the evaluator %s takes %d", samples, C,
+                           info.path, a->in_channels);
+        else if (H != a->height || W != a->width)
+            st = d2c_error(D2C_ERR_INPUT, "%s: images are %dx%d but the evaluator %s takes %dx%d", samples, H, W,
+                           info.path, a->height, a->width);
+        for (int i = 0; st == D2C_OK && labels && i < n; i++)
+            if (labels[i] < 0 || labels[i] >= a->num_classes)
+                st = d2c_error(D2C_ERR_INPUT, "%s: label %lld of image %d is outside the evaluator's classes 0..%d",
+                               samples, (long long)labels[i], i, a->num_classes - 1);
         evaluator_destroy(&net);
+        memset(&net, 0, sizeof net);
+        if (st != D2C_OK) goto done;
     }
-    if (n < METRICS_IS_SPLITS || n <= METRICS_PRDC_K)
-        return d2c_error(D2C_ERR_INPUT, "%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
+    if (n < METRICS_IS_SPLITS || n <= METRICS_PRDC_K) {
+        st = d2c_error(D2C_ERR_INPUT, "%s: %d images; the metrics need at least %d", samples, n, METRICS_IS_SPLITS);
+        goto done;
+    }
     if (n < HEADLINE_SAMPLES && !quiet)
         report_line("note", "fewer than 10000 samples: FID is biased at small n; KID is the primary number here");
 
-    EvaluatorSuite suite;
-    D2C_TRY(suite_open(&suite, &set, ref, &so));
-    EvaluatorResult *r = xcalloc((size_t)suite.n, sizeof *r);
-    int st = suite_measure(&suite, images, labels, n, &so, quiet ? NULL : "samples", r);
-    if (st != D2C_OK) return (d2c_error_context(st, "%s: ", samples));
+    D2C_TRY_GOTO(st, suite_open(&suite, &set, ref, &so), done);
+    r = xcalloc((size_t)suite.n, sizeof *r);
+    st = suite_measure(&suite, images, labels, n, &so, quiet ? NULL : "samples", r);
+    if (st != D2C_OK) {
+        d2c_error_context(st, "%s: ", samples);
+        goto done;
+    }
     CasRun cas;
     if (no_cas) {
         memset(&cas, 0, sizeof cas);
@@ -293,20 +319,21 @@ int cmd_eval(int argc, char **argv) {
         cas.note = "skipped (--no-cas)";
     } else {
         const EvalArch *a = &suite.nets[suite.default_index].lay.arch;
-        D2C_TRY(run_cas(&cas, images, labels, n, C, H, W, a->num_classes, ref_src, cas_test, &ref_full, &co));
+        D2C_TRY_GOTO(st, run_cas(&cas, images, labels, n, C, H, W, a->num_classes, ref_src, cas_test, &ref_full, &co),
+                     done);
     }
     double seconds = now_seconds() - t0;
     cJSON *o = metrics_json(&suite, r, &cas, &co, ref_src, samples, n, seconds);
     st = write_json_file(out, o);
     cJSON_Delete(o);
-    if (st != D2C_OK) return st;
-    if (!quiet) print_table(&suite, r, &cas, n, samples, out, seconds);
+    if (st == D2C_OK && !quiet) print_table(&suite, r, &cas, n, samples, out, seconds);
+done:
     free(r);
     free(cache_dir);
     suite_close(&suite);
     evaluator_set_free(&set);
-    if (ref == &ref_small) dataset_free(&ref_small);
+    dataset_free(&ref_small);
     dataset_free(&ref_full);
     st_close(sf);
-    return 0;
+    return st;
 }

@@ -94,11 +94,12 @@ static int evaluator_train_cmd(int argc, char **argv) {
     char *command = join_command(argc, argv);
     o.command = command;
     EvaluatorInfo info;
-    D2C_TRY(evaluator_train(&o, &info));
+    int st = evaluator_train(&o, &info);
+    free(command);
+    D2C_TRY(st);
     printf("%s\t%s\ttest_accuracy %.4f", info.id, info.path, info.test_accuracy);
     if (!isnan(info.test_mse)) printf("\ttest_mse %.6f", info.test_mse);
     printf("\n");
-    free(command);
     return 0;
 }
 
@@ -108,7 +109,11 @@ static int evaluator_info_cmd(int argc, char **argv) {
     EvaluatorInfo info;
     D2C_TRY(evaluator_load(&net, &info, argv[3], 1)); /* verifies the hash */
     StFile *f;
-    D2C_TRY(st_open(&f, argv[3]));
+    int st = st_open(&f, argv[3]);
+    if (st != D2C_OK) {
+        evaluator_destroy(&net);
+        return st;
+    }
     printf("%-15s%s\n%-15s%s\n%-15s%s (verified)\n%-15s%zu\n%-15s%d\n", "file", info.path, "id", info.id,
            "hash", info.hash, "parameters", net.lay.n_params, "features", net.lay.feature_dim);
     for (int i = 0; i < st_meta_count(f); i++) {
@@ -140,9 +145,10 @@ static int evaluator_calibrate_cmd(int argc, char **argv) {
     so.cache_dir = cache_dir;
     so.quiet = quiet;
     double fid, kid;
-    D2C_TRY(evaluator_calibrate(path, data, &so, &fid, &kid));
-    printf("%s\tanchor_fid %.6g\tanchor_kid %.6g\n", path, fid, kid);
+    int st = evaluator_calibrate(path, data, &so, &fid, &kid);
     free(cache_dir);
+    D2C_TRY(st);
+    printf("%s\tanchor_fid %.6g\tanchor_kid %.6g\n", path, fid, kid);
     return 0;
 }
 

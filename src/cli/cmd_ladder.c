@@ -106,33 +106,41 @@ int cmd_evaluator_ladder(int argc, char **argv) {
     apply_threads(threads);
     D2C_TRY(check_writable(out));
     double t0 = now_seconds();
-    Ladder l;
-    D2C_TRY(ladder_build(&l, data, n, n_ref));
+    /* everything below is released at `done`, on success and on every error */
+    int st = D2C_OK;
+    Ladder l = {0};
+    EvaluatorSet set = {0};
+    EvaluatorSuite s = {0};
+    EvaluatorResult *res = NULL;
+    double *mean_all = NULL;
+    char *cache_dir = NULL, *buf = NULL;
+    cJSON *o = NULL;
+    D2C_TRY_GOTO(st, ladder_build(&l, data, n, n_ref), done);
     if (samples_list) {
-        char *buf = xstrdup(samples_list);
+        buf = xstrdup(samples_list);
         for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-            if (*tok) D2C_TRY(ladder_add_samples(&l, tok));
-        free(buf);
+            if (*tok) D2C_TRY_GOTO(st, ladder_add_samples(&l, tok), done);
     }
-    EvaluatorSet set;
-    D2C_TRY(eval_list ? evaluator_set_from_list(&set, eval_list)
-                      : evaluator_set_for_ref(&set, data, l.test.c, l.test.h, l.test.w));
+    D2C_TRY_GOTO(st, eval_list ? evaluator_set_from_list(&set, eval_list)
+                               : evaluator_set_for_ref(&set, data, l.test.c, l.test.h, l.test.w), done);
     SuiteOptions so = suite_default_options();
-    char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
+    cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
     so.cache_dir = cache_dir;
     so.batch = batch;
     so.quiet = quiet;
-    EvaluatorSuite s;
-    D2C_TRY(suite_open(&s, &set, l.ref, &so));
+    D2C_TRY_GOTO(st, suite_open(&s, &set, l.ref, &so), done);
     const int E = s.n;
-    EvaluatorResult *res = xcalloc((size_t)l.n_sets * E, sizeof *res); /* (sets, E) */
+    res = xcalloc((size_t)l.n_sets * E, sizeof *res); /* (sets, E) */
     for (int i = 0; i < l.n_sets; i++) {
-        int st = suite_measure(&s, l.sets[i].images, l.sets[i].labels, l.sets[i].n, &so, quiet ? NULL : l.sets[i].name,
-                               res + (size_t)i * E);
-        if (st != D2C_OK) return (d2c_error_context(st, "ladder set %s: ", l.sets[i].name));
+        st = suite_measure(&s, l.sets[i].images, l.sets[i].labels, l.sets[i].n, &so, quiet ? NULL : l.sets[i].name,
+                           res + (size_t)i * E);
+        if (st != D2C_OK) {
+            d2c_error_context(st, "ladder set %s: ", l.sets[i].name);
+            goto done;
+        }
     }
 
-    cJSON *o = cJSON_CreateObject();
+    o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "data", data);
     cJSON_AddStringToObject(o, "ref", l.ref->source);
     cJSON_AddNumberToObject(o, "n", n);
@@ -170,7 +178,7 @@ int cmd_evaluator_ladder(int argc, char **argv) {
         }
     cJSON_AddBoolToObject(o, "all_orderings_pass", all_pass);
     cJSON *sp = cJSON_AddArrayToObject(o, "spearman");
-    double *mean_all = xcalloc((size_t)E, sizeof(double));
+    mean_all = xcalloc((size_t)E, sizeof(double));
     int n_samples = l.n_sets - LADDER_SETS;
     for (int metric = 0; metric < 2; metric++)
         for (int over = 0; over < 3; over++) {
@@ -188,23 +196,23 @@ int cmd_evaluator_ladder(int argc, char **argv) {
     cJSON_AddStringToObject(o, "d2c_version", D2C_VERSION);
     char *text = cJSON_Print(o);
     AtomicFile af;
-    int wst = atomic_open(&af, out);
-    if (wst == D2C_OK) {
+    st = atomic_open(&af, out);
+    if (st == D2C_OK) {
         fputs(text, af.f);
         fputc('\n', af.f);
-        wst = atomic_commit(&af);
+        st = atomic_commit(&af);
     }
     free(text);
-    if (wst != D2C_OK) return wst;
+    if (st != D2C_OK) goto done;
 
     if (!quiet) {
         printf("d2c evaluator ladder: %d sets of %d images vs %d reference images of %s\n", l.n_sets, n, l.ref->n, l.ref->source);
         for (int e = 0; e < E; e++) {
-            printf("%s%s\n  %-28s %10s %10s %7s %7s\n", s.infos[e].id, e == s.default_index ? " (default)" : "", "set",
+            printf("%s%s\n  %-40s %10s %10s %7s %7s\n", s.infos[e].id, e == s.default_index ? " (default)" : "", "set",
                    "FID", "KID", "prec", "recall");
             for (int i = 0; i < l.n_sets; i++) {
                 const QualityMetrics *q = &res[(size_t)i * E + e].q;
-                printf("  %-28.28s %10.4f %10.5f %7.4f %7.4f\n", l.sets[i].name, q->fid, q->kid, q->precision, q->recall);
+                printf("  %-40.40s %10.4f %10.5f %7.4f %7.4f\n", l.sets[i].name, q->fid, q->kid, q->precision, q->recall);
             }
             for (int k = 0; k < LADDER_ORDERS; k++) {
                 const EvaluatorResult *lo = &res[(size_t)LADDER_ORDER[k].lower * E + e];
@@ -219,12 +227,14 @@ int cmd_evaluator_ladder(int argc, char **argv) {
         for (int e = 0; e < E; e++) printf(" %s %.3f", s.infos[e].id, mean_all[e]);
         printf("\n-> %s (%.1f s)\n", out, now_seconds() - t0);
     }
+done:
     cJSON_Delete(o);
     free(mean_all);
     free(res);
     free(cache_dir);
+    free(buf);
     suite_close(&s);
     evaluator_set_free(&set);
     ladder_free(&l);
-    return 0;
+    return st;
 }
