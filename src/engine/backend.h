@@ -13,14 +13,16 @@
  *
  * Ordering. Ops run in call order on one stream; upload and download return when the
  * host side may be reused / read (download synchronises); ops returning a host value
- * (sum_sq, layerwise_distance) synchronise too. sync waits for everything queued.
+ * (mse_forward, sum_sq, clip_grad_norm, layerwise_distance) synchronise too. sync waits
+ * for everything queued and reports a backend's late failure. Index arrays (t, labels)
+ * are small HOST arrays passed to the ops that use them.
  * An Engine is used by one host thread at a time.
  *
  * Layer ops mirror src/engine/cpu/kernels.h argument for argument with a leading
  * Engine *; their conventions hold for every backend: forward overwrites its outputs,
  * backward ACCUMULATES into every gradient it is given (dx += ...), a NULL gradient
- * pointer means "not wanted"; kernel scratch is the backend's business (the CPU's
- * Workspace lives in the Engine).
+ * pointer means "not wanted"; there is no Workspace argument: kernel scratch is the
+ * backend's business (the CPU's Workspace lives in its Engine).
  *
  * Random numbers: the counter-based generator of core/rng draws on the HOST, and the
  * drawn noise is uploaded (train, matching, DDPM sampling); so a seed gives the same
@@ -28,7 +30,8 @@
  *
  * Backends: the CPU (src/engine/cpu, OpenBLAS + OpenMP) is always built; CUDA
  * (src/engine/cuda) registers through engine_cuda_create, which a build without CUDA
- * supplies as a stub returning D2C_ERR_INPUT (a link-time choice, no #ifdef in callers). */
+ * supplies as a stub returning D2C_ERR_INPUT (src/engine/cuda_stub.c, compiled only when
+ * D2C_CUDA is OFF: a link-time choice, no #ifdef in callers). */
 #ifndef D2C_ENGINE_BACKEND_H
 #define D2C_ENGINE_BACKEND_H
 
@@ -70,7 +73,8 @@ struct EngineOps {
     void (*destroy)(Engine *e); /* frees impl and e itself */
 
     /* ---- memory (bytes). alloc returns NULL when the memory is not there (or bytes == 0
-     * may return NULL too); free(NULL) is a no-op. upload: host -> device; download:
+     * may return NULL too), setting no message: engine_alloc below adds it; free(NULL) is
+     * a no-op. upload: host -> device; download:
      * device -> host (synchronises); copy: device -> device; memzero: device bytes = 0. */
     void *(*alloc)(Engine *e, size_t bytes);
     void (*free)(Engine *e, void *p);
@@ -80,7 +84,10 @@ struct EngineOps {
     void (*download)(Engine *e, void *dst_host, const void *src, size_t bytes);
     void (*copy)(Engine *e, void *dst, const void *src, size_t bytes);
     void (*memzero)(Engine *e, void *dst, size_t bytes);
-    void (*sync)(Engine *e);
+    /* waits for everything queued; returns D2C_OK or the status of the backend's first
+     * recorded failure (its message set through d2c_error): asynchronous backends fail
+     * late, so callers check sync (or download's later sync) at points where they report */
+    int (*sync)(Engine *e);
 
     /* ---- layer ops (kernels.h; shapes there) */
     void (*conv2d_forward)(Engine *e, float *y, const float *x, const float *w, const float *bias, ConvShape s);
@@ -108,13 +115,13 @@ struct EngineOps {
     void (*attention_forward)(Engine *e, float *out, float *attn, const float *qkv, int B, int C, int N);
     void (*attention_backward)(Engine *e, float *dqkv, const float *dout, const float *qkv, const float *attn,
                                int B, int C, int N);
-    /* idx, t: device int64 arrays of B values */
+    /* idx, t: HOST int64 arrays of B values (the backend uploads them if it needs to) */
     void (*embedding_forward)(Engine *e, float *y, const float *table, const int64_t *idx, int B, int E);
     void (*embedding_backward)(Engine *e, float *dtable, const float *dy, const int64_t *idx, int B, int E);
     void (*timestep_embedding)(Engine *e, float *y, const int64_t *t, int B, int dim);
-    /* loss (device, 1 float) = mean((pred - target)^2), summed in double as kernels.h;
-     * backward: dpred += scale * 2 (pred - target) / n */
-    void (*mse_forward)(Engine *e, float *loss, const float *pred, const float *target, size_t n);
+    /* returns (to the host, synchronising) mean((pred - target)^2), summed in double as
+     * kernels.h; backward: dpred += scale * 2 (pred - target) / n */
+    float (*mse_forward)(Engine *e, const float *pred, const float *target, size_t n);
     void (*mse_backward)(Engine *e, float *dpred, const float *pred, const float *target, size_t n, float scale);
     /* probs (B, K) = softmax of each row of logits (B, K) */
     void (*softmax_rows)(Engine *e, float *probs, const float *logits, int B, int K);
@@ -129,8 +136,8 @@ struct EngineOps {
     /* sum of x^2 in double (fixed lanes, as kernels.h vec_sum_sq), returned to the host */
     double (*sum_sq)(Engine *e, const float *x, size_t n);
     /* torch.nn.utils.clip_grad_norm_: norm = sqrt(sum g^2) in double; if max_norm > 0 and
-     * norm > max_norm, g *= (float)(max_norm / (norm + 1e-6)). *norm (device, 1 double) */
-    void (*clip_grad_norm)(Engine *e, float *g, size_t n, double max_norm, double *norm);
+     * norm > max_norm, g *= (float)(max_norm / (norm + 1e-6)). Returns norm (host). */
+    double (*clip_grad_norm)(Engine *e, float *g, size_t n, double max_norm);
     /* torch.optim.Adam without weight decay: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
      * p -= step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = lr / (1 - b1^t) and
      * bc2_sqrt = sqrt(1 - b2^t) computed by the caller (float) */
@@ -138,10 +145,13 @@ struct EngineOps {
                       float eps, float step_size, float bc2_sqrt);
     /* ema = decay ema + (1 - decay) p */
     void (*ema_update)(Engine *e, float *ema, const float *p, float decay, size_t n);
-    /* xt (B, D) = sqrtf(ab[b]) x0 + sqrtf(1 - ab[b]) noise; ab (device, B floats) holds
-     * alpha_bar[t_b] per image. Backward: dx0 (B, D) += sqrtf(ab[b]) dxt. */
-    void (*q_sample)(Engine *e, float *xt, const float *x0, const float *noise, const float *ab, int B, size_t D);
-    void (*q_sample_backward)(Engine *e, float *dx0, const float *dxt, const float *ab, int B, size_t D);
+    /* xt (B, D) = ca_b x0 + cn_b noise with ab = alpha_bar[t[b]], ca_b = sqrtf(ab),
+     * cn_b = sqrtf(1 - ab) (float); t (B) and alpha_bar (the schedule's T values) are HOST
+     * arrays. Backward: dx0 (B, D) += ca_b dxt. */
+    void (*q_sample)(Engine *e, float *xt, const float *x0, const float *noise, const int64_t *t,
+                     const float *alpha_bar, int B, size_t D);
+    void (*q_sample_backward)(Engine *e, float *dx0, const float *dxt, const int64_t *t, const float *alpha_bar,
+                              int B, size_t D);
     /* classifier-free guidance: eps = en + g (ec - en) */
     void (*guidance)(Engine *e, float *eps, const float *ec, const float *en, float g, size_t n);
     /* one DDIM step: x = c_prev ((x - c_noise eps) / c_sig) + c_prev_noise eps */
@@ -152,13 +162,13 @@ struct EngineOps {
                       float sigma);
     /* The spec's layer-wise gradient distance over rows (host array of nrows segments of
      * one flat buffer of n floats): sum over rows of 1 - <a,b> / (|a| |b| + 1e-6), each
-     * row's sums in double. Where not NULL, va = dD/da and vb = dD/db (zeros outside the
-     * rows; both n floats). Returns the distance to the host. */
+     * row's sums in double. Where not NULL, va = dD/da and vb = dD/db (device, n floats,
+     * zeros outside the rows). Returns the distance to the host (synchronising). */
     double (*layerwise_distance)(Engine *e, const EngineRows *rows, int nrows, const float *a, const float *b,
                                  float *va, float *vb, size_t n);
     /* feat (C) = mean of x (B, C, N) over images and positions (summed in double) */
     void (*channel_mean)(Engine *e, float *feat, const float *x, int B, int C, size_t N);
-    /* x (B, C, N): x[b, c, i] = vals[c] */
+    /* x (B, C, N): x[b, c, i] = vals[c] (vals: device, C floats) */
     void (*channel_fill)(Engine *e, float *x, const float *vals, int B, int C, size_t N);
 };
 
