@@ -1,0 +1,30 @@
+# The CUDA engine backend (src/engine/cuda), included by CMakeLists.txt when D2C_CUDA is ON:
+# nvcc for the .cu files (C linkage entry points), cuBLAS for the GEMMs, the CUDA runtime.
+# The kernels are compiled for CMAKE_CUDA_ARCHITECTURES (default 90: the H200; give
+# -DCMAKE_CUDA_ARCHITECTURES="80;90" or "native" for other cards), without FMA contraction
+# (--fmad=false) so the element-wise ops round as the CPU's C does (docs/CUDA.md).
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES 90)
+endif()
+if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_CUDA_FLAGS_RELEASE "-O3")
+message(STATUS "d2c: CUDA backend on, nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}, "
+  "cuBLAS ${CUDA_cublas_LIBRARY}")
+
+file(GLOB D2C_CUDA_SOURCES CONFIGURE_DEPENDS src/engine/cuda/*.cu src/engine/cuda/*.c)
+target_sources(d2c_objects PRIVATE ${D2C_CUDA_SOURCES})
+# (the target was made before enable_language: give it the architectures itself)
+set_target_properties(d2c_objects PROPERTIES CUDA_VISIBILITY_PRESET hidden CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+# host-compiler warnings for the .cu files (the C flags of CMakeLists.txt apply to C only)
+set(D2C_CUDA_OPTIONS --fmad=false -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter)
+if(D2C_WERROR)
+  list(APPEND D2C_CUDA_OPTIONS -Werror=all-warnings -Xcompiler=-Werror)
+endif()
+target_compile_options(d2c_objects PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:${D2C_CUDA_OPTIONS}>")
+target_link_libraries(d2c_objects PUBLIC CUDA::cudart CUDA::cublas)

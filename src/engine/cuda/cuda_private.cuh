@@ -1,0 +1,91 @@
+/* What the CUDA backend's .cu files share: the engine's state, error recording, launch
+ * shapes, scratch buffers, the fixed-order block reduction and row-major cuBLAS GEMMs.
+ * Not seen outside src/engine/cuda. */
+#ifndef D2C_ENGINE_CUDA_PRIVATE_CUH
+#define D2C_ENGINE_CUDA_PRIVATE_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/status.h"
+}
+#include "engine/cuda/cuda_engine.h"
+
+struct CudaEngine {
+    int device;
+    char name[256];
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int status;     /* D2C_OK, or the first failure */
+    char msg[512];  /* its message, re-recorded by cu_sync on the calling thread */
+    /* scratch for one op at a time (ops run in stream order, so reuse is safe) */
+    float *scratch;
+    size_t scratch_cap;   /* floats */
+    int64_t *idx;         /* uploaded index arrays */
+    size_t idx_cap;       /* values */
+    double *red;          /* reduction partials and results */
+    size_t red_cap;       /* doubles */
+};
+
+/* Records a failure (the first one wins) and returns its status. */
+int cu_fail(CudaEngine *e, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records err (when not cudaSuccess) as "cuda: what: <error string>"; returns 0 when fine. */
+int cu_check(CudaEngine *e, cudaError_t err, const char *what);
+int cu_check_blas(CudaEngine *e, cublasStatus_t st, const char *what);
+/* After a kernel launch: records a launch failure. */
+#define CU_LAUNCHED(e, name) cu_check((e), cudaGetLastError(), (name))
+
+/* Scratch of at least `floats` floats (grows, never shrinks; NULL after a failure). */
+float *cu_scratch(CudaEngine *e, size_t floats);
+/* The B host values of idx uploaded (device copy valid until the next upload). */
+const int64_t *cu_upload_idx(CudaEngine *e, const int64_t *host_idx, int B);
+/* At least n doubles of reduction space. */
+double *cu_red(CudaEngine *e, size_t n);
+
+/* ---- launch shapes */
+#define CU_THREADS 256
+static inline unsigned cu_blocks(size_t n) {
+    size_t b = (n + CU_THREADS - 1) / CU_THREADS;
+    const size_t cap = 65536; /* grid-stride loops cover the rest */
+    return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
+}
+#define CU_FOR(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024) in a fixed order:
+ * shuffles within each warp, then warp 0 over the warps' sums. Every thread gets the
+ * result. shm holds 32 doubles. Deterministic: the order depends only on blockDim. */
+__device__ __forceinline__ double cu_block_sum(double v, double *shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    __syncthreads(); /* shm may still be read by a previous call */
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < warps ? shm[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) shm[0] = v;
+    }
+    __syncthreads();
+    return shm[0];
+}
+
+__device__ __forceinline__ float cu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* ---- row-major GEMMs through column-major cuBLAS:
+ * C (M, N) = alpha op(A) (M, K) @ op(B) (K, N) + beta C, every matrix row-major with its
+ * leading dimension; the batched form strides each operand by the given count of floats. */
+void cu_gemm(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+             int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void cu_gemm_batched(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha,
+                     const float *A, int lda, long long sa, const float *B, int ldb, long long sb,
+                     float beta, float *C, int ldc, long long sc, int count);
+
+/* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
+ * the result lands in *out (device). */
+void cu_sum_sq_diff(CudaEngine *e, double *out, const float *x, const float *y, size_t n);
+
+#endif
