@@ -66,6 +66,9 @@ struct Engine {
     const EngineOps *ops;
     EngineDevice device;
     const char *name;   /* "cpu", "cuda" */
+    int host_memory;    /* 1: device pointers are host pointers (the CPU), so a caller may
+                         * fill a device buffer directly and skip a staging copy; upload and
+                         * copy with dst == src are no-ops there */
     void *impl;         /* backend-private state (CPU: Workspace; CUDA: handles, stream) */
 };
 
@@ -170,6 +173,10 @@ struct EngineOps {
     void (*channel_mean)(Engine *e, float *feat, const float *x, int B, int C, size_t N);
     /* x (B, C, N): x[b, c, i] = vals[c] (vals: device, C floats) */
     void (*channel_fill)(Engine *e, float *x, const float *vals, int B, int C, size_t N);
+    /* global average pool: y (rows) = mean of each row of x (rows, N), summed in double
+     * (the evaluator's pool head); backward OVERWRITES dx (rows, N) = dy[r] / (float)N */
+    void (*row_mean)(Engine *e, float *y, const float *x, size_t rows, size_t N);
+    void (*row_mean_backward)(Engine *e, float *dx, const float *dy, size_t rows, size_t N);
 };
 
 /* The backend for dev: D2C_ERR_INPUT with a clear message when it is not built in or no
@@ -196,6 +203,8 @@ int engine_alloc(Engine *e, void **out, size_t bytes);
 float *engine_xalloc_floats(Engine *e, size_t n);
 int64_t *engine_xalloc_i64(Engine *e, size_t n);
 void engine_free(Engine *e, void *p);
+/* memzero of n floats */
+void engine_zero_floats(Engine *e, float *p, size_t n);
 /* upload / download n floats */
 void engine_upload_floats(Engine *e, float *dst, const float *src_host, size_t n);
 void engine_download_floats(Engine *e, float *dst_host, const float *src, size_t n);
