@@ -156,6 +156,13 @@ static void op_channel_fill(Engine *e, float *x, const float *vals, int B, int C
     cu_channel_fill(CU(e), x, vals, B, C, N);
 }
 
+static void op_row_mean(Engine *e, float *y, const float *x, size_t rows, size_t N) {
+    cu_row_mean(CU(e), y, x, rows, N);
+}
+static void op_row_mean_backward(Engine *e, float *dx, const float *dy, size_t rows, size_t N) {
+    cu_row_mean_backward(CU(e), dx, dy, rows, N);
+}
+
 static const EngineOps CUDA_OPS = {
     .destroy = op_destroy,
     .alloc = op_alloc,
@@ -207,6 +214,8 @@ static const EngineOps CUDA_OPS = {
     .layerwise_distance = op_layerwise_distance,
     .channel_mean = op_channel_mean,
     .channel_fill = op_channel_fill,
+    .row_mean = op_row_mean,
+    .row_mean_backward = op_row_mean_backward,
 };
 
 int engine_cuda_create(Engine **out) {
@@ -221,6 +230,7 @@ int engine_cuda_create(Engine **out) {
     e->ops = &CUDA_OPS;
     e->device = ENGINE_CUDA;
     e->name = "cuda";
+    e->host_memory = 0;
     e->impl = ce;
     *out = e;
     return D2C_OK;

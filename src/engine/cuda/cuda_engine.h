@@ -113,6 +113,8 @@ double cu_layerwise_distance(CudaEngine *e, const EngineRows *rows, int nrows, c
                              const float *b, float *va, float *vb, size_t n);
 void cu_channel_mean(CudaEngine *e, float *feat, const float *x, int B, int C, size_t N);
 void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int B, int C, size_t N);
+void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N);
+void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows, size_t N);
 
 #ifdef __cplusplus
 }

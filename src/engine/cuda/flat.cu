@@ -289,3 +289,34 @@ extern "C" void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int 
     k_channel_fill<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(x, vals, C, N, total);
     CU_LAUNCHED(e, "channel fill");
 }
+
+/* ---------------------------------------------------------------- row means (pooling) */
+
+/* y[r] = mean of row r of x (rows, N): one warp per row, lanes in a fixed order, double */
+__global__ void k_row_mean(float *y, const float *x, size_t rows, size_t N) {
+    const size_t warp = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (warp >= rows) return; /* whole warps leave together */
+    const float *row = x + warp * N;
+    double s = 0;
+    for (size_t i = lane; i < N; i += 32) s += (double)row[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
+    if (lane == 0) y[warp] = (float)(s / (double)N);
+}
+
+/* dx (rows, N) = dy[r] / N, overwritten */
+__global__ void k_row_mean_backward(float *dx, const float *dy, size_t N, size_t total) {
+    CU_FOR(i, total) dx[i] = dy[i / N] / (float)N;
+}
+
+extern "C" void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N) {
+    if (e->status || !rows || !N) return;
+    k_row_mean<<<cu_blocks(rows * 32), CU_THREADS, 0, e->stream>>>(y, x, rows, N);
+    CU_LAUNCHED(e, "row mean");
+}
+
+extern "C" void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows, size_t N) {
+    if (e->status || !dx || !rows || !N) return;
+    k_row_mean_backward<<<cu_blocks(rows * N), CU_THREADS, 0, e->stream>>>(dx, dy, N, rows * N);
+    CU_LAUNCHED(e, "row mean backward");
+}
