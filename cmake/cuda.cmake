@@ -28,3 +28,7 @@ if(D2C_WERROR)
 endif()
 target_compile_options(d2c_objects PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:${D2C_CUDA_OPTIONS}>")
 target_link_libraries(d2c_objects PUBLIC CUDA::cudart CUDA::cublas)
+
+# bench/gpu_ops.c: the CUDA ops one by one at the UNet's shapes (bench/gpu_check.sh runs it)
+add_executable(gpu_ops bench/gpu_ops.c)
+target_link_libraries(gpu_ops PRIVATE d2c_lib) # d2c_lib is defined after this file

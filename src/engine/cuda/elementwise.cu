@@ -38,15 +38,18 @@ __global__ void k_channel_bias(float *h, const float *bias, int N, size_t total)
     CU_FOR(i, total) h[i] += bias[i / N];
 }
 
-/* de[r] += sum over N of dh[r]: one warp per row, lanes in a fixed order */
-__global__ void k_channel_bias_backward(float *de, const float *dh, int rows, int N) {
-    const int warp = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (warp >= rows) return; /* whole warps leave together */
-    const float *row = dh + (size_t)warp * N;
-    double s = 0;
-    for (int i = lane; i < N; i += 32) s += (double)row[i];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
-    if (lane == 0) de[warp] += (float)s;
+/* de[r] += sum over N of dh[r]: one warp per row (grid-stride over rows), lanes in a
+ * fixed order */
+__global__ void k_channel_bias_backward(float *de, const float *dh, size_t rows, int N) {
+    const size_t warps = ((size_t)gridDim.x * blockDim.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    for (size_t r = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+        const float *row = dh + r * N;
+        double s = 0;
+        for (int i = lane; i < N; i += 32) s += (double)row[i];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
+        if (lane == 0) de[r] += (float)s;
+    }
 }
 
 extern "C" void cu_add_channel_bias_forward(CudaEngine *e, float *h, const float *bias, int B, int C, int N) {
@@ -58,8 +61,8 @@ extern "C" void cu_add_channel_bias_forward(CudaEngine *e, float *h, const float
 
 extern "C" void cu_add_channel_bias_backward(CudaEngine *e, float *de, const float *dh, int B, int C, int N) {
     if (e->status || !de) return;
-    int rows = B * C;
-    k_channel_bias_backward<<<cu_blocks((size_t)rows * 32), CU_THREADS, 0, e->stream>>>(de, dh, rows, N);
+    size_t rows = (size_t)B * C;
+    k_channel_bias_backward<<<cu_blocks(rows * 32), CU_THREADS, 0, e->stream>>>(de, dh, rows, N);
     CU_LAUNCHED(e, "channel bias backward");
 }
 

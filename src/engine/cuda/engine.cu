@@ -53,8 +53,9 @@ extern "C" int cu_create(CudaEngine **out) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess)
-        return d2c_error(D2C_ERR_INPUT, "--device cuda: no CUDA device (%s)", cudaGetErrorString(err));
-    if (count < 1) return d2c_error(D2C_ERR_INPUT, "--device cuda: no CUDA device (none found)");
+        return d2c_error(D2C_ERR_INPUT, "--device cuda: no CUDA device available (cudaGetDeviceCount: %s)",
+                         cudaGetErrorString(err));
+    if (count < 1) return d2c_error(D2C_ERR_INPUT, "--device cuda: no CUDA device available (cudaGetDeviceCount found none)");
     CudaEngine *e = (CudaEngine *)calloc(1, sizeof *e);
     if (!e) return d2c_error(D2C_ERR_FAIL, "cuda: out of host memory");
     int st = D2C_OK;
@@ -113,8 +114,11 @@ extern "C" void *cu_alloc(CudaEngine *e, size_t bytes) {
     return p;
 }
 
+/* The stream is drained first: queued kernels may still read p. */
 extern "C" void cu_free(CudaEngine *e, void *p) {
-    if (p) cu_check(e, cudaFree(p), "freeing device memory");
+    if (!p) return;
+    cudaStreamSynchronize(e->stream);
+    cu_check(e, cudaFree(p), "freeing device memory");
 }
 
 extern "C" void *cu_host_alloc(CudaEngine *e, size_t bytes) {
@@ -167,12 +171,13 @@ extern "C" void cu_memzero(CudaEngine *e, void *dst, size_t bytes) {
     cu_check(e, cudaMemsetAsync(dst, 0, bytes, e->stream), "zeroing device memory");
 }
 
-/* Grows a device buffer; the old contents are not kept. cudaFree waits for the work
- * queued before it, so a buffer still in use by earlier kernels is not freed under them. */
+/* Grows a device buffer; the old contents are not kept. The stream is drained first, so a
+ * buffer that queued kernels still read is not freed under them. */
 static void *grow(CudaEngine *e, void **buf, size_t *cap, size_t want, size_t elem, const char *what) {
     if (e->status) return NULL;
     if (want <= *cap) return *buf;
     size_t n = want + want / 4; /* some headroom, fewer regrowths */
+    if (*buf && cu_check(e, cudaStreamSynchronize(e->stream), "growing a buffer")) return NULL;
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;

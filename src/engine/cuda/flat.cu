@@ -241,7 +241,7 @@ extern "C" double cu_layerwise_distance(CudaEngine *e, const EngineRows *rows, i
             h[R + r] = (int64_t)rows[s].cols;
         }
     double dist = NAN;
-    const int64_t *d = R <= (size_t)INT32_MAX ? cu_upload_idx(e, h, (int)(2 * R)) : NULL;
+    const int64_t *d = 2 * R <= (size_t)INT32_MAX ? cu_upload_idx(e, h, (int)(2 * R)) : NULL;
     double *term = d ? cu_red(e, R) : NULL;
     if (term) {
         k_cosine_rows<<<(unsigned)R, COS_THREADS, 0, e->stream>>>(term, va, vb, a, b, d, d + R);
@@ -292,16 +292,18 @@ extern "C" void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int 
 
 /* ---------------------------------------------------------------- row means (pooling) */
 
-/* y[r] = mean of row r of x (rows, N): one warp per row, lanes in a fixed order, double */
+/* y[r] = mean of row r of x (rows, N): one warp per row (grid-stride over rows), lanes in
+ * a fixed order, in double */
 __global__ void k_row_mean(float *y, const float *x, size_t rows, size_t N) {
-    const size_t warp = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const size_t warps = ((size_t)gridDim.x * blockDim.x) >> 5;
     const int lane = threadIdx.x & 31;
-    if (warp >= rows) return; /* whole warps leave together */
-    const float *row = x + warp * N;
-    double s = 0;
-    for (size_t i = lane; i < N; i += 32) s += (double)row[i];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
-    if (lane == 0) y[warp] = (float)(s / (double)N);
+    for (size_t r = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+        const float *row = x + r * N;
+        double s = 0;
+        for (size_t i = lane; i < N; i += 32) s += (double)row[i];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
+        if (lane == 0) y[r] = (float)(s / (double)N);
+    }
 }
 
 /* dx (rows, N) = dy[r] / N, overwritten */
