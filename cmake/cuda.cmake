@@ -28,6 +28,9 @@ if(D2C_WERROR)
 endif()
 target_compile_options(d2c_objects PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:${D2C_CUDA_OPTIONS}>")
 target_link_libraries(d2c_objects PUBLIC CUDA::cudart CUDA::cublas)
+# programs find the toolkit's libraries without LD_LIBRARY_PATH (the targets made after
+# this file take the run-time path; CMakeLists.txt builds with the install one)
+list(APPEND CMAKE_INSTALL_RPATH ${CUDAToolkit_LIBRARY_DIR})
 
 # bench/gpu_ops.c: the CUDA ops one by one at the UNet's shapes (bench/gpu_check.sh runs it)
 add_executable(gpu_ops bench/gpu_ops.c)

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# One call on the GPU machine (the H200 lent by the device tool; about 5 minutes): builds d2c
+# with the CUDA backend (Release, -DD2C_CUDA=ON, sm_90) and runs, each under a time limit,
+#   1. test_backend_ops with D2C_REQUIRE_CUDA=1: every engine op, CUDA against the CPU;
+#   2. gpu_ops: the CUDA ops one by one at the UNet's shapes (B 256, C 32, 28x28);
+#   3. d2c bench --device cuda at C 32, 28x28, batch 256 and at 3x32x32 (when the bench
+#      has --device), and bench_torch.py --device cuda at the same shapes (when carried);
+# then prints the rates side by side. Everything goes to $OUT (out/gpu_check without it).
+#
+# The machine has no network and no Debian packages of d2c's C libraries: run
+# bench/gpu_deps.sh here first, then, from the repository root,
+#   run(command="bench/gpu_check.sh", carry=[".gpudeps"], timeout_s=420)
+# Exit status: that of test_backend_ops (0 when every op matched), 1 if the build failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-out/gpu_check}
+mkdir -p "$out"
+exec > >(tee "$out/gpu_check.log") 2>&1
+t0=$(date +%s)
+say() { echo "== gpu_check [$(($(date +%s) - t0)) s]: $*"; }
+
+say "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+nvcc --version | tail -1
+cmake --version | head -1
+cc --version | head -1
+echo "$(nproc) cores"
+
+# ---- the C libraries: unpacked from .gpudeps (bench/gpu_deps.sh) into a private prefix
+deps=/tmp/d2c-gpudeps
+args=()
+libpath=""
+if compgen -G ".gpudeps/*.deb" >/dev/null; then
+  say "unpacking .gpudeps into $deps"
+  rm -rf "$deps" && mkdir -p "$deps"
+  for f in .gpudeps/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$f" "$deps"
+    else
+      (cd "$deps" && ar p "$OLDPWD/$f" "$(ar t "$OLDPWD/$f" | grep '^data.tar')" | tar -xJ)
+    fi
+  done
+  lib=$deps/usr/lib/x86_64-linux-gnu
+  rm -f "$lib/libz.so" # an absolute link to Debian's libz.so.1.2.13: the system's libz is used
+  zlib=$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ { print $NF; exit }')
+  [ -n "$zlib" ] && args+=(-DZLIB_LIBRARY="$zlib" -DZLIB_INCLUDE_DIR="$deps/usr/include")
+  libpath=$lib:$lib/openblas-openmp
+  args+=(-DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_LIBRARY_PATH="$lib" -DCMAKE_INCLUDE_PATH="$deps/usr/include"
+         -DD2C_OPENBLAS_DIR="$lib/openblas-openmp"
+         -DCMAKE_C_FLAGS="-isystem $deps/usr/include -isystem $deps/usr/include/x86_64-linux-gnu")
+else
+  say "no .gpudeps: using the system's libraries"
+fi
+export LD_LIBRARY_PATH=${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+command -v ninja >/dev/null && args+=(-G Ninja)
+
+say "configure and build (Release, -DD2C_CUDA=ON, sm_90)"
+if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DD2C_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+       "${args[@]}" >"$out/configure.log" 2>&1; then
+  tail -30 "$out/configure.log"
+  say "configure FAILED"
+  exit 1
+fi
+if ! cmake --build build-gpu -j"$(nproc)" --target d2c test_backend_ops gpu_ops >"$out/build.log" 2>&1; then
+  grep -E "error|Error" "$out/build.log" | head -30
+  say "build FAILED"
+  exit 1
+fi
+say "built"
+
+say "test_backend_ops (CUDA against the CPU)"
+D2C_REQUIRE_CUDA=1 OMP_WAIT_POLICY=PASSIVE timeout 150 ./build-gpu/tests/test_backend_ops >"$out/backend_ops.txt" 2>&1
+rc=$?
+cat "$out/backend_ops.txt"
+say "test_backend_ops exit status $rc"
+
+say "gpu_ops (one op at a time, B 256, C 32)"
+timeout 60 ./build-gpu/gpu_ops --batch 256 --channels 32 --iters 20 2>&1 | tee "$out/gpu_ops.txt"
+
+shapes=("--batch 256 --hw 28 --channels 32 --in-channels 1" "--batch 256 --hw 32 --channels 32 --in-channels 3")
+if ./build-gpu/d2c bench --help 2>&1 | grep -q -- "--device"; then
+  for s in "${shapes[@]}"; do
+    say "d2c bench --device cuda $s"
+    # shellcheck disable=SC2086
+    timeout 75 ./build-gpu/d2c bench --device cuda $s --iters 20 2>&1 | tee -a "$out/bench_d2c.txt"
+  done
+else
+  say "d2c bench has no --device option in this build: d2c's rates are gpu_ops' above only"
+fi
+if [ -f .gpudeps/bench_torch.py ]; then
+  for s in "${shapes[@]}"; do
+    say "bench_torch.py --device cuda $s (PyTorch eager)"
+    # shellcheck disable=SC2086
+    env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 timeout 75 python3 .gpudeps/bench_torch.py --device cuda $s --iters 20 \
+      2>&1 | tee -a "$out/bench_torch.txt"
+  done
+fi
+
+if [ -s "$out/bench_d2c.txt" ] && [ -s "$out/bench_torch.txt" ]; then
+  say "ratios (d2c / torch, in file order: 28x28 then 32x32)"
+  rates() { awk -v w="$1" '$1 == w { for (i = 1; i <= NF; i++) if ($i ~ /^(img|calls)\/s/) print $(i-1) }' "$2"; }
+  for w in train_step hypergrad sample_step; do
+    paste <(rates $w "$out/bench_d2c.txt") <(rates $w "$out/bench_torch.txt") |
+      awk -v w=$w 'NF == 2 { printf "%-12s d2c %10.2f  torch %10.2f  ratio %.2fx\n", w, $1, $2, $1 / $2 }'
+  done
+fi
+say "done; test_backend_ops exit status $rc"
+exit $rc
