@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "core/util.h"
+#include "engine/backend.h"
 
 const char *d2c_version(void) { return D2C_VERSION; }
 
@@ -12,11 +13,11 @@ int d2c_version_number(void) { return D2C_VERSION_MAJOR * 10000 + D2C_VERSION_MI
 
 int d2c_set_threads(int n) {
     if (n < 1 || n > 4096) return d2c_error(D2C_ERR_INPUT, "d2c_set_threads: thread count must be 1..4096, got %d", n);
-    set_num_threads(n);
+    engine_set_num_threads(n);
     return D2C_OK;
 }
 
-int d2c_get_threads(void) { return get_num_threads(); }
+int d2c_get_threads(void) { return engine_get_num_threads(); }
 
 int api_read_options(void *dst, size_t cur_size, size_t min_size, const void *src, const char *what) {
     API_NOT_NULL(what, src, "the options");

@@ -104,8 +104,8 @@ static int run(const char *fn, d2c_sampler *s, const float *noise, int seeded, c
     const int need = D2C_MIN(s->batch, n);
     if (s->gen.batch < need) {
         generator_free(&s->gen);
-        D2C_TRY(d2c_error_context(generator_create(&s->gen, &s->info, s->info.H, s->info.W, need), "%s: ", fn));
-        memcpy(s->gen.net.params, s->weights, s->n_params * sizeof(float));
+        D2C_TRY(d2c_error_context(generator_create(&s->gen, NULL, &s->info, s->info.H, s->info.W, need), "%s: ", fn));
+        unet_upload_params(&s->gen.net, s->weights);
     }
     const size_t D = (size_t)c * h * w;
     Rng *rngs = d2c_try_malloc((size_t)n * sizeof(Rng));

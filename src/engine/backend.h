@@ -205,6 +205,9 @@ int64_t *engine_xalloc_i64(Engine *e, size_t n);
 void engine_free(Engine *e, void *p);
 /* memzero of n floats */
 void engine_zero_floats(Engine *e, float *p, size_t n);
+/* A host buffer of n floats as the engine sees it: the host pointer itself on an engine of
+ * host memory, else uploaded into mirror (device, n floats) and mirror returned. */
+const float *engine_view(Engine *e, float *mirror, const float *host, size_t n);
 /* upload / download n floats */
 void engine_upload_floats(Engine *e, float *dst, const float *src_host, size_t n);
 void engine_download_floats(Engine *e, float *dst_host, const float *src, size_t n);
