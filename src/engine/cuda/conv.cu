@@ -33,61 +33,82 @@ static Plan plan_for(ConvShape s, int per_image_rows) {
     return p;
 }
 
-/* col[(ci*k + ky)*k + kx][j*No + oy*Wo + ox] = x_j[ci][oy*st + ky - pad][ox*st + kx - pad] */
-__global__ void k_im2col(float *col, const float *x, int n, int C, int H, int W, int k, int st, int Ho,
-                         int Wo) {
+/* col[(ci*k + ky)*k + kx][j*No + oy*Wo + ox] = x_j[ci][oy*st + ky - pad][ox*st + kx - pad]
+ * (zero outside the image); rows r = (ci, ky, kx) of col, columns j*No + p */
+__global__ void k_im2col(float *col, const float *x, int n, int C, int H, int W, int k, int st, int Ho, int Wo) {
     const int No = Ho * Wo, kk = k * k, pad = k / 2;
-    const size_t L = (size_t)n * No, total = (size_t)C * kk * L;
-    CU_FOR(i, total) {
-        size_t r = i / L, c = i % L;
-        int j = (int)(c / No), p = (int)(c % No), oy = p / Wo, ox = p % Wo;
-        int ci = (int)(r / kk), t = (int)(r % kk), ky = t / k, kx = t % k;
-        int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
-        float v = 0.0f;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = x[(((size_t)j * C + ci) * H + iy) * W + ix];
-        col[i] = v;
+    const unsigned L = (unsigned)n * No;
+    CU_ROWS(r, C * kk) {
+        const int ci = r / kk, t = r % kk, ky = t / k, kx = t % k;
+        float *row = col + (size_t)r * L;
+        CU_COLS(c, L) {
+            int j = c / No, p = c - j * No, oy = p / Wo, ox = p - oy * Wo;
+            int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
+            float v = 0.0f;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = x[(((size_t)j * C + ci) * H + iy) * W + ix];
+            row[c] = v;
+        }
     }
 }
 
 /* dx_j[ci][iy][ix] += sum over the taps that read it of dcol (the adjoint of k_im2col),
- * taps in (ky, kx) order: one thread per dx value, so no two threads write one value. */
-__global__ void k_col2im_add(float *dx, const float *dcol, int n, int C, int H, int W, int k, int st,
-                             int Ho, int Wo) {
+ * taps in (ky, kx) order: one thread per dx value, so no two threads write one value.
+ * Rows are the planes (j, ci). */
+__global__ void k_col2im_add(float *dx, const float *dcol, int n, int C, int H, int W, int k, int st, int Ho,
+                             int Wo) {
     const int No = Ho * Wo, kk = k * k, pad = k / 2;
-    const size_t L = (size_t)n * No, total = (size_t)n * C * H * W;
-    CU_FOR(i, total) {
-        int ix = (int)(i % W), iy = (int)(i / W % H), ci = (int)(i / ((size_t)W * H) % C);
-        int j = (int)(i / ((size_t)W * H * C));
-        float s = 0.0f;
-        for (int ky = 0; ky < k; ky++) {
-            int ty = iy + pad - ky; /* = oy * st */
-            if (ty < 0 || ty % st) continue;
-            int oy = ty / st;
-            if (oy >= Ho) continue;
-            for (int kx = 0; kx < k; kx++) {
-                int tx = ix + pad - kx;
-                if (tx < 0 || tx % st) continue;
-                int ox = tx / st;
-                if (ox >= Wo) continue;
-                s += dcol[(size_t)(ci * kk + ky * k + kx) * L + (size_t)j * No + oy * Wo + ox];
+    const size_t L = (size_t)n * No;
+    CU_ROWS(plane, n * C) {
+        const int j = plane / C, ci = plane % C;
+        float *dxp = dx + (size_t)plane * H * W;
+        const float *dc = dcol + (size_t)ci * kk * L + (size_t)j * No;
+        CU_COLS(q, H * W) {
+            int iy = q / W, ix = q - iy * W;
+            float s = 0.0f;
+            for (int ky = 0; ky < k; ky++) {
+                int ty = iy + pad - ky; /* = oy * st */
+                if (ty < 0 || ty % st) continue;
+                int oy = ty / st;
+                if (oy >= Ho) continue;
+                for (int kx = 0; kx < k; kx++) {
+                    int tx = ix + pad - kx;
+                    if (tx < 0 || tx % st) continue;
+                    int ox = tx / st;
+                    if (ox >= Wo) continue;
+                    s += dc[(size_t)(ky * k + kx) * L + oy * Wo + ox];
+                }
             }
+            dxp[q] += s;
         }
-        dx[i] += s;
     }
 }
 
-/* cat (C, n*N) = the n images of t (n, C, N) side by side */
+/* cat (C, n*N) = the n images of t (n, C, N) side by side; rows: channels */
 __global__ void k_side_by_side(float *cat, const float *t, int n, int C, int N) {
-    const size_t L = (size_t)n * N, total = (size_t)C * L;
-    CU_FOR(i, total) {
-        size_t c = i / L, col = i % L, j = col / N, p = col % N;
-        cat[i] = t[(j * C + c) * N + p];
+    const unsigned L = (unsigned)n * N;
+    CU_ROWS(c, C) {
+        float *row = cat + (size_t)c * L;
+        CU_COLS(col, L) {
+            unsigned j = col / N, p = col - j * N;
+            row[col] = t[((size_t)j * C + c) * N + p];
+        }
     }
 }
 
-/* y (rows, C, N) += bias[c] */
-__global__ void k_add_bias(float *y, const float *bias, int C, int N, size_t total) {
-    CU_FOR(i, total) y[i] += bias[i / N % C];
+/* y (B, C, N) += bias[c]; rows: (b, c) */
+__global__ void k_add_bias(float *y, const float *bias, int C, int N, unsigned rows) {
+    CU_ROWS(r, rows) {
+        float *row = y + (size_t)r * N, v = bias[r % C];
+        CU_COLS(i, N) row[i] += v;
+    }
+}
+
+/* y (B, out) += bias[o]; rows: the batch */
+__global__ void k_add_linear_bias(float *y, const float *bias, int out, int B) {
+    CU_ROWS(b, B) {
+        float *row = y + (size_t)b * out;
+        CU_COLS(o, out) row[o] += bias[o];
+    }
 }
 
 /* dbias[c] += sum over b and positions of dy (B, C, N): one block per channel */
@@ -103,9 +124,15 @@ __global__ void k_dbias(float *dbias, const float *dy, int B, int C, int N) {
     if (threadIdx.x == 0) dbias[c] += (float)s;
 }
 
+/* y (B, C, N) += bias[c]; a linear layer's y (B, out) is C = out, N = 1 */
 static void add_bias(CudaEngine *e, float *y, const float *bias, int B, int C, int N) {
-    size_t total = (size_t)B * C * N;
-    k_add_bias<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(y, bias, C, N, total);
+    if (N == 1) {
+        CuLaunch l = cu_rows((size_t)B, (size_t)C);
+        k_add_linear_bias CU_LAUNCH(l)(y, bias, C, B);
+    } else {
+        CuLaunch l = cu_rows((size_t)B * C, (size_t)N);
+        k_add_bias CU_LAUNCH(l)(y, bias, C, N, (unsigned)((size_t)B * C));
+    }
     CU_LAUNCHED(e, "bias");
 }
 
@@ -115,9 +142,8 @@ static void dbias_sum(CudaEngine *e, float *dbias, const float *dy, int B, int C
 }
 
 static void im2col(CudaEngine *e, float *col, const float *x, int n, ConvShape s, Plan p) {
-    size_t total = (size_t)p.K * n * p.No;
-    k_im2col<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(col, x, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho,
-                                                             p.Wo);
+    CuLaunch l = cu_rows((size_t)p.K, (size_t)n * p.No);
+    k_im2col CU_LAUNCH(l)(col, x, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
     CU_LAUNCHED(e, "im2col");
 }
 
@@ -161,18 +187,16 @@ extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *d
         int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
         if (dw) {
             im2col(e, col, x + b0 * x_image, n, s, p);
-            size_t total = (size_t)s.Cout * L;
-            k_side_by_side<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(dyc, dy + b0 * y_image, n, s.Cout,
-                                                                            p.No);
+            CuLaunch l = cu_rows((size_t)s.Cout, (size_t)L);
+            k_side_by_side CU_LAUNCH(l)(dyc, dy + b0 * y_image, n, s.Cout, p.No);
             CU_LAUNCHED(e, "conv backward");
             cu_gemm(e, 0, 1, s.Cout, p.K, L, 1.0f, dyc, L, col, L, 1.0f, dw, p.K);
         }
         if (dx && !direct) { /* dcol_j (K, No) = w^T (K, Cout) @ dy_j (Cout, No), into col */
             cu_gemm_batched(e, 1, 0, p.K, p.No, s.Cout, 1.0f, w, p.K, 0, dy + b0 * y_image, p.No,
                             (long long)y_image, 0.0f, col, L, p.No, n);
-            size_t total = (size_t)n * x_image;
-            k_col2im_add<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(dx + b0 * x_image, col, n, s.Cin, s.H,
-                                                                          s.W, s.k, s.stride, p.Ho, p.Wo);
+            CuLaunch l = cu_rows((size_t)n * s.Cin, (size_t)s.H * s.W);
+            k_col2im_add CU_LAUNCH(l)(dx + b0 * x_image, col, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
             CU_LAUNCHED(e, "col2im");
         }
     }

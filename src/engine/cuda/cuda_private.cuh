@@ -55,6 +55,27 @@ static inline unsigned cu_blocks(size_t n) {
 #define CU_FOR(i, n) \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
+/* Row-wise launches for tensors seen as (rows, cols), cols contiguous: blockIdx.y walks the
+ * rows and the x threads the columns (both grid-stride), so the kernels split an index
+ * with 32-bit arithmetic per row instead of 64-bit division per value. Blocks are as
+ * narrow as the rows (32 threads for N = 49). */
+typedef struct {
+    dim3 grid, block;
+} CuLaunch;
+static inline CuLaunch cu_rows(size_t rows, size_t cols) {
+    unsigned t = cols >= 256 ? 256u : (unsigned)((cols + 31) / 32 * 32);
+    if (t < 32) t = 32;
+    size_t bx = (cols + t - 1) / t, by = rows;
+    CuLaunch l;
+    l.block = dim3(t);
+    l.grid = dim3((unsigned)(bx < 1 ? 1 : bx > 65535 ? 65535 : bx), (unsigned)(by < 1 ? 1 : by > 65535 ? 65535 : by));
+    return l;
+}
+#define CU_ROWS(r, rows) for (unsigned r = blockIdx.y; r < (unsigned)(rows); r += gridDim.y)
+#define CU_COLS(c, cols) \
+    for (unsigned c = blockIdx.x * blockDim.x + threadIdx.x; c < (unsigned)(cols); c += gridDim.x * blockDim.x)
+#define CU_LAUNCH(l) <<<(l).grid, (l).block, 0, e->stream>>>
+
 /* Sum of v over the block (blockDim.x a multiple of 32, at most 1024) in a fixed order:
  * shuffles within each warp, then warp 0 over the warps' sums. Every thread gets the
  * result. shm holds 32 doubles. Deterministic: the order depends only on blockDim. */

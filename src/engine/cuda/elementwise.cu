@@ -34,8 +34,12 @@ extern "C" void cu_silu_backward(CudaEngine *e, float *dx, const float *dy, cons
 
 /* ---------------------------------------------------------------- bias broadcast */
 
-__global__ void k_channel_bias(float *h, const float *bias, int N, size_t total) {
-    CU_FOR(i, total) h[i] += bias[i / N];
+/* rows: (b, c) */
+__global__ void k_channel_bias(float *h, const float *bias, int N, unsigned rows) {
+    CU_ROWS(r, rows) {
+        float *row = h + (size_t)r * N, v = bias[r];
+        CU_COLS(i, N) row[i] += v;
+    }
 }
 
 /* de[r] += sum over N of dh[r]: one warp per row (grid-stride over rows), lanes in a
@@ -54,8 +58,8 @@ __global__ void k_channel_bias_backward(float *de, const float *dh, size_t rows,
 
 extern "C" void cu_add_channel_bias_forward(CudaEngine *e, float *h, const float *bias, int B, int C, int N) {
     if (e->status) return;
-    size_t total = (size_t)B * C * N;
-    k_channel_bias<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(h, bias, N, total);
+    CuLaunch l = cu_rows((size_t)B * C, (size_t)N);
+    k_channel_bias CU_LAUNCH(l)(h, bias, N, (unsigned)((size_t)B * C));
     CU_LAUNCHED(e, "channel bias");
 }
 
@@ -68,56 +72,65 @@ extern "C" void cu_add_channel_bias_backward(CudaEngine *e, float *de, const flo
 
 /* ---------------------------------------------------------------- upsampling */
 
-__global__ void k_upsample(float *y, const float *x, int H, int W, size_t total) {
-    const int W2 = 2 * W, H2 = 2 * H;
-    CU_FOR(i, total) {
-        size_t p = i / ((size_t)H2 * W2);
-        int Y = (int)(i / W2 % H2), X = (int)(i % W2);
-        y[i] = x[(p * H + Y / 2) * W + X / 2];
+/* rows: the output rows (plane p, Y) of y (B*C, 2H, 2W) */
+__global__ void k_upsample(float *y, const float *x, int H, int W, unsigned rows) {
+    const int W2 = 2 * W;
+    CU_ROWS(r, rows) {
+        const unsigned p = r / (2 * H), Y = r - p * 2 * H;
+        const float *xr = x + ((size_t)p * H + Y / 2) * W;
+        float *yr = y + (size_t)r * W2;
+        CU_COLS(X, W2) yr[X] = xr[X / 2];
     }
 }
 
-/* dx[i][j] += (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]), the CPU's order */
-__global__ void k_upsample_backward(float *dx, const float *dy, int H, int W, size_t total) {
+/* dx[i][j] += (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]), the CPU's order; rows: the input
+ * rows (plane p, Y) of dx (B*C, H, W) */
+__global__ void k_upsample_backward(float *dx, const float *dy, int H, int W, unsigned rows) {
     const int W2 = 2 * W;
-    CU_FOR(i, total) {
-        size_t p = i / ((size_t)H * W);
-        int Y = (int)(i / W % H), X = (int)(i % W);
-        const float *r0 = dy + (p * 2 * H + 2 * Y) * W2, *r1 = r0 + W2;
-        dx[i] += (r0[2 * X] + r0[2 * X + 1]) + (r1[2 * X] + r1[2 * X + 1]);
+    CU_ROWS(r, rows) {
+        const unsigned p = r / H, Y = r - p * H;
+        const float *r0 = dy + ((size_t)p * 2 * H + 2 * Y) * W2, *r1 = r0 + W2;
+        float *xr = dx + (size_t)r * W;
+        CU_COLS(X, W) xr[X] += (r0[2 * X] + r0[2 * X + 1]) + (r1[2 * X] + r1[2 * X + 1]);
     }
 }
 
 extern "C" void cu_upsample2x_forward(CudaEngine *e, float *y, const float *x, int B, int C, int H, int W) {
     if (e->status) return;
-    size_t total = (size_t)B * C * 4 * H * W;
-    k_upsample<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(y, x, H, W, total);
+    size_t rows = (size_t)B * C * 2 * H;
+    CuLaunch l = cu_rows(rows, (size_t)2 * W);
+    k_upsample CU_LAUNCH(l)(y, x, H, W, (unsigned)rows);
     CU_LAUNCHED(e, "upsample");
 }
 
 extern "C" void cu_upsample2x_backward(CudaEngine *e, float *dx, const float *dy, int B, int C, int H, int W) {
     if (e->status || !dx) return;
-    size_t total = (size_t)B * C * H * W;
-    k_upsample_backward<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(dx, dy, H, W, total);
+    size_t rows = (size_t)B * C * H;
+    CuLaunch l = cu_rows(rows, (size_t)W);
+    k_upsample_backward CU_LAUNCH(l)(dx, dy, H, W, (unsigned)rows);
     CU_LAUNCHED(e, "upsample backward");
 }
 
 /* ---------------------------------------------------------------- concatenation */
 
-__global__ void k_concat(float *y, const float *a, const float *b, size_t na, size_t nb, size_t total) {
-    CU_FOR(i, total) {
-        size_t img = i / (na + nb), j = i % (na + nb);
-        y[i] = j < na ? a[img * na + j] : b[img * nb + (j - na)];
+/* rows: the images */
+__global__ void k_concat(float *y, const float *a, const float *b, unsigned na, unsigned nb, int B) {
+    CU_ROWS(img, B) {
+        float *yi = y + (size_t)img * (na + nb);
+        const float *ai = a + (size_t)img * na, *bi = b + (size_t)img * nb;
+        CU_COLS(j, na + nb) yi[j] = j < na ? ai[j] : bi[j - na];
     }
 }
 
-__global__ void k_concat_backward(float *da, float *db, const float *dy, size_t na, size_t nb, size_t total) {
-    CU_FOR(i, total) {
-        size_t img = i / (na + nb), j = i % (na + nb);
-        if (j < na) {
-            if (da) da[img * na + j] += dy[i];
-        } else if (db) {
-            db[img * nb + (j - na)] += dy[i];
+__global__ void k_concat_backward(float *da, float *db, const float *dy, unsigned na, unsigned nb, int B) {
+    CU_ROWS(img, B) {
+        const float *dyi = dy + (size_t)img * (na + nb);
+        CU_COLS(j, na + nb) {
+            if (j < na) {
+                if (da) da[(size_t)img * na + j] += dyi[j];
+            } else if (db) {
+                db[(size_t)img * nb + (j - na)] += dyi[j];
+            }
         }
     }
 }
@@ -125,23 +138,27 @@ __global__ void k_concat_backward(float *da, float *db, const float *dy, size_t 
 extern "C" void cu_concat_channels_forward(CudaEngine *e, float *y, const float *a, const float *b, int B, int Ca,
                                            int Cb, int N) {
     if (e->status) return;
-    size_t na = (size_t)Ca * N, nb = (size_t)Cb * N, total = (size_t)B * (na + nb);
-    k_concat<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(y, a, b, na, nb, total);
+    CuLaunch l = cu_rows((size_t)B, (size_t)(Ca + Cb) * N);
+    k_concat CU_LAUNCH(l)(y, a, b, (unsigned)Ca * N, (unsigned)Cb * N, B);
     CU_LAUNCHED(e, "concat");
 }
 
 extern "C" void cu_concat_channels_backward(CudaEngine *e, float *da, float *db, const float *dy, int B, int Ca,
                                             int Cb, int N) {
     if (e->status || (!da && !db)) return;
-    size_t na = (size_t)Ca * N, nb = (size_t)Cb * N, total = (size_t)B * (na + nb);
-    k_concat_backward<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(da, db, dy, na, nb, total);
+    CuLaunch l = cu_rows((size_t)B, (size_t)(Ca + Cb) * N);
+    k_concat_backward CU_LAUNCH(l)(da, db, dy, (unsigned)Ca * N, (unsigned)Cb * N, B);
     CU_LAUNCHED(e, "concat backward");
 }
 
 /* ---------------------------------------------------------------- embeddings */
 
+/* rows: the images */
 __global__ void k_embedding(float *y, const float *table, const int64_t *idx, int B, int E) {
-    CU_FOR(i, (size_t)B * E) y[i] = table[(size_t)idx[i / E] * E + i % E];
+    CU_ROWS(b, B) {
+        const float *src = table + (size_t)idx[b] * E;
+        CU_COLS(c, E) y[(size_t)b * E + c] = src[c];
+    }
 }
 
 /* plan: [starts (groups + 1)][members (B)]: group u's images, in batch order, all with one
@@ -163,7 +180,8 @@ extern "C" void cu_embedding_forward(CudaEngine *e, float *y, const float *table
     if (e->status || B < 1) return;
     const int64_t *d_idx = cu_upload_idx(e, idx, B);
     if (!d_idx) return;
-    k_embedding<<<cu_blocks((size_t)B * E), CU_THREADS, 0, e->stream>>>(y, table, d_idx, B, E);
+    CuLaunch l = cu_rows((size_t)B, (size_t)E);
+    k_embedding CU_LAUNCH(l)(y, table, d_idx, B, E);
     CU_LAUNCHED(e, "embedding");
 }
 
@@ -214,15 +232,17 @@ extern "C" void cu_embedding_backward(CudaEngine *e, float *dtable, const float 
 __global__ void k_timestep_embedding(float *y, const int64_t *t, int B, int dim) {
     const int half = dim / 2;
     const float neg_log_period = (float)-9.210340371976184;
-    CU_FOR(i, (size_t)B * dim) {
-        int b = (int)(i / dim), j = (int)(i % dim);
-        if (j >= 2 * half) {
-            y[i] = 0.0f; /* odd dim: the last column */
-            continue;
+    CU_ROWS(b, B) {
+        float *row = y + (size_t)b * dim, tb = (float)t[b];
+        CU_COLS(j, dim) {
+            if (j >= 2u * half) {
+                row[j] = 0.0f; /* odd dim: the last column */
+                continue;
+            }
+            int f = (int)j < half ? (int)j : (int)j - half;
+            float freq = expf(neg_log_period * (float)f / (float)half), arg = tb * freq;
+            row[j] = (int)j < half ? sinf(arg) : cosf(arg);
         }
-        int f = j < half ? j : j - half;
-        float freq = expf(neg_log_period * (float)f / (float)half), arg = (float)t[b] * freq;
-        y[i] = j < half ? sinf(arg) : cosf(arg);
     }
 }
 
@@ -230,7 +250,8 @@ extern "C" void cu_timestep_embedding(CudaEngine *e, float *y, const int64_t *t,
     if (e->status || B < 1) return;
     const int64_t *d_t = cu_upload_idx(e, t, B);
     if (!d_t) return;
-    k_timestep_embedding<<<cu_blocks((size_t)B * dim), CU_THREADS, 0, e->stream>>>(y, d_t, B, dim);
+    CuLaunch l = cu_rows((size_t)B, (size_t)dim);
+    k_timestep_embedding CU_LAUNCH(l)(y, d_t, B, dim);
     CU_LAUNCHED(e, "timestep embedding");
 }
 

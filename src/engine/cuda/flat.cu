@@ -92,18 +92,23 @@ extern "C" void cu_ema_update(CudaEngine *e, float *ema, const float *params, fl
 
 /* ---------------------------------------------------------------- q_sample */
 
-/* coef (2B): per image sqrtf(ab), sqrtf(1 - ab), computed on the host as the CPU does */
-__global__ void k_q_sample(float *xt, const float *x0, const float *noise, const float *coef, size_t D,
-                           size_t total) {
-    CU_FOR(i, total) {
-        size_t b = i / D;
-        xt[i] = coef[2 * b] * x0[i] + coef[2 * b + 1] * noise[i];
+/* coef (2B): per image sqrtf(ab), sqrtf(1 - ab), computed on the host as the CPU does;
+ * rows: the images */
+__global__ void k_q_sample(float *xt, const float *x0, const float *noise, const float *coef, unsigned D, int B) {
+    CU_ROWS(b, B) {
+        const float ca = coef[2 * b], cn = coef[2 * b + 1];
+        const size_t o = (size_t)b * D;
+        CU_COLS(i, D) xt[o + i] = ca * x0[o + i] + cn * noise[o + i];
     }
 }
 
 /* dx0 += sqrtf(ab_b) dxt */
-__global__ void k_q_sample_backward(float *dx0, const float *dxt, const float *coef, size_t D, size_t total) {
-    CU_FOR(i, total) dx0[i] += coef[2 * (i / D)] * dxt[i];
+__global__ void k_q_sample_backward(float *dx0, const float *dxt, const float *coef, unsigned D, int B) {
+    CU_ROWS(b, B) {
+        const float ca = coef[2 * b];
+        const size_t o = (size_t)b * D;
+        CU_COLS(i, D) dx0[o + i] += ca * dxt[o + i];
+    }
 }
 
 /* The per-image coefficients, uploaded into scratch (pageable source: staged before the
@@ -130,8 +135,8 @@ extern "C" void cu_q_sample(CudaEngine *e, float *xt, const float *x0, const flo
     if (e->status || B < 1 || !D) return;
     const float *coef = upload_coefficients(e, t, alpha_bar, B);
     if (!coef) return;
-    size_t total = (size_t)B * D;
-    k_q_sample<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(xt, x0, noise, coef, D, total);
+    CuLaunch l = cu_rows((size_t)B, D);
+    k_q_sample CU_LAUNCH(l)(xt, x0, noise, coef, (unsigned)D, B);
     CU_LAUNCHED(e, "q_sample");
 }
 
@@ -140,8 +145,8 @@ extern "C" void cu_q_sample_backward(CudaEngine *e, float *dx0, const float *dxt
     if (e->status || !dx0 || B < 1 || !D) return;
     const float *coef = upload_coefficients(e, t, alpha_bar, B);
     if (!coef) return;
-    size_t total = (size_t)B * D;
-    k_q_sample_backward<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(dx0, dxt, coef, D, total);
+    CuLaunch l = cu_rows((size_t)B, D);
+    k_q_sample_backward CU_LAUNCH(l)(dx0, dxt, coef, (unsigned)D, B);
     CU_LAUNCHED(e, "q_sample backward");
 }
 
@@ -273,8 +278,12 @@ __global__ void k_channel_mean(float *feat, const float *x, int B, int C, size_t
     if (threadIdx.x == 0) feat[c] = (float)(s / ((double)B * N));
 }
 
-__global__ void k_channel_fill(float *x, const float *vals, int C, size_t N, size_t total) {
-    CU_FOR(i, total) x[i] = vals[i / N % C];
+/* rows: (b, c) */
+__global__ void k_channel_fill(float *x, const float *vals, int C, unsigned N, unsigned rows) {
+    CU_ROWS(r, rows) {
+        float *row = x + (size_t)r * N, v = vals[r % C];
+        CU_COLS(i, N) row[i] = v;
+    }
 }
 
 extern "C" void cu_channel_mean(CudaEngine *e, float *feat, const float *x, int B, int C, size_t N) {
@@ -285,8 +294,8 @@ extern "C" void cu_channel_mean(CudaEngine *e, float *feat, const float *x, int 
 
 extern "C" void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int B, int C, size_t N) {
     if (e->status || C < 1 || !N) return;
-    size_t total = (size_t)B * C * N;
-    k_channel_fill<<<cu_blocks(total), CU_THREADS, 0, e->stream>>>(x, vals, C, N, total);
+    CuLaunch l = cu_rows((size_t)B * C, N);
+    k_channel_fill CU_LAUNCH(l)(x, vals, C, (unsigned)N, (unsigned)((size_t)B * C));
     CU_LAUNCHED(e, "channel fill");
 }
 
@@ -307,8 +316,12 @@ __global__ void k_row_mean(float *y, const float *x, size_t rows, size_t N) {
 }
 
 /* dx (rows, N) = dy[r] / N, overwritten */
-__global__ void k_row_mean_backward(float *dx, const float *dy, size_t N, size_t total) {
-    CU_FOR(i, total) dx[i] = dy[i / N] / (float)N;
+__global__ void k_row_mean_backward(float *dx, const float *dy, unsigned N, unsigned rows) {
+    CU_ROWS(r, rows) {
+        const float g = dy[r] / (float)N;
+        float *row = dx + (size_t)r * N;
+        CU_COLS(i, N) row[i] = g;
+    }
 }
 
 extern "C" void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N) {
@@ -319,6 +332,7 @@ extern "C" void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows
 
 extern "C" void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows, size_t N) {
     if (e->status || !dx || !rows || !N) return;
-    k_row_mean_backward<<<cu_blocks(rows * N), CU_THREADS, 0, e->stream>>>(dx, dy, N, rows * N);
+    CuLaunch l = cu_rows(rows, N);
+    k_row_mean_backward CU_LAUNCH(l)(dx, dy, (unsigned)N, (unsigned)rows);
     CU_LAUNCHED(e, "row mean backward");
 }

@@ -43,8 +43,8 @@ __global__ void k_gn_forward(float *y, float *mean, float *rstd, const float *x,
         rstd[bg] = rs;
     }
     float *yg = y + off;
-    for (size_t i = threadIdx.x; i < M; i += blockDim.x) {
-        int c = g * Cg + (int)(i / N);
+    for (unsigned i = threadIdx.x; i < (unsigned)M; i += blockDim.x) { /* a group is < 2^32 values */
+        int c = g * Cg + (int)(i / (unsigned)N);
         float scale = rs * gamma[c], shift = beta[c] - m * scale;
         yg[i] = gn_out(xg[i] * scale + shift, silu);
     }
@@ -104,16 +104,19 @@ __global__ void k_gn_group_means(float *means, const double *sdz, const double *
     }
 }
 
-/* 4. one thread per value */
+/* 4. one thread per value; rows: (b, c) */
 __global__ void k_gn_dx(float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
                         const float *gamma, const float *beta, const float *means, int B, int C, int N, int G,
                         int silu) {
-    const size_t total = (size_t)B * C * N;
-    CU_FOR(i, total) {
-        int c = (int)(i / N % C), b = (int)(i / ((size_t)N * C)), bg = b * G + c / (C / G);
-        float m = mean[bg], rs = rstd[bg], scale = rs * gamma[c], shift = beta[c] - m * scale;
-        float dz = gn_dz(x[i], dy[i], scale, shift, silu), xhat = (x[i] - m) * rs;
-        dx[i] += rs * (gamma[c] * dz - means[2 * bg] - xhat * means[2 * bg + 1]);
+    CU_ROWS(bc, (unsigned)B * C) {
+        const int c = bc % C, bg = (bc / C) * G + c / (C / G);
+        const float m = mean[bg], rs = rstd[bg], scale = rs * gamma[c], shift = beta[c] - m * scale;
+        const float mg = means[2 * bg], mgx = means[2 * bg + 1];
+        const size_t off = (size_t)bc * N;
+        CU_COLS(i, N) {
+            float xv = x[off + i], dz = gn_dz(xv, dy[off + i], scale, shift, silu), xhat = (xv - m) * rs;
+            dx[off + i] += rs * (gamma[c] * dz - mg - xhat * mgx);
+        }
     }
 }
 
@@ -144,7 +147,7 @@ extern "C" void cu_groupnorm_backward(CudaEngine *e, float *dx, float *dgamma, f
     if (!dx) return;
     k_gn_group_means<<<cu_blocks((size_t)B * G), CU_THREADS, 0, e->stream>>>(means, sdz, sdzx, gamma, B, C, N, G);
     if (CU_LAUNCHED(e, "groupnorm backward")) return;
-    k_gn_dx<<<cu_blocks(BC * N), CU_THREADS, 0, e->stream>>>(dx, dy, x, mean, rstd, gamma, beta, means, B, C, N,
-                                                            G, silu);
+    CuLaunch l = cu_rows(BC, (size_t)N);
+    k_gn_dx CU_LAUNCH(l)(dx, dy, x, mean, rstd, gamma, beta, means, B, C, N, G, silu);
     CU_LAUNCHED(e, "groupnorm backward");
 }
