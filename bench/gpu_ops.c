@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/util.h"
 #include "engine/backend.h"
+#include "engine/cuda/cuda_engine.h"
 
 static Engine *E;
 static int iters = 20;
@@ -120,6 +121,37 @@ static void flat(size_t P) {
     E->ops->free(E, v);
 }
 
+/* the device Philox (cu_fill_normal) against core/rng on the host: bits and time */
+static void rng_check(size_t n) {
+    float *h = xmalloc_floats(n), *g = xmalloc_floats(n), *d = E->ops->alloc(E, n * sizeof(float));
+    if (!d) exit(1);
+    for (int pass = 0; pass < 2; pass++) { /* a fresh stream, then one a word pair in */
+        Rng r = rng_stream(1234, RNG_NOISE, 77 + pass);
+        if (pass) (void)rng_normal(&r), (void)rng_normal(&r), (void)rng_normal(&r), (void)rng_normal(&r), (void)rng_u32(&r),
+            (void)rng_u32(&r);
+        Rng copy = r;
+        double t0 = now_seconds();
+        rng_fill_normal(&copy, h, n);
+        double th = now_seconds() - t0;
+        cu_fill_normal((CudaEngine *)E->impl, d, n, &r);
+        begin();
+        for (int i = 0; i < iters; i++) cu_fill_normal((CudaEngine *)E->impl, d, n, &r);
+        if (E->ops->sync(E) != D2C_OK) {
+            fprintf(stderr, "gpu_ops: fill_normal: %s\n", d2c_last_error());
+            exit(1);
+        }
+        double td = (now_seconds() - t_start) / iters;
+        E->ops->download(E, g, d, n * sizeof(float));
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) diff += memcmp(&h[i], &g[i], sizeof(float)) != 0;
+        printf("fill_normal %zu values (stream %s): %zu differ from the host's; device %.3f ms, host %.3f ms\n", n,
+               pass ? "mid-buffer" : "fresh", diff, td * 1e3, th * 1e3);
+    }
+    free(h);
+    free(g);
+    E->ops->free(E, d);
+}
+
 int main(int argc, char **argv) {
     int B = 256, C = 32;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -152,6 +184,7 @@ int main(int argc, char **argv) {
     groupnorm(B, 2 * C, 14, 8);
     attention(B, 2 * C, 7);
     flat((size_t)2 << 20);
+    rng_check((size_t)B * 784 + 3);
     E->ops->destroy(E);
     return 0;
 }

@@ -19,6 +19,24 @@ message(STATUS "d2c: CUDA backend on, nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archi
 
 file(GLOB D2C_CUDA_SOURCES CONFIGURE_DEPENDS src/engine/cuda/*.cu src/engine/cuda/*.c)
 target_sources(d2c_objects PRIVATE ${D2C_CUDA_SOURCES})
+
+# cuDNN, for the D2C_CUDA_CONV=cudnn convolutions: the toolkit's folders, CUDNN_ROOT (a
+# cuDNN install or the nvidia/cudnn folder of its Python wheel, which names the library
+# libcudnn.so.9 only). Without it, cudnn/stub.cu: the backend runs, that switch says so.
+find_path(CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{CUDNN_ROOT} PATH_SUFFIXES include)
+find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9 HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{CUDNN_ROOT}
+  PATH_SUFFIXES lib lib64)
+if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+  message(STATUS "d2c: cuDNN ${CUDNN_LIBRARY} (D2C_CUDA_CONV=cudnn)")
+  target_sources(d2c_objects PRIVATE src/engine/cuda/cudnn/conv_cudnn.cu)
+  target_include_directories(d2c_objects PRIVATE ${CUDNN_INCLUDE_DIR})
+  target_link_libraries(d2c_objects PUBLIC ${CUDNN_LIBRARY})
+  get_filename_component(D2C_CUDNN_LIBDIR ${CUDNN_LIBRARY} DIRECTORY)
+  list(APPEND CMAKE_INSTALL_RPATH ${D2C_CUDNN_LIBDIR})
+else()
+  message(STATUS "d2c: cuDNN not found (set CUDNN_ROOT): the CUDA backend's convolutions are im2col + cuBLAS only")
+  target_sources(d2c_objects PRIVATE src/engine/cuda/cudnn/stub.cu)
+endif()
 # (the target was made before enable_language: give it the architectures itself)
 set_target_properties(d2c_objects PROPERTIES CUDA_VISIBILITY_PRESET hidden CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 # host-compiler warnings for the .cu files (the C flags of CMakeLists.txt apply to C only)

@@ -10,7 +10,8 @@
  *   dx:      dcol_j (K, No) = w^T @ dy_j; dx += col2im(dcol), a gather (no atomics)
  * A 1x1 stride-1 convolution uses x and dy directly: y_j = w @ x_j, dx_j += w^T @ dy_j.
  * dbias is a fixed-order reduction in double. Chunks run in order on one stream, so every
- * gradient has the same bits run to run. cuDNN is not used yet (docs/CUDA.md). */
+ * gradient has the same bits run to run. D2C_CUDA_CONV=cudnn runs the convolutions through
+ * cuDNN instead (cudnn/conv_cudnn.cu), deterministic algorithms only; the bias stays here. */
 #include "engine/cuda/cuda_private.cuh"
 
 #define CONV_SCRATCH_FLOATS ((size_t)256 << 20) /* 1 GiB of im2col scratch at most */
@@ -152,7 +153,9 @@ extern "C" void cu_conv2d_forward(CudaEngine *e, float *y, const float *x, const
     if (e->status) return;
     Plan p = plan_for(s, s.Cin * s.k * s.k);
     const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
-    if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
+    if (e->conv_cudnn) {
+        cu_cudnn_conv_forward(e, y, x, w, s);
+    } else if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
         cu_gemm_batched(e, 0, 0, s.Cout, p.No, s.Cin, 1.0f, w, s.Cin, 0, x, p.No, (long long)x_image, 0.0f, y,
                         p.No, (long long)y_image, s.B);
     } else {
@@ -175,6 +178,10 @@ extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *d
     Plan p = plan_for(s, s.Cin * s.k * s.k + s.Cout);
     const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
     if (dbias) dbias_sum(e, dbias, dy, s.B, s.Cout, p.No);
+    if (e->conv_cudnn) {
+        if (dx || dw) cu_cudnn_conv_backward(e, dx, dw, dy, x, w, s);
+        return;
+    }
     if (dx && direct) /* dx_b (Cin, N) += w^T (Cin, Cout) @ dy_b (Cout, N) */
         cu_gemm_batched(e, 1, 0, s.Cin, p.No, s.Cout, 1.0f, w, s.Cin, 0, dy, p.No, (long long)y_image, 1.0f, dx,
                         p.No, (long long)x_image, s.B);

@@ -22,6 +22,7 @@
 extern "C" {
 #endif
 
+#include "core/rng.h"        /* Rng */
 #include "engine/backend.h" /* ConvShape, EngineRows */
 
 typedef struct CudaEngine CudaEngine;
@@ -115,6 +116,9 @@ void cu_channel_mean(CudaEngine *e, float *feat, const float *x, int B, int C, s
 void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int B, int C, size_t N);
 void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N);
 void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows, size_t N);
+/* x[0..n) = what rng_fill_normal would write from a copy of *r (host; not advanced); r at a
+ * pair boundary (has_spare 0, avail even). Proposed as a table entry (docs/CUDA.md). */
+void cu_fill_normal(CudaEngine *e, float *x, size_t n, const Rng *r);
 
 #ifdef __cplusplus
 }

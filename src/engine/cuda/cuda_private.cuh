@@ -28,6 +28,9 @@ struct CudaEngine {
     size_t idx_cap;       /* values */
     double *red;          /* reduction partials and results */
     size_t red_cap;       /* doubles */
+    int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
+    int conv_cudnn;       /* D2C_CUDA_CONV=cudnn: convolutions through cuDNN */
+    void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
 };
 
 /* Records a failure (the first one wins) and returns its status. */
@@ -104,6 +107,14 @@ void cu_gemm(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha, co
 void cu_gemm_batched(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha,
                      const float *A, int lda, long long sa, const float *B, int ldb, long long sb,
                      float beta, float *C, int ldc, long long sc, int count);
+
+/* ---- cuDNN convolutions (cudnn/conv_cudnn.cu, or cudnn/stub.cu in a build without
+ * cuDNN): y = conv(x, w) without bias; dx += ..., dw += ... (either may be NULL). */
+int cu_cudnn_built(void);
+void cu_cudnn_destroy(CudaEngine *e);
+void cu_cudnn_conv_forward(CudaEngine *e, float *y, const float *x, const float *w, ConvShape s);
+void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                            ConvShape s);
 
 /* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
  * the result lands in *out (device). */

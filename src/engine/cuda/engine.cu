@@ -78,8 +78,18 @@ extern "C" int cu_create(CudaEngine **out) {
     }
     snprintf(e->name, sizeof e->name, "%.200s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
-    const char *tf32 = getenv("D2C_CUDA_TF32");
-    cublasMath_t math = tf32 && strcmp(tf32, "1") == 0 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    const char *tf32 = getenv("D2C_CUDA_TF32"), *conv = getenv("D2C_CUDA_CONV");
+    e->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=%s: must be gemm (im2col + cuBLAS, the default) or cudnn", conv);
+    }
+    e->conv_cudnn = conv && strcmp(conv, "cudnn") == 0;
+    if (e->conv_cudnn && !cu_cudnn_built()) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=cudnn: this d2c was built without cuDNN");
+    }
+    cublasMath_t math = e->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     if (cu_check_blas(e, cublasSetMathMode(e->blas, math), "setting the math mode") ||
         cu_check_blas(e, cublasSetAtomicsMode(e->blas, CUBLAS_ATOMICS_NOT_ALLOWED), "disallowing atomics")) {
         st = e->status;
@@ -93,6 +103,7 @@ extern "C" int cu_create(CudaEngine **out) {
 extern "C" void cu_destroy(CudaEngine *e) {
     if (!e) return;
     if (e->stream) cudaStreamSynchronize(e->stream);
+    cu_cudnn_destroy(e);
     cudaFree(e->scratch);
     cudaFree(e->idx);
     cudaFree(e->red);
