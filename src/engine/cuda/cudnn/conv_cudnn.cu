@@ -83,12 +83,15 @@ static int describe(CudaEngine *e, Cudnn *c, ConvShape s) {
 }
 
 /* the first heuristic choice that ran, is deterministic, fits WS_LIMIT and (without TF32)
- * uses FMA maths; -1 when there is none (P: any of cuDNN's three perf-result types) */
+ * reports FMA maths; failing that, the first deterministic one (the descriptor's math type,
+ * CUDNN_FMA_MATH without TF32, governs how it runs); -1 when there is none (P: any of
+ * cuDNN's three perf-result types) */
 template <typename P> static int pick(const P *perf, int n, int tf32) {
-    for (int i = 0; i < n; i++)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-            perf[i].memory <= WS_LIMIT && (tf32 || perf[i].mathType == CUDNN_FMA_MATH))
-            return i;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+                perf[i].memory <= WS_LIMIT && (tf32 || pass == 1 || perf[i].mathType == CUDNN_FMA_MATH))
+                return i;
     return -1;
 }
 
