@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpu_ops: %s\n", d2c_last_error());
         return 2;
     }
-    printf("gpu_ops: B=%d C=%d, %d calls per op\n", B, C, iters);
+    printf("gpu_ops: %s, B=%d C=%d, %d calls per op\n", cu_device_name((CudaEngine *)E->impl), B, C, iters);
     conv(B, 1, C, 28, 3, 1);
     conv(B, C, C, 28, 3, 1);
     conv(B, C, C, 28, 3, 2);

@@ -14,6 +14,9 @@ extern "C" {
 }
 #include "engine/cuda/cuda_engine.h"
 
+#define CU_STAGE_SLOTS 16 /* more than the uploads of one train step, so none waits within a step */
+#define CU_STAGE_MAX ((size_t)64 << 20) /* larger uploads are copied directly, then waited for */
+
 struct CudaEngine {
     int device;
     char name[256];
@@ -28,6 +31,13 @@ struct CudaEngine {
     size_t idx_cap;       /* values */
     double *red;          /* reduction partials and results */
     size_t red_cap;       /* doubles */
+    struct {              /* pinned staging slots for uploads (engine.cu, stage_upload) */
+        void *buf;
+        size_t cap;
+        cudaEvent_t done; /* recorded after the slot's last copy */
+        int used;
+    } stage[CU_STAGE_SLOTS];
+    int stage_next;
     int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
     int conv_cudnn;       /* D2C_CUDA_CONV=cudnn: convolutions through cuDNN */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */

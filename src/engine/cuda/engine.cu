@@ -48,6 +48,13 @@ extern "C" int cu_sync(CudaEngine *e) {
 
 /* ---------------------------------------------------------------- lifetime */
 
+static int create_events(CudaEngine *e) {
+    for (int k = 0; k < CU_STAGE_SLOTS; k++)
+        if (cu_check(e, cudaEventCreateWithFlags(&e->stage[k].done, cudaEventDisableTiming), "creating events"))
+            return -1;
+    return 0;
+}
+
 extern "C" int cu_create(CudaEngine **out) {
     *out = NULL;
     int count = 0;
@@ -70,6 +77,7 @@ extern "C" int cu_create(CudaEngine **out) {
     if (cu_check(e, cudaSetDevice(e->device), "selecting the device") ||
         cu_check(e, cudaGetDeviceProperties(&prop, e->device), "reading the device's properties") ||
         cu_check(e, cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking), "creating a stream") ||
+        create_events(e) ||
         cu_check_blas(e, cublasCreate(&e->blas), "creating the handle") ||
         cu_check_blas(e, cublasSetStream(e->blas, e->stream), "setting the stream")) {
         st = e->status;
@@ -104,6 +112,10 @@ extern "C" void cu_destroy(CudaEngine *e) {
     if (!e) return;
     if (e->stream) cudaStreamSynchronize(e->stream);
     cu_cudnn_destroy(e);
+    for (int k = 0; k < CU_STAGE_SLOTS; k++) {
+        cudaFreeHost(e->stage[k].buf);
+        if (e->stage[k].done) cudaEventDestroy(e->stage[k].done);
+    }
     cudaFree(e->scratch);
     cudaFree(e->idx);
     cudaFree(e->red);
@@ -145,24 +157,38 @@ extern "C" void cu_host_free(CudaEngine *e, void *p) {
     if (p) cu_check(e, cudaFreeHost(p), "freeing pinned host memory");
 }
 
-/* The table's contract: the host source may be reused when upload returns. From pageable
- * memory cudaMemcpyAsync stages the data before it returns; from pinned memory (host_alloc)
- * it does not, so the stream is synchronised then (asynchronous uploads with events are
- * for later: docs/CUDA.md). */
-static int is_pinned(const void *p) {
-    cudaPointerAttributes a;
-    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
+/* The table's contract: the host source may be reused when upload returns. Uploads of up
+ * to CU_STAGE_MAX bytes are copied (memcpy) into the next of CU_STAGE_SLOTS pinned staging
+ * slots and DMA'd from there asynchronously; a slot is reused once the event recorded
+ * after its previous copy has passed, so the host rarely waits and never drains the
+ * stream. Larger uploads are copied directly and waited for. */
+static int stage_upload(CudaEngine *e, void *dst, const void *src, size_t bytes, const char *what) {
+    if (bytes > CU_STAGE_MAX) {
+        if (cu_check(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, e->stream), what)) return -1;
+        return cu_check(e, cudaStreamSynchronize(e->stream), what) ? -1 : 0;
     }
-    return a.type == cudaMemoryTypeHost;
+    int k = e->stage_next;
+    e->stage_next = (k + 1) % CU_STAGE_SLOTS;
+    if (e->stage[k].used && cu_check(e, cudaEventSynchronize(e->stage[k].done), what)) return -1;
+    if (e->stage[k].cap < bytes) {
+        size_t cap = bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : bytes;
+        cudaFreeHost(e->stage[k].buf);
+        e->stage[k].buf = NULL;
+        e->stage[k].cap = 0;
+        if (cu_check(e, cudaMallocHost(&e->stage[k].buf, cap), "allocating pinned staging memory")) return -1;
+        e->stage[k].cap = cap;
+    }
+    memcpy(e->stage[k].buf, src, bytes);
+    if (cu_check(e, cudaMemcpyAsync(dst, e->stage[k].buf, bytes, cudaMemcpyHostToDevice, e->stream), what) ||
+        cu_check(e, cudaEventRecord(e->stage[k].done, e->stream), what))
+        return -1;
+    e->stage[k].used = 1;
+    return 0;
 }
 
 extern "C" void cu_upload(CudaEngine *e, void *dst, const void *src, size_t bytes) {
     if (e->status || !bytes) return;
-    if (!cu_check(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, e->stream), "copying to the device") &&
-        is_pinned(src))
-        cu_check(e, cudaStreamSynchronize(e->stream), "copying to the device");
+    stage_upload(e, dst, src, bytes, "copying to the device");
 }
 
 /* Waits for the copy: the host buffer is the caller's as soon as this returns. */
@@ -214,11 +240,7 @@ double *cu_red(CudaEngine *e, size_t n) {
 const int64_t *cu_upload_idx(CudaEngine *e, const int64_t *host_idx, int B) {
     int64_t *d = (int64_t *)grow(e, (void **)&e->idx, &e->idx_cap, (size_t)B, sizeof(int64_t), "index space");
     if (!d) return NULL;
-    /* pageable source: the call returns once host_idx has been staged, in stream order */
-    if (cu_check(e, cudaMemcpyAsync(d, host_idx, (size_t)B * sizeof(int64_t), cudaMemcpyHostToDevice, e->stream),
-                 "copying indices to the device"))
-        return NULL;
-    return d;
+    return stage_upload(e, d, host_idx, (size_t)B * sizeof(int64_t), "copying indices to the device") ? NULL : d;
 }
 
 /* ---------------------------------------------------------------- GEMMs */
