@@ -44,3 +44,19 @@ int api_check_shape(const char *fn, int c, int h, int w, int C, int H, int W) {
                          w, C, H, W);
     return D2C_OK;
 }
+
+int api_open_engine(const char *fn, const char *device, Engine **out) {
+    *out = NULL;
+    EngineDevice dev = ENGINE_CPU;
+    if (device && engine_device_parse(device, &dev) != D2C_OK)
+        return d2c_error(D2C_ERR_INPUT, "%s: device must be \"cpu\" or \"cuda\", got '%.64s'", fn, device);
+    if (dev == ENGINE_CPU) {
+        *out = engine_cpu_default();
+        return D2C_OK;
+    }
+    return d2c_error_context(engine_create(out, dev), "%s: ", fn);
+}
+
+void api_close_engine(Engine *e) {
+    if (e && e != engine_cpu_default()) engine_destroy(e);
+}
