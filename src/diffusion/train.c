@@ -98,13 +98,21 @@ static char *log_path_for(const TrainOptions *opt) {
     return p;
 }
 
-/* The host copies of the training state that checkpoints read and write: (4 P). */
+/* The host copies of the training state that checkpoints read and write: (4 P) floats,
+ * or, on an engine of host memory, the engine's buffers themselves (no copy: download and
+ * upload onto the same address do nothing). */
 typedef struct {
     float *params, *m, *v, *ema;
+    float *owned; /* the allocation, NULL when the engine's buffers serve */
 } HostState;
 
-static void host_state_new(HostState *h, size_t P) {
-    h->params = xmalloc_floats(4 * P);
+static void host_state_new(HostState *h, const UNet *net, const Adam *adam, float *ema) {
+    const size_t P = net->lay.n_params;
+    if (net->eng->host_memory) {
+        *h = (HostState){net->params, adam->m, adam->v, ema, NULL};
+        return;
+    }
+    h->owned = h->params = xmalloc_floats(4 * P);
     h->m = h->params + P;
     h->v = h->m + P;
     h->ema = h->v + P;
@@ -206,7 +214,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     const size_t P = net.lay.n_params;
     adam_create(&adam, eng, P, (float)opt->lr);
     ema = engine_xalloc_floats(eng, P);
-    host_state_new(&hs, P);
+    host_state_new(&hs, &net, &adam, ema);
 
     info = (ModelInfo){.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
     info.train_json = options_json(opt);
@@ -333,7 +341,7 @@ done:
     if (noise_host != noise) eng->ops->host_free(eng, noise_host);
     engine_free(eng, x0);
     engine_free(eng, noise);
-    free(hs.params);
+    free(hs.owned);
     free(log_path);
     ddpm_scratch_free(&scratch);
     engine_free(eng, ema);

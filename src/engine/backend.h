@@ -201,6 +201,9 @@ int engine_alloc(Engine *e, void **out, size_t bytes);
 /* The same for n floats, zeroed; fatal (d2c_fatal) when the memory is not there, as
  * xmalloc is (for buffers whose size the program chose, not the input). */
 float *engine_xalloc_floats(Engine *e, size_t n);
+/* The same without the zeroing, for scratch that is always written before it is read (its
+ * pages then stay untouched until used, as malloc's do). */
+float *engine_xalloc_floats_raw(Engine *e, size_t n);
 int64_t *engine_xalloc_i64(Engine *e, size_t n);
 void engine_free(Engine *e, void *p);
 /* memzero of n floats */
