@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend_test.h"
+#include "core/rng.h"
 #include "core/util.h"
 
 #define NFLAT 100003 /* above the CPU kernels' parallel threshold, not a multiple of 8 */
@@ -199,7 +200,30 @@ static void case_pooling(Engine *e, Vec *got, Vec *ref, int v) {
     free(x), free(c);
 }
 
+/* fill_normal: the numbers of the host generator rng_fill_normal, from a fresh stream and
+ * from one a few words in (v 1); the stream itself is not advanced */
+static void case_fill_normal(Engine *e, Vec *got, Vec *ref, int v) {
+    const size_t n = NFLAT;
+    Rng r = rng_stream(7, RNG_NOISE, 12345);
+    if (v) (void)rng_u32(&r), (void)rng_u32(&r); /* two words in: a pair boundary, avail even */
+    const Rng before = r;
+    float *d = engine_xalloc_floats(e, n);
+    e->ops->fill_normal(e, d, n, &r);
+    take(e, got, d, n);
+    vec_put(got, memcmp(&before, &r, sizeof r) == 0 ? 0.0 : 1.0);
+    if (ref) {
+        float *h = xmalloc_floats(n);
+        Rng copy = before;
+        rng_fill_normal(&copy, h, n);
+        vec_put_f(ref, h, n);
+        vec_put(ref, 0.0);
+        free(h);
+    }
+}
+
 const Case FLAT_CASES[] = {
+    {"fill_normal (fresh stream)", "fill_normal", case_fill_normal, 0, 1e-6},
+    {"fill_normal (two words in)", "fill_normal", case_fill_normal, 1, 1e-6},
     {"add", "add", case_elementwise, 0, 1e-6},
     {"axpy", "axpy", case_elementwise, 1, 1e-6},
     {"axpby", "axpby", case_elementwise, 2, 1e-6},

@@ -35,7 +35,7 @@
     X(attention_forward) X(attention_backward) X(embedding_forward) X(embedding_backward) X(timestep_embedding)      \
     X(mse_forward) X(mse_backward) X(softmax_rows) X(add) X(axpy) X(axpby) X(waxpy) X(scale) X(clamp) X(sum_sq)     \
     X(clip_grad_norm) X(adam_step) X(ema_update) X(q_sample) X(q_sample_backward) X(guidance) X(ddim_step)          \
-    X(ddpm_step) X(layerwise_distance) X(channel_mean) X(channel_fill) X(row_mean) X(row_mean_backward)
+    X(ddpm_step) X(layerwise_distance) X(channel_mean) X(fill_normal) X(channel_fill) X(row_mean) X(row_mean_backward)
 #define COUNT_OP(name) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
 _Static_assert(sizeof(EngineOps) == N_OPS * sizeof(void (*)(void)),

@@ -15,17 +15,18 @@ void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn)
     unet_mid(net, &Cm, &hm, &wm);
     Engine *e = net->eng;
     w->eng = e;
-    w->g_real = engine_xalloc_floats(e, P);
-    w->g_syn = engine_xalloc_floats(e, P);
-    w->v = engine_xalloc_floats(e, P);
-    w->theta = engine_xalloc_floats(e, P);
-    w->dtheta = engine_xalloc_floats(e, P);
-    w->v_real = engine_xalloc_floats(e, P);
-    w->feat_real = engine_xalloc_floats(e, (size_t)Cm);
-    w->feat_syn = engine_xalloc_floats(e, (size_t)Cm);
-    w->dm_vals = engine_xalloc_floats(e, (size_t)Cm);
+    /* scratch, written before it is read (as the malloc'd buffers before the engine) */
+    w->g_real = engine_xalloc_floats_raw(e, P);
+    w->g_syn = engine_xalloc_floats_raw(e, P);
+    w->v = engine_xalloc_floats_raw(e, P);
+    w->theta = engine_xalloc_floats_raw(e, P);
+    w->dtheta = engine_xalloc_floats_raw(e, P);
+    w->v_real = engine_xalloc_floats_raw(e, P);
+    w->feat_real = engine_xalloc_floats_raw(e, (size_t)Cm);
+    w->feat_syn = engine_xalloc_floats_raw(e, (size_t)Cm);
+    w->dm_vals = engine_xalloc_floats_raw(e, (size_t)Cm);
     w->feat_host = xcalloc(2 * (size_t)Cm, sizeof(float));
-    w->dmid = engine_xalloc_floats(e, (size_t)max_syn * Cm * hm * wm);
+    w->dmid = engine_xalloc_floats_raw(e, (size_t)max_syn * Cm * hm * wm);
     w->t_real = xcalloc((size_t)max_real, sizeof(int64_t));
     w->t_syn = xcalloc((size_t)max_syn, sizeof(int64_t));
     w->rows = xcalloc((size_t)net->lay.n_tensors, sizeof(EngineRows));

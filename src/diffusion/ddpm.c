@@ -11,10 +11,10 @@ void ddpm_scratch_create(DdpmScratch *w, Engine *eng, int cap, size_t D) {
     w->eng = eng ? eng : engine_cpu_default();
     w->cap = cap;
     w->D = D;
-    w->xt = engine_xalloc_floats(w->eng, (size_t)cap * D);
-    w->eps = engine_xalloc_floats(w->eng, (size_t)cap * D);
-    w->deps = engine_xalloc_floats(w->eng, (size_t)cap * D);
-    w->dxt = engine_xalloc_floats(w->eng, (size_t)cap * D);
+    w->xt = engine_xalloc_floats_raw(w->eng, (size_t)cap * D); /* written before read */
+    w->eps = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
+    w->deps = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
+    w->dxt = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
 }
 
 void ddpm_scratch_free(DdpmScratch *w) {

@@ -1,7 +1,8 @@
 /* The training loop behind `d2c train`. Every random draw of step s comes from a stream
  * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly.
  * The network, Adam's moments, the EMA and the DDPM scratch live on the options' engine;
- * the data set stays on the host, and each step's batch and noise are uploaded. */
+ * the data set stays on the host and each step's batch is uploaded; the noise is drawn on
+ * the engine (fill_normal: the host generator's numbers). */
 #include "diffusion/train.h"
 
 #include <cjson/cJSON.h>
@@ -98,13 +99,21 @@ static char *log_path_for(const TrainOptions *opt) {
     return p;
 }
 
-/* The host copies of the training state that checkpoints read and write: (4 P). */
+/* The host copies of the training state that checkpoints read and write: (4 P) floats,
+ * or, on an engine of host memory, the engine's buffers themselves (no copy: download and
+ * upload onto the same address do nothing). */
 typedef struct {
     float *params, *m, *v, *ema;
+    float *owned; /* the allocation, NULL when the engine's buffers serve */
 } HostState;
 
-static void host_state_new(HostState *h, size_t P) {
-    h->params = xmalloc_floats(4 * P);
+static void host_state_new(HostState *h, const UNet *net, const Adam *adam, float *ema) {
+    const size_t P = net->lay.n_params;
+    if (net->eng->host_memory) {
+        *h = (HostState){net->params, adam->m, adam->v, ema, NULL};
+        return;
+    }
+    h->owned = h->params = xmalloc_floats(4 * P);
     h->m = h->params + P;
     h->v = h->m + P;
     h->ema = h->v + P;
@@ -185,7 +194,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     Adam adam = {0};
     Engine *eng = opt->engine ? opt->engine : engine_cpu_default();
     float *ema = NULL, *x0 = NULL, *noise = NULL;       /* device */
-    float *x0_host = NULL, *noise_host = NULL;          /* staging */
+    float *x0_host = NULL;                              /* staging */
     HostState hs = {0};
     int64_t *t = NULL, *y = NULL;
     int *idx = NULL;
@@ -206,7 +215,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     const size_t P = net.lay.n_params;
     adam_create(&adam, eng, P, (float)opt->lr);
     ema = engine_xalloc_floats(eng, P);
-    host_state_new(&hs, P);
+    host_state_new(&hs, &net, &adam, ema);
 
     info = (ModelInfo){.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
     info.train_json = options_json(opt);
@@ -232,11 +241,9 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     noise = engine_xalloc_floats(eng, (size_t)B * D);
     if (eng->host_memory) { /* fill the engine's buffers directly: no staging copy */
         x0_host = x0;
-        noise_host = noise;
     } else {
         x0_host = eng->ops->host_alloc(eng, (size_t)B * D * sizeof(float));
-        noise_host = eng->ops->host_alloc(eng, (size_t)B * D * sizeof(float));
-        if (!x0_host || !noise_host) {
+        if (!x0_host) {
             st = d2c_error(D2C_ERR_FAIL, "out of host memory for the batch staging buffers");
             goto done;
         }
@@ -266,9 +273,8 @@ int train_run(const TrainOptions *opt, double *final_loss) {
             t[b] = rng_below(&rt, (uint32_t)sched.T);
             y[b] = rng_uniform(&rd) < opt->cond_drop ? cfg.num_classes : data.labels[idx[b]];
         }
-        rng_fill_normal(&rn, noise_host, (size_t)B * D);
+        eng->ops->fill_normal(eng, noise, (size_t)B * D, &rn); /* the same numbers on every engine */
         engine_upload_floats(eng, x0, x0_host, (size_t)B * D); /* no-op when x0_host is x0 */
-        engine_upload_floats(eng, noise, noise_host, (size_t)B * D);
 
         engine_zero_floats(eng, net.grads, P);
         float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
@@ -330,10 +336,9 @@ done:
     free(t);
     free(y);
     if (x0_host != x0) eng->ops->host_free(eng, x0_host);
-    if (noise_host != noise) eng->ops->host_free(eng, noise_host);
     engine_free(eng, x0);
     engine_free(eng, noise);
-    free(hs.params);
+    free(hs.owned);
     free(log_path);
     ddpm_scratch_free(&scratch);
     engine_free(eng, ema);

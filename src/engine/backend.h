@@ -24,9 +24,12 @@
  * pointer means "not wanted"; there is no Workspace argument: kernel scratch is the
  * backend's business (the CPU's Workspace lives in its Engine).
  *
- * Random numbers: the counter-based generator of core/rng draws on the HOST, and the
- * drawn noise is uploaded (train, matching, DDPM sampling); so a seed gives the same
- * noise on every backend. No op draws random numbers.
+ * Random numbers: the counter-based generator of core/rng (Philox + Box-Muller) draws on
+ * the host, and the noise is uploaded (matching, condensation, DDPM sampling), except where
+ * a whole buffer comes from one fresh stream: fill_normal draws exactly the numbers
+ * rng_fill_normal would, on the device (the training noise). So a seed gives the same
+ * noise on every backend (CUDA's double-precision log/sin/cos may differ from glibc's in
+ * the last bit of a rare value; the CPU entry is rng_fill_normal itself).
  *
  * Backends: the CPU (src/engine/cpu, OpenBLAS + OpenMP) is always built; CUDA
  * (src/engine/cuda) registers through engine_cuda_create, which a build without CUDA
@@ -37,6 +40,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/rng.h"
 
 typedef enum { ENGINE_CPU = 0, ENGINE_CUDA = 1, ENGINE_DEVICE_COUNT } EngineDevice;
 /* "cpu", "cuda" */
@@ -171,6 +176,10 @@ struct EngineOps {
                                  float *va, float *vb, size_t n);
     /* feat (C) = mean of x (B, C, N) over images and positions (summed in double) */
     void (*channel_mean)(Engine *e, float *feat, const float *x, int B, int C, size_t N);
+    /* x (n, device) = what rng_fill_normal(&copy, x, n) writes for a copy of *r (host);
+     * *r is not advanced. r must be at a pair boundary with an even number of unread words
+     * (has_spare == 0, avail even), as a fresh rng_stream() is. */
+    void (*fill_normal)(Engine *e, float *x, size_t n, const Rng *r);
     /* x (B, C, N): x[b, c, i] = vals[c] (vals: device, C floats) */
     void (*channel_fill)(Engine *e, float *x, const float *vals, int B, int C, size_t N);
     /* global average pool: y (rows) = mean of each row of x (rows, N), summed in double
@@ -201,6 +210,9 @@ int engine_alloc(Engine *e, void **out, size_t bytes);
 /* The same for n floats, zeroed; fatal (d2c_fatal) when the memory is not there, as
  * xmalloc is (for buffers whose size the program chose, not the input). */
 float *engine_xalloc_floats(Engine *e, size_t n);
+/* The same without the zeroing, for scratch that is always written before it is read (its
+ * pages then stay untouched until used, as malloc's do). */
+float *engine_xalloc_floats_raw(Engine *e, size_t n);
 int64_t *engine_xalloc_i64(Engine *e, size_t n);
 void engine_free(Engine *e, void *p);
 /* memzero of n floats */

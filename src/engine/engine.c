@@ -50,12 +50,22 @@ int engine_alloc(Engine *e, void **out, size_t bytes) {
     return D2C_OK;
 }
 
-static void *xalloc_zeroed(Engine *e, size_t bytes) {
+static void *xalloc_raw(Engine *e, size_t bytes) {
     if (!bytes) return NULL;
     void *p = e->ops->alloc(e, bytes);
     if (!p) d2c_fatal("out of %s memory for %zu bytes", e->name, bytes);
-    e->ops->memzero(e, p, bytes);
     return p;
+}
+
+static void *xalloc_zeroed(Engine *e, size_t bytes) {
+    void *p = xalloc_raw(e, bytes);
+    if (p) e->ops->memzero(e, p, bytes);
+    return p;
+}
+
+float *engine_xalloc_floats_raw(Engine *e, size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) d2c_fatal("engine allocation of %zu floats overflows", n);
+    return xalloc_raw(e, n * sizeof(float));
 }
 
 float *engine_xalloc_floats(Engine *e, size_t n) {

@@ -151,6 +151,10 @@ static void cpu_channel_mean(Engine *e, float *feat, const float *x, int B, int 
 static void cpu_channel_fill(Engine *e, float *x, const float *vals, int B, int C, size_t N) {
     flat_channel_fill(x, vals, B, C, N);
 }
+static void cpu_fill_normal(Engine *e, float *x, size_t n, const Rng *r) {
+    Rng copy = *r;
+    rng_fill_normal(&copy, x, n);
+}
 static void cpu_row_mean(Engine *e, float *y, const float *x, size_t rows, size_t N) { flat_row_mean(y, x, rows, N); }
 static void cpu_row_mean_backward(Engine *e, float *dx, const float *dy, size_t rows, size_t N) {
     flat_row_mean_backward(dx, dy, rows, N);
@@ -206,6 +210,7 @@ static const EngineOps CPU_OPS = {
     .ddpm_step = cpu_ddpm_step,
     .layerwise_distance = cpu_layerwise,
     .channel_mean = cpu_channel_mean,
+    .fill_normal = cpu_fill_normal,
     .channel_fill = cpu_channel_fill,
     .row_mean = cpu_row_mean,
     .row_mean_backward = cpu_row_mean_backward,
