@@ -156,6 +156,7 @@ static void op_channel_fill(Engine *e, float *x, const float *vals, int B, int C
     cu_channel_fill(CU(e), x, vals, B, C, N);
 }
 
+static void op_fill_normal(Engine *e, float *x, size_t n, const Rng *r) { cu_fill_normal(CU(e), x, n, r); }
 static void op_row_mean(Engine *e, float *y, const float *x, size_t rows, size_t N) {
     cu_row_mean(CU(e), y, x, rows, N);
 }
@@ -213,6 +214,7 @@ static const EngineOps CUDA_OPS = {
     .ddpm_step = op_ddpm_step,
     .layerwise_distance = op_layerwise_distance,
     .channel_mean = op_channel_mean,
+    .fill_normal = op_fill_normal,
     .channel_fill = op_channel_fill,
     .row_mean = op_row_mean,
     .row_mean_backward = op_row_mean_backward,

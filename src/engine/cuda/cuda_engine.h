@@ -117,7 +117,7 @@ void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int B, int C, s
 void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N);
 void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows, size_t N);
 /* x[0..n) = what rng_fill_normal would write from a copy of *r (host; not advanced); r at a
- * pair boundary (has_spare 0, avail even). Proposed as a table entry (docs/CUDA.md). */
+ * pair boundary (has_spare 0, avail even): the table's fill_normal. */
 void cu_fill_normal(CudaEngine *e, float *x, size_t n, const Rng *r);
 
 #ifdef __cplusplus

@@ -5,8 +5,7 @@
  * block computes its four words, i.e. two Box-Muller pairs, i.e. four normals. The double
  * log, sin and cos of the device differ from glibc's by at most an ulp or two of a double,
  * which changes the rounded float in a vanishing fraction of values (~2^-28 each).
- *
- * Not in the engine table yet (docs/CUDA.md): the entry is proposed to the seam. */
+ * The table's fill_normal (backend_cuda.c). */
 #include "engine/cuda/cuda_private.cuh"
 
 extern "C" {
