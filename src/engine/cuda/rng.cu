@@ -52,7 +52,7 @@ __global__ void k_fill_normal(float *x, size_t first, size_t n, uint32_t k0, uin
         box_muller(w.x, w.y, &v[0], &v[1]);
         box_muller(w.z, w.w, &v[2], &v[3]);
         size_t o = first + 4 * t;
-#pragma unroll
+#pragma unroll 4
         for (int i = 0; i < 4; i++)
             if (o + i < n) x[o + i] = v[i];
     }
