@@ -66,7 +66,7 @@ static void case_conv_fwd(Engine *e, Vec *got, Vec *ref, int v) {
                  ny = (size_t)s.B * s.Cout * Ho * Wo;
     float *x = rand_host(nx, 1), *w = rand_host(nw, 0.3f), *b = rand_host((size_t)s.Cout, 1);
     const int bias = v != 2;
-    float *dx = to_dev(e, x, nx), *dw = to_dev(e, w, nw), *db = to_dev(e, b, (size_t)s.Cout), *dy = to_dev(e, x, ny);
+    float *dx = to_dev(e, x, nx), *dw = to_dev(e, w, nw), *db = to_dev(e, b, (size_t)s.Cout), *dy = engine_xalloc_floats(e, ny);
     e->ops->conv2d_forward(e, dy, dx, dw, bias ? db : NULL, s);
     take(e, got, dy, ny);
     if (ref) {
