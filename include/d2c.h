@@ -138,6 +138,8 @@ typedef struct d2c_train_options {
     uint64_t seed;                    /* 0 */
     int resume;                       /* continue from the checkpoint at out; 0 */
     int quiet;                        /* no progress on stderr; 0 */
+    /* appended in 0.1 after the first version (struct_size tells them apart) */
+    const char *device;               /* engine: "cpu" (default, also NULL) or "cuda" */
 } d2c_train_options;
 
 D2C_API void d2c_train_options_init(d2c_train_options *opt);
@@ -172,6 +174,8 @@ typedef struct d2c_sampler_options {
     int steps;           /* sampling steps, 1..1000; 50 */
     double guidance;     /* classifier-free guidance w (1 = none), -100..100; 1 */
     int batch;           /* images per network call, 1..4096; 128 */
+    /* appended in 0.1 after the first version (struct_size tells them apart) */
+    const char *device;  /* engine: "cpu" (default, also NULL) or "cuda"; held by the sampler */
 } d2c_sampler_options;
 
 D2C_API void d2c_sampler_options_init(d2c_sampler_options *opt);
@@ -237,6 +241,8 @@ typedef struct d2c_condense_options {
     const char *log_path;    /* NULL: OUT.log.jsonl */
     const char *grid_path;   /* NULL: OUT.png */
     const char *select_keep; /* select: easy|hard; "easy" */
+    /* appended in 0.1 after the first version (struct_size tells them apart) */
+    const char *device;      /* the matching network's engine: "cpu" (default, also NULL) or "cuda" */
 } d2c_condense_options;
 
 D2C_API void d2c_condense_options_init(d2c_condense_options *opt);

@@ -7,13 +7,17 @@
 #   3. build-valgrind/ no -march=native (valgrind runs no AVX-512): valgrind memcheck of a
 #                    tiny train / resume / condense / sample;
 #   4. build-fuzz/   clang + libFuzzer: a few seconds of each fuzz target on its seed corpus,
-#                    and every committed crash input replayed (tests/fuzz/).
+#                    and every committed crash input replayed (tests/fuzz/);
+#   5. build-cuda/   -DD2C_CUDA=ON with -Werror: the CUDA backend (src/engine/cuda) must compile
+#                    (nvcc and cuBLAS are installed on the CI machines; they have no GPU), and
+#                    test_backend_ops runs: it reports the CUDA backend as not available and
+#                    runs the CPU checks through the same table.
 # Each stage prints its minutes; docs/HARDENING.md says what each one checks.
-# D2C_TEST_STAGES="release asan valgrind fuzz" (the default) picks stages.
+# D2C_TEST_STAGES="release asan valgrind fuzz cuda-build" (the default) picks stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-stages=${D2C_TEST_STAGES:-release asan valgrind fuzz}
+stages=${D2C_TEST_STAGES:-release asan valgrind fuzz cuda-build}
 jobs=$(nproc)
 export OMP_WAIT_POLICY=PASSIVE
 t_all=$(date +%s)
@@ -55,5 +59,14 @@ if [[ " $stages " == *" fuzz "* ]]; then
   ./scripts/fuzz.sh --build-only
   ctest --test-dir build-fuzz --output-on-failure -L fuzz
   done_stage fuzz
+fi
+if [[ " $stages " == *" cuda-build "* ]]; then
+  stage "CUDA backend build (-DD2C_CUDA=ON, -Werror) and test_backend_ops without a GPU"
+  command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] \
+    || { echo "test.sh: cuda-build: nvcc not found (neither on PATH nor /usr/local/cuda/bin)" >&2; exit 1; }
+  cmake -S . -B build-cuda -DD2C_CUDA=ON -DD2C_WERROR=ON >/dev/null
+  cmake --build build-cuda -j"$jobs" --target d2c test_backend_ops
+  ./build-cuda/tests/test_backend_ops
+  done_stage cuda-build
 fi
 echo "== test.sh: all stages passed in $(( ($(date +%s) - t_all + 30) / 60 )) min"

@@ -119,6 +119,10 @@ static void test_train_errors(const char *work) {
     CHECK_INPUT(d2c_train(&o, NULL), "struct_size 0");
     o.struct_size = sizeof o + 8; /* a newer header than this library */
     CHECK_INPUT(d2c_train(&o, NULL), "struct_size");
+    tiny_train_options(&o, out);
+    o.device = "tpu";
+    CHECK_INPUT(d2c_train(&o, NULL), "device must be");
+    o.device = NULL;
     struct { int field; const char *needle; } bad_int[] = {{0, "--steps"}, {1, "--batch"}, {2, "--ckpt-every"},
                                                            {3, "num_levels"}, {4, "base channels"}};
     for (size_t i = 0; i < sizeof bad_int / sizeof *bad_int; i++) {
@@ -195,6 +199,14 @@ static void test_sampler(const char *path) {
     d2c_sampler_options_init(&o);
     o.struct_size = 3;
     CHECK_INPUT(d2c_sampler_create(&s, m, &o), "struct_size");
+    d2c_sampler_options_init(&o);
+    o.device = "gpu";
+    CHECK_INPUT(d2c_sampler_create(&s, m, &o), "device must be");
+    /* an options struct of the first version (no device field) still works: the default */
+    d2c_sampler_options_init(&o);
+    o.struct_size = offsetof(d2c_sampler_options, device);
+    test_require_ok(d2c_sampler_create(&s, m, &o));
+    d2c_sampler_free(s);
 
     /* DDPM, 3 steps, guidance: batch 1 and batch 4 give the same images */
     d2c_sampler *s1, *s4;

@@ -44,7 +44,8 @@ class TrainOptions(C.Structure):
                 ("grad_clip", C.c_double), ("cond_drop", C.c_double), ("ema_decay", C.c_double),
                 ("ckpt_every", C.c_int64), ("base_channels", C.c_int), ("num_levels", C.c_int),
                 ("channel_mult", C.c_int * MAX_LEVELS), ("attn", C.c_int * MAX_LEVELS), ("groups", C.c_int),
-                ("schedule", C.c_char_p), ("seed", C.c_uint64), ("resume", C.c_int), ("quiet", C.c_int)]
+                ("schedule", C.c_char_p), ("seed", C.c_uint64), ("resume", C.c_int), ("quiet", C.c_int),
+                ("device", C.c_char_p)]
 
 
 class CondenseOptions(C.Structure):
@@ -57,12 +58,13 @@ class CondenseOptions(C.Structure):
                 ("init", C.c_char_p), ("learn_cond", C.c_int), ("dsa", C.c_int), ("base_channels", C.c_int),
                 ("seed", C.c_uint64), ("time_budget", C.c_double), ("jitter", C.c_double), ("eval_nets", C.c_int),
                 ("eval_every", C.c_int), ("resume", C.c_int), ("ckpt_every", C.c_int), ("quiet", C.c_int),
-                ("log_path", C.c_char_p), ("grid_path", C.c_char_p), ("select_keep", C.c_char_p)]
+                ("log_path", C.c_char_p), ("grid_path", C.c_char_p), ("select_keep", C.c_char_p),
+                ("device", C.c_char_p)]
 
 
 class SamplerOptions(C.Structure):
     _fields_ = [("struct_size", C.c_size_t), ("sampler", C.c_char_p), ("steps", C.c_int), ("guidance", C.c_double),
-                ("batch", C.c_int)]
+                ("batch", C.c_int), ("device", C.c_char_p)]
 
 
 def bind(lib):

@@ -18,6 +18,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 #define TOL 1e-5
 
@@ -103,7 +104,7 @@ static AugmentParams fixed(int flip, int H, int W) {
 }
 
 int main(void) {
-    set_num_threads(1);
+    engine_set_num_threads(1);
     const int shapes[][3] = {{1, 28, 28}, {3, 32, 32}, {1, 12, 17}, {3, 17, 12}};
     for (int s = 0; s < 4; s++) {
         const int C = shapes[s][0], H = shapes[s][1], W = shapes[s][2];

@@ -12,6 +12,8 @@
 #include "core/util.h"
 #include "eval/evaluator.h"
 #include "testing.h"
+#include "engine/backend.h"
+#include "engine/cpu/kernels.h"
 
 /* Cross-entropy of logits (B, K) against labels, in double (the FD reference). */
 static double xent_ref(const float *logits, const int64_t *labels, int B, int K) {
@@ -95,7 +97,7 @@ static void check_gradients(EvalKind kind, int which) {
     enum { B = 3 };
     EvalArch a = tiny_arch_kind(kind);
     Evaluator net;
-    CHECK(evaluator_create(&net, &a, B) == D2C_OK);
+    CHECK(evaluator_create(&net, NULL, &a, B) == D2C_OK);
     eval_init_params(&net.lay, net.params, 5);
     /* non-trivial norm affines, so their gradients are tested away from 1/0 */
     Rng r = rng_stream(2, RNG_EVAL, 0);
@@ -232,8 +234,8 @@ static void test_arch_json(void) {
 static void test_determinism(EvalKind kind) {
     EvalArch a = eval_arch_default(kind, 1, 28, 28, 10);
     Evaluator big, small;
-    CHECK(evaluator_create(&big, &a, 7) == D2C_OK);
-    CHECK(evaluator_create(&small, &a, 3) == D2C_OK);
+    CHECK(evaluator_create(&big, NULL, &a, 7) == D2C_OK);
+    CHECK(evaluator_create(&small, NULL, &a, 3) == D2C_OK);
     eval_init_params(&big.lay, big.params, 9);
     memcpy(small.params, big.params, big.lay.n_params * sizeof(float));
     size_t nx = (size_t)7 * 28 * 28;
@@ -242,9 +244,9 @@ static void test_determinism(EvalKind kind) {
     rng_fill_normal(&r, x, nx);
     int D = big.lay.feature_dim;
     float *f1 = xmalloc_floats((size_t)7 * D), *f2 = xmalloc_floats((size_t)7 * D), *f3 = xmalloc_floats((size_t)7 * D);
-    set_num_threads(1);
+    engine_set_num_threads(1);
     evaluator_apply(&big, x, 7, f1, NULL, NULL);
-    set_num_threads(2);
+    engine_set_num_threads(2);
     evaluator_apply(&big, x, 7, f2, NULL, NULL);
     evaluator_apply(&small, x, 7, f3, NULL, NULL);
     CHECK(memcmp(f1, f2, sizeof(float) * 7 * D) == 0);
@@ -262,7 +264,7 @@ static void test_determinism(EvalKind kind) {
 static void test_save_load(EvalKind kind) {
     EvalArch a = tiny_arch_kind(kind);
     Evaluator net, back;
-    CHECK(evaluator_create(&net, &a, 4) == D2C_OK);
+    CHECK(evaluator_create(&net, NULL, &a, 4) == D2C_OK);
     eval_init_params(&net.lay, net.params, 11);
     char path[] = "/tmp/d2c_test_evaluator_XXXXXX";
     int fd = mkstemp(path);
@@ -272,7 +274,7 @@ static void test_save_load(EvalKind kind) {
                           .val_accuracy = NAN, .test_accuracy = 0.5, .val_mse = NAN, .test_mse = NAN};
     EvaluatorInfo saved, loaded;
     CHECK(evaluator_save(&net, path, &meta, &saved) == D2C_OK);
-    CHECK(evaluator_load(&back, &loaded, path, 4) == D2C_OK);
+    CHECK(evaluator_load(&back, NULL, &loaded, path, 4) == D2C_OK);
     CHECK(back.lay.n_params == net.lay.n_params && back.lay.arch.kind == kind && loaded.kind == kind);
     CHECK(memcmp(back.params, net.params, net.lay.n_params * sizeof(float)) == 0);
     CHECK(strcmp(saved.hash, loaded.hash) == 0 && strlen(loaded.hash) == 16);
@@ -285,7 +287,7 @@ static void test_save_load(EvalKind kind) {
     const char *keys[] = {"anchor_fid", "anchor_kid"}, *vals[] = {"0.25", "0.001"};
     CHECK(evaluator_set_metadata(path, 2, keys, vals) == D2C_OK);
     evaluator_destroy(&back);
-    CHECK(evaluator_load(&back, &loaded, path, 4) == D2C_OK);
+    CHECK(evaluator_load(&back, NULL, &loaded, path, 4) == D2C_OK);
     CHECK(strcmp(saved.hash, loaded.hash) == 0 && loaded.anchor_fid == 0.25 && loaded.anchor_kid == 0.001);
     /* the hash is FNV-1a 64 of the weights: known value for known bytes, sensitive to one bit */
     CHECK(fnv1a64(FNV64_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
@@ -297,14 +299,14 @@ static void test_save_load(EvalKind kind) {
     const char *hk[] = {"hash"}, *hv[] = {"0123456789abcdef"};
     evaluator_destroy(&back);
     CHECK(evaluator_set_metadata(path, 1, hk, hv) == D2C_OK); /* verified before the write, so allowed once */
-    CHECK(evaluator_load(&back, &loaded, path, 4) == D2C_ERR_INPUT);
+    CHECK(evaluator_load(&back, NULL, &loaded, path, 4) == D2C_ERR_INPUT);
     CHECK(strstr(d2c_last_error(), "hash") != NULL);
     remove(path);
     evaluator_destroy(&net);
 }
 
 int main(void) {
-    set_num_threads(2);
+    engine_set_num_threads(2);
     test_softmax_xent();
     test_network_gradients();
     test_arch_json();

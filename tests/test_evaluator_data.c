@@ -22,6 +22,7 @@
 #include "eval/metrics.h"
 #include "io/dataset.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 enum { NSET = 2000 };
 
@@ -75,7 +76,7 @@ static Set collapsed_set(const Dataset *train, const ClassIndex *ci, int m) {
 static void check_evaluator(const char *path) {
     double t0 = now_seconds();
     EvaluatorInfo info;
-    CHECK(evaluator_load(&g_net, &info, path, 256) == D2C_OK);
+    CHECK(evaluator_load(&g_net, NULL, &info, path, 256) == D2C_OK);
     g_D = g_net.lay.feature_dim;
     g_K = g_net.lay.arch.num_classes;
     printf("evaluator %s (%s)\n", info.id, info.path);
@@ -183,7 +184,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s EVALUATOR.safetensors [EVALUATOR.safetensors ...]\n", argv[0]);
         return 2;
     }
-    set_num_threads(2);
+    engine_set_num_threads(2);
     for (int i = 1; i < argc; i++) check_evaluator(argv[i]);
     return test_finish();
 }

@@ -19,6 +19,7 @@
 #include "eval/train.h"
 #include "io/dataset.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 static char g_tmp[] = "/tmp/d2c_test_ladder_XXXXXX";
 
@@ -109,7 +110,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s D2C_BINARY\n", argv[0]);
         return 2;
     }
-    set_num_threads(2);
+    engine_set_num_threads(2);
     CHECK(mkdtemp(g_tmp) != NULL);
     test_ladder(argv[1]);
     test_cas();

@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "model/unet.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 /* A reference tensor the test cannot go on without (exits naming it when absent). */
 static const float *f32(const StFile *f, const char *name, int ndim, const int64_t *shape) {
@@ -69,7 +70,7 @@ static int check_case(const StFile *f, const UNetConfig *cfg, int c) {
     const size_t D = (size_t)xr->shape[1] * H * W;
 
     UNet net;
-    test_require_ok(unet_create(&net, cfg, H, W, Br > Bs ? Br : Bs));
+    test_require_ok(unet_create(&net, NULL, cfg, H, W, Br > Bs ? Br : Bs));
     load_params(f, &net.lay, net.params);
     Schedule sched;
     schedule_init(&sched, SCHEDULE_LINEAR);
@@ -162,7 +163,7 @@ int main(int argc, char **argv) {
             snprintf(why, sizeof why, "reference %s is missing (made by tests/make_reference.py, CTest reference_*)", argv[i]);
             return test_skip(why);
         }
-    set_num_threads(2);
+    engine_set_num_threads(2);
     for (int i = 1; i < argc; i++) {
         StFile *f;
         test_require_ok(st_open(&f, argv[i]));

@@ -15,9 +15,10 @@
 
 #include "core/rng.h"
 #include "core/util.h"
-#include "engine/kernels.h"
-#include "engine/vecmath.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/vecmath.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 static Workspace g_ws;
 static uint64_t g_stream; /* each random tensor gets its own RNG stream */
@@ -650,9 +651,9 @@ static float *run_all(size_t *n) {
 
 static void test_thread_counts(void) {
     size_t n;
-    set_num_threads(1);
+    engine_set_num_threads(1);
     float *one = run_all(&n);
-    set_num_threads(2);
+    engine_set_num_threads(2);
     float *two = run_all(&n), *again = run_all(&n);
     CHECK(same_bits(one, two, n));   /* 1 and 2 threads: the same bits */
     CHECK(same_bits(two, again, n)); /* and run to run */
@@ -663,7 +664,7 @@ static void test_thread_counts(void) {
 }
 
 int main(void) {
-    set_num_threads(2);
+    engine_set_num_threads(2);
     printf("OpenBLAS kernels: %s\n", openblas_get_corename());
     test_fast_expf();
     /* conv: {B, Cin, H, W, Cout, k, stride} */

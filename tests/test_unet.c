@@ -18,6 +18,7 @@
 #include "model/adam.h"
 #include "model/unet.h"
 #include "testing.h"
+#include "engine/backend.h"
 
 /* A reference tensor the test cannot go on without (exits naming it when absent). */
 static const float *f32(const StFile *f, const char *name, int ndim, const int64_t *shape) {
@@ -68,7 +69,7 @@ static void check_reference(const char *path) {
     CHECK(Cin == cfg.in_channels);
 
     UNet net;
-    test_require_ok(unet_create(&net, &cfg, H, W, B));
+    test_require_ok(unet_create(&net, NULL, &cfg, H, W, B));
     printf("config %s: %zu parameters in %d tensors, %dx%dx%d, batch %d\n", cfg_json, net.lay.n_params,
            net.lay.n_tensors, Cin, H, W, B);
     /* every tensor of the reference model is one of ours and vice versa */
@@ -88,7 +89,7 @@ static void check_reference(const char *path) {
     const int64_t *y = i64(f, "y", 1, NULL);
 
     DdpmScratch w;
-    ddpm_scratch_create(&w, B, D);
+    ddpm_scratch_create(&w, NULL, B, D);
     float *dx0 = xcalloc((size_t)B * D, sizeof(float));
     memset(net.grads, 0, net.lay.n_params * sizeof(float));
     float loss = ddpm_loss(&net, &sched, &w, x0, t, y, NULL, noise, B, 1, 1.0f, dx0, NULL);
@@ -114,7 +115,7 @@ static void check_reference(const char *path) {
     const cJSON *lr = cJSON_GetObjectItemCaseSensitive(adam_cfg, "lr");
     CHECK(cJSON_IsNumber(lr));
     Adam opt;
-    adam_create(&opt, net.lay.n_params, cJSON_IsNumber(lr) ? (float)lr->valuedouble : 1e-3f);
+    adam_create(&opt, NULL, net.lay.n_params, cJSON_IsNumber(lr) ? (float)lr->valuedouble : 1e-3f);
     cJSON_Delete((cJSON *)adam_cfg);
     const float *ref_losses = f32(f, "adam_loss", 1, NULL);
     int steps = (int)st_find(f, "adam_loss")->shape[0];
@@ -150,7 +151,7 @@ int main(int argc, char **argv) {
             snprintf(why, sizeof why, "reference %s is missing (made by tests/make_reference.py, CTest reference_*)", argv[i]);
             return test_skip(why);
         }
-    set_num_threads(2);
+    engine_set_num_threads(2);
     for (int i = 1; i < argc; i++) check_reference(argv[i]);
     return test_finish();
 }

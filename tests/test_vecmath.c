@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "engine/vecmath.h"
+#include "engine/cpu/vecmath.h"
 #include "testing.h"
 
 int main(void) {

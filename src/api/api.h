@@ -38,6 +38,12 @@ int api_read_options(void *dst, size_t cur_size, size_t min_size, const void *sr
 /* D2C_ERR_INPUT "<fn>: <what> must be 1..<max>, got <n>" unless 1 <= n <= max. */
 int api_check_count(const char *fn, const char *what, long long n, long long max);
 
+/* The engine of an options' device string (NULL or "cpu": the process-wide CPU engine;
+ * "cuda": a new CUDA engine); D2C_ERR_INPUT naming fn otherwise. api_close_engine
+ * releases it (the CPU engine is kept). */
+int api_open_engine(const char *fn, const char *device, Engine **out);
+void api_close_engine(Engine *e);
+
 /* D2C_ERR_INPUT unless (c, h, w) equals the handle's (C, H, W); names fn and both shapes. */
 int api_check_shape(const char *fn, int c, int h, int w, int C, int H, int W);
 

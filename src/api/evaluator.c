@@ -27,7 +27,7 @@ int d2c_evaluator_load(d2c_evaluator **out, const char *path, int batch) {
     d2c_evaluator *e = d2c_try_malloc(sizeof *e);
     if (!e) return D2C_ERR_FAIL;
     memset(e, 0, sizeof *e);
-    int st = evaluator_load(&e->net, &e->info, path, batch);
+    int st = evaluator_load(&e->net, NULL, &e->info, path, batch);
     if (st != D2C_OK) {
         free(e);
         return st;

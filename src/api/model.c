@@ -39,6 +39,7 @@ void d2c_train_options_init(d2c_train_options *opt) {
     opt->seed = t.seed;
     opt->resume = t.resume;
     opt->quiet = t.quiet;
+    opt->device = NULL;
 }
 
 int d2c_train(const d2c_train_options *user, double *final_loss) {
@@ -71,8 +72,11 @@ int d2c_train(const d2c_train_options *user, double *final_loss) {
     t.seed = o.seed;
     t.resume = o.resume != 0;
     t.quiet = o.quiet != 0;
+    D2C_TRY(api_open_engine("d2c_train", o.device, &t.engine));
     double loss = 0;
-    D2C_TRY(d2c_error_context(train_run(&t, &loss), "d2c_train: "));
+    int st = d2c_error_context(train_run(&t, &loss), "d2c_train: ");
+    api_close_engine(t.engine);
+    D2C_TRY(st);
     if (final_loss) *final_loss = loss;
     return D2C_OK;
 }

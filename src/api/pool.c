@@ -106,8 +106,11 @@ int d2c_condense(const d2c_condense_options *user, double *seconds) {
     c.quiet = o.quiet != 0;
     c.log_path = o.log_path;
     c.grid_path = o.grid_path;
+    D2C_TRY(api_open_engine("d2c_condense", o.device, &c.engine));
     double s = 0;
-    D2C_TRY(d2c_error_context(condense_run(&c, &s), "d2c_condense: "));
+    int st = d2c_error_context(condense_run(&c, &s), "d2c_condense: ");
+    api_close_engine(c.engine);
+    D2C_TRY(st);
     if (seconds) *seconds = s;
     return D2C_OK;
 }

@@ -24,6 +24,7 @@ struct d2c_sampler {
     int steps, batch;
     float guidance;
     Generator gen;  /* gen.batch == 0 until the first run */
+    Engine *eng;    /* the options' device */
 };
 
 void d2c_sampler_options_init(d2c_sampler_options *opt) {
@@ -50,12 +51,16 @@ int d2c_sampler_create(d2c_sampler **out, const d2c_model *model, const d2c_samp
     D2C_TRY(api_check_count(fn, "batch", o.batch, 4096));
     if (!(o.guidance >= -100 && o.guidance <= 100))
         return d2c_error(D2C_ERR_INPUT, "%s: guidance must be in [-100, 100], got %g", fn, o.guidance);
+    Engine *eng;
+    D2C_TRY(api_open_engine(fn, o.device, &eng));
     d2c_sampler *s = xcalloc(1, sizeof *s);
+    s->eng = eng;
     s->info = model->info;
     s->info.train_json = NULL;
     s->n_params = model->lay->n_params;
     s->weights = d2c_try_malloc(s->n_params * sizeof(float));
     if (!s->weights) {
+        api_close_engine(s->eng);
         free(s);
         return d2c_error(D2C_ERR_FAIL, "%s: out of memory for %zu weights", fn, model->lay->n_params);
     }
@@ -71,6 +76,7 @@ int d2c_sampler_create(d2c_sampler **out, const d2c_model *model, const d2c_samp
 void d2c_sampler_free(d2c_sampler *s) {
     if (!s) return;
     generator_free(&s->gen);
+    api_close_engine(s->eng);
     free(s->weights);
     free(s);
 }
@@ -104,8 +110,8 @@ static int run(const char *fn, d2c_sampler *s, const float *noise, int seeded, c
     const int need = D2C_MIN(s->batch, n);
     if (s->gen.batch < need) {
         generator_free(&s->gen);
-        D2C_TRY(d2c_error_context(generator_create(&s->gen, &s->info, s->info.H, s->info.W, need), "%s: ", fn));
-        memcpy(s->gen.net.params, s->weights, s->n_params * sizeof(float));
+        D2C_TRY(d2c_error_context(generator_create(&s->gen, s->eng, &s->info, s->info.H, s->info.W, need), "%s: ", fn));
+        unet_upload_params(&s->gen.net, s->weights);
     }
     const size_t D = (size_t)c * h * w;
     Rng *rngs = d2c_try_malloc((size_t)n * sizeof(Rng));

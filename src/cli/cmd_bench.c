@@ -19,7 +19,7 @@
 
 static const char *USAGE =
     "usage: d2c bench [--threads T] [--batch B] [--hw N] [--channels C] [--in-channels 1|3] [--iters N]\n"
-    "                 [--what all|train|hypergrad|sample|sgemm|condense]\n"
+    "                 [--what all|train|hypergrad|sample|sgemm|condense] [--device cpu|cuda]\n"
     "Times the train step, the matching hypergradient and a sampling step at the shapes of\n"
     "bench_torch.py; bench/run.sh runs both programs and prints the ratios.\n"
     "--what condense (not part of all) times one class's matching of one outer iteration\n"
@@ -44,7 +44,12 @@ static double sgemm_gflops(int n, int reps) {
 
 typedef struct {
     int threads, batch, hw, channels, in_ch, iters;
+    Engine *eng; /* --device */
 } BenchShape;
+
+/* A device buffer of n floats, or NULL on an engine of host memory (engine_view then
+ * passes the host buffer itself). */
+static float *mirror(Engine *e, size_t n) { return e->host_memory ? NULL : engine_xalloc_floats(e, n); }
 
 static int bench_train(const BenchShape *s, double sgemm) {
     UNetConfig cfg = unet_default_config();
@@ -52,35 +57,44 @@ static int bench_train(const BenchShape *s, double sgemm) {
     cfg.in_channels = s->in_ch;
     const int B = s->batch;
     const size_t D = (size_t)s->in_ch * s->hw * s->hw;
+    Engine *e = s->eng;
     UNet net;
-    D2C_TRY(unet_create(&net, &cfg, s->hw, s->hw, B));
-    unet_init_params(&net.lay, net.params, 0);
+    D2C_TRY(unet_create(&net, e, &cfg, s->hw, s->hw, B));
+    unet_init_weights(&net, 0);
     Adam adam;
-    adam_create(&adam, net.lay.n_params, 2e-4f);
+    adam_create(&adam, e, net.lay.n_params, 2e-4f);
     Schedule sched;
     schedule_init(&sched, SCHEDULE_LINEAR);
     DdpmScratch w;
-    ddpm_scratch_create(&w, B, D);
+    ddpm_scratch_create(&w, e, B, D);
     float *x0 = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D);
+    float *dx0 = mirror(e, (size_t)B * D), *dnoise = mirror(e, (size_t)B * D);
     int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
     Rng r = rng_stream(0, RNG_EVAL, 1);
     rng_fill_normal(&r, x0, (size_t)B * D);
+    const float *ex0 = engine_view(e, dx0, x0, (size_t)B * D);
     for (int b = 0; b < B; b++) y[b] = rng_below(&r, 10);
     double dt = 0;
     for (int it = 0; it < s->iters + 3; it++) {
-        if (it == 3) dt = now_seconds();
+        if (it == 3) {
+            e->ops->sync(e);
+            dt = now_seconds();
+        }
         for (int b = 0; b < B; b++) t[b] = rng_below(&r, 1000);
         rng_fill_normal(&r, noise, (size_t)B * D);
-        memset(net.grads, 0, net.lay.n_params * sizeof(float));
-        ddpm_loss(&net, &sched, &w, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
+        engine_zero_floats(e, net.grads, net.lay.n_params);
+        ddpm_loss(&net, &sched, &w, ex0, t, y, NULL, engine_view(e, dnoise, noise, (size_t)B * D), B, 1, 1.0f, NULL, NULL);
         adam_step(&adam, net.params, net.grads);
     }
+    D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / s->iters;
     double gflops = 3.0 * unet_forward_flops(&net) * B / dt * 1e-9;
-    printf("train_step  d2c cpu threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s, %.1f GFLOP/s (%.0f%% of sgemm)\n",
-           s->threads, s->channels, s->hw, s->in_ch, B, dt * 1e3, B / dt, gflops, 100 * gflops / sgemm);
+    printf("train_step  d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s, %.1f GFLOP/s (%.0f%% of sgemm)\n",
+           e->name, s->threads, s->channels, s->hw, s->in_ch, B, dt * 1e3, B / dt, gflops, 100 * gflops / sgemm);
     free(x0);
     free(noise);
+    engine_free(e, dx0);
+    engine_free(e, dnoise);
     free(t);
     free(y);
     ddpm_scratch_free(&w);
@@ -96,7 +110,9 @@ typedef struct {
     Schedule sched;
     MatchWork w;
     size_t D;
-    float *xr, *xs, *g;    /* (64, D), (10, D), (10, D) */
+    float *xr, *xs;        /* host (64, D), (10, D) */
+    float *dxr, *dxs;      /* their engine copies (NULL on host memory) */
+    float *g;              /* (10, D) engine memory */
     int64_t yr[64], ys[10];
 } MatchBench;
 
@@ -106,22 +122,27 @@ static int match_bench_create(MatchBench *m, UNetConfig cfg, const BenchShape *s
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
     m->D = (size_t)s->in_ch * s->hw * s->hw;
-    D2C_TRY(unet_create(&m->net, &cfg, s->hw, s->hw, MB_REAL));
-    unet_init_params(&m->net.lay, m->net.params, 0);
+    D2C_TRY(unet_create(&m->net, s->eng, &cfg, s->hw, s->hw, MB_REAL));
+    unet_init_weights(&m->net, 0);
     schedule_init(&m->sched, SCHEDULE_LINEAR);
     match_work_create(&m->w, &m->net, MB_REAL, MB_SYN);
     m->xr = xmalloc_floats((size_t)MB_REAL * m->D);
     m->xs = xmalloc_floats((size_t)MB_SYN * m->D);
-    m->g = xmalloc_floats((size_t)MB_SYN * m->D);
+    m->dxr = mirror(s->eng, (size_t)MB_REAL * m->D);
+    m->dxs = mirror(s->eng, (size_t)MB_SYN * m->D);
+    m->g = engine_xalloc_floats(s->eng, (size_t)MB_SYN * m->D);
     for (int b = 0; b < MB_REAL; b++) m->yr[b] = 3;
     for (int b = 0; b < MB_SYN; b++) m->ys[b] = 3;
     return D2C_OK;
 }
 
 static void match_bench_free(MatchBench *m) {
+    Engine *e = m->net.eng;
     free(m->xr);
     free(m->xs);
-    free(m->g);
+    engine_free(e, m->dxr);
+    engine_free(e, m->dxs);
+    engine_free(e, m->g);
     match_work_free(&m->w);
     unet_destroy(&m->net);
 }
@@ -131,25 +152,35 @@ static int bench_hypergrad(const BenchShape *s) {
     D2C_TRY(match_bench_create(&m, unet_default_config(), s));
     const int Br = MB_REAL, Bs = MB_SYN, K = 2;
     const size_t D = m.D;
+    Engine *e = s->eng;
     float *nr = xmalloc_floats((size_t)K * Br * D), *ns = xmalloc_floats((size_t)K * Bs * D);
+    float *dnr = mirror(e, (size_t)K * Br * D), *dns = mirror(e, (size_t)K * Bs * D);
     int64_t ts[2] = {100, 600};
     Rng r = rng_stream(0, RNG_EVAL, 2);
     rng_fill_normal(&r, m.xr, (size_t)Br * D);
     rng_fill_normal(&r, m.xs, (size_t)Bs * D);
     rng_fill_normal(&r, nr, (size_t)K * Br * D);
     rng_fill_normal(&r, ns, (size_t)K * Bs * D);
+    const float *exr = engine_view(e, m.dxr, m.xr, (size_t)Br * D), *exs = engine_view(e, m.dxs, m.xs, (size_t)Bs * D);
+    const float *enr = engine_view(e, dnr, nr, (size_t)K * Br * D), *ens = engine_view(e, dns, ns, (size_t)K * Bs * D);
     const int iters = s->iters / 2 > 2 ? s->iters / 2 : 2;
     double dt = 0;
     for (int it = 0; it < iters + 3; it++) {
-        if (it == 3) dt = now_seconds();
-        vec_zero(m.g, (size_t)Bs * D);
-        matching_loss_grad(&m.net, &m.sched, &m.w, m.xr, m.yr, Br, m.xs, m.ys, NULL, Bs, ts, K, nr, ns, 0.0f, m.g, NULL);
+        if (it == 3) {
+            e->ops->sync(e);
+            dt = now_seconds();
+        }
+        engine_zero_floats(e, m.g, (size_t)Bs * D);
+        matching_loss_grad(&m.net, &m.sched, &m.w, exr, m.yr, Br, exs, m.ys, NULL, Bs, ts, K, enr, ens, 0.0f, m.g, NULL);
     }
+    D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / iters;
-    printf("hypergrad   d2c cpu threads=%d C=%d hw=%d in=%d real=64 syn=10 K=2: %.1f ms, %.2f calls/s\n", s->threads,
-           s->channels, s->hw, s->in_ch, dt * 1e3, 1 / dt);
+    printf("hypergrad   d2c %s threads=%d C=%d hw=%d in=%d real=64 syn=10 K=2: %.1f ms, %.2f calls/s\n", e->name,
+           s->threads, s->channels, s->hw, s->in_ch, dt * 1e3, 1 / dt);
     free(nr);
     free(ns);
+    engine_free(e, dnr);
+    engine_free(e, dns);
     match_bench_free(&m);
     return D2C_OK;
 }
@@ -160,23 +191,32 @@ static int bench_sample(const BenchShape *s) {
     cfg.in_channels = s->in_ch;
     const int B = s->batch;
     const size_t D = (size_t)s->in_ch * s->hw * s->hw;
+    Engine *e = s->eng;
     UNet net;
-    D2C_TRY(unet_create(&net, &cfg, s->hw, s->hw, B));
-    unet_init_params(&net.lay, net.params, 0);
-    float *x = xmalloc_floats((size_t)B * D), *eps = xmalloc_floats((size_t)B * D);
+    D2C_TRY(unet_create(&net, e, &cfg, s->hw, s->hw, B));
+    unet_init_weights(&net, 0);
+    float *xh = xmalloc_floats((size_t)B * D);
+    float *x = engine_xalloc_floats(e, (size_t)B * D), *eps = engine_xalloc_floats(e, (size_t)B * D);
     int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
     Rng r = rng_stream(0, RNG_EVAL, 3);
-    rng_fill_normal(&r, x, (size_t)B * D);
+    rng_fill_normal(&r, xh, (size_t)B * D);
+    engine_upload_floats(e, x, xh, (size_t)B * D);
     for (int b = 0; b < B; b++) t[b] = 500, y[b] = rng_below(&r, 10);
     double dt = 0;
     for (int it = 0; it < s->iters + 3; it++) {
-        if (it == 3) dt = now_seconds();
+        if (it == 3) {
+            e->ops->sync(e);
+            dt = now_seconds();
+        }
         unet_forward(&net, x, t, y, NULL, B, eps);
     }
+    D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / s->iters;
-    printf("sample_step d2c cpu threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s\n", s->threads, s->channels, s->hw,
-           s->in_ch, B, dt * 1e3, B / dt);
-    free(x); free(eps); free(t); free(y);
+    printf("sample_step d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s\n", e->name, s->threads, s->channels,
+           s->hw, s->in_ch, B, dt * 1e3, B / dt);
+    free(xh); free(t); free(y);
+    engine_free(e, x);
+    engine_free(e, eps);
     unet_destroy(&net);
     return D2C_OK;
 }
@@ -194,17 +234,23 @@ static double cpu_seconds(void) {
 static void condense_call(UNet *net, const Schedule *sched, MatchWork *w, const float *xr, const int64_t *yr, int Br,
                           const float *xs, const int64_t *ys, int Bs, size_t D, const int64_t *ts, int K, float *g,
                           uint64_t stream, double *wall, double *cpu) {
+    Engine *e = net->eng;
     float *nr = xmalloc_floats((size_t)K * Br * D), *ns = xmalloc_floats((size_t)K * Bs * D);
+    float *dnr = mirror(e, (size_t)K * Br * D), *dns = mirror(e, (size_t)K * Bs * D);
     const double t0 = now_seconds(), c0 = cpu_seconds();
     Rng rn = rng_stream(0, RNG_NOISE, stream);
     rng_fill_normal(&rn, nr, (size_t)K * Br * D);
     rng_fill_normal(&rn, ns, (size_t)K * Bs * D);
-    vec_zero(g, (size_t)Bs * D);
-    matching_loss_grad(net, sched, w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.0f, g, NULL);
+    engine_zero_floats(e, g, (size_t)Bs * D);
+    matching_loss_grad(net, sched, w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, engine_view(e, dnr, nr, (size_t)K * Br * D),
+                       engine_view(e, dns, ns, (size_t)K * Bs * D), 0.0f, g, NULL);
+    e->ops->sync(e);
     *wall += now_seconds() - t0;
     *cpu += cpu_seconds() - c0;
     free(nr);
     free(ns);
+    engine_free(e, dnr);
+    engine_free(e, dns);
 }
 
 /* Least squares y = a + b x over n points; returns R^2. */
@@ -239,12 +285,13 @@ static int bench_condense(const BenchShape *s) {
     D2C_TRY(match_bench_create(&m, defaults.cfg, s));
     const int Br = MB_REAL, Bs = MB_SYN, NC = defaults.t_candidates, T = 1000;
     const size_t D = m.D;
-    float *xr = m.xr, *xs = m.xs, *g = m.g;
+    float *g = m.g;
     int64_t *yr = m.yr, *ys = m.ys, cand[64];
     for (int j = 0; j < NC; j++) cand[j] = ((long)j * T + T / 2) / NC; /* score_timesteps' grid */
     Rng r = rng_stream(0, RNG_EVAL, 4);
-    for (size_t i = 0; i < (size_t)Br * D; i++) xr[i] = 2 * rng_uniform(&r) - 1;
-    for (size_t i = 0; i < (size_t)Bs * D; i++) xs[i] = 2 * rng_uniform(&r) - 1;
+    for (size_t i = 0; i < (size_t)Br * D; i++) m.xr[i] = 2 * rng_uniform(&r) - 1;
+    for (size_t i = 0; i < (size_t)Bs * D; i++) m.xs[i] = 2 * rng_uniform(&r) - 1;
+    const float *xr = engine_view(s->eng, m.dxr, m.xr, (size_t)Br * D), *xs = engine_view(s->eng, m.dxs, m.xs, (size_t)Bs * D);
 
     enum { NK = 4 };
     const int Ks[NK] = {1, 4, 16, NC};
@@ -258,10 +305,11 @@ static int bench_condense(const BenchShape *s) {
         fastest[q] = 1e300;
     }
     const int rounds = s->iters / 5 > 1 ? s->iters / 5 : 1;
-    printf("condense    d2c cpu threads=%d C=%d hw=%d in=%d real=%d syn=%d P=%zu: one class's matching of one outer\n"
+    printf("condense    d2c %s threads=%d C=%d hw=%d in=%d real=%d syn=%d P=%zu: one class's matching of one outer\n"
            "            iteration (noise draw + matching loss + hypergradient) at K of the %d candidate timesteps;\n"
            "            %d interleaved round%s of about %d timesteps per K\n",
-           s->threads, s->channels, s->hw, s->in_ch, Br, Bs, m.net.lay.n_params, NC, rounds, rounds > 1 ? "s" : "", NC);
+           s->eng->name, s->threads, s->channels, s->hw, s->in_ch, Br, Bs, m.net.lay.n_params, NC, rounds,
+           rounds > 1 ? "s" : "", NC);
     fflush(stdout);
     double dw = 0, dc = 0;
     condense_call(&m.net, &m.sched, &m.w, xr, yr, Br, xs, ys, Bs, D, ts[0], 1, g, 0, &dw, &dc); /* warm-up: workspaces */
@@ -300,8 +348,8 @@ static int bench_condense(const BenchShape *s) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    BenchShape s = {2, 64, 28, 0, 1, 10}; /* channels 0: not given */
-    const char *what = "all";
+    BenchShape s = {2, 64, 28, 0, 1, 10, NULL}; /* channels 0: not given */
+    const char *what = "all", *device = "cpu";
     Option opts[] = {
         {"threads", OPT_INT, &s.threads, 1, 256, "CPU threads (default 2)", 0},
         {"batch", OPT_INT, &s.batch, 1, 4096, "images per step (default 64)", 0},
@@ -309,10 +357,12 @@ int cmd_bench(int argc, char **argv) {
         {"channels", OPT_INT, &s.channels, 2, 512, "base channels (default 32; condense: 16, as d2c condense)", 0},
         {"in-channels", OPT_INT, &s.in_ch, 1, 4, "image channels (default 1)", 0},
         {"iters", OPT_INT, &s.iters, 1, 100000, "timed iterations (default 10)", 0},
+        {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
         {"what", OPT_STRING, &what, 1, 0, "all|train|hypergrad|sample|sgemm|condense (default all; all leaves condense out)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     D2C_TRY(parse_options("bench", USAGE, opts, argc, argv, 2));
+    D2C_TRY(open_device("bench", device, &s.eng));
     apply_threads(s.threads);
     int all = strcmp(what, "all") == 0;
     if (!all && strcmp(what, "train") && strcmp(what, "hypergrad") && strcmp(what, "sample") && strcmp(what, "sgemm") &&

@@ -70,7 +70,7 @@ int cmd_condense(int argc, char **argv) {
     };
     D2C_TRY(parse_options("condense", USAGE, opts, argc, argv, 2));
     D2C_TRY(require_option("condense", opts, "out"));
-    D2C_TRY(check_device("condense", device));
+    D2C_TRY(open_device("condense", device, &o.engine));
     const int has_ratio = (probe && !find_option(opts, "ipc")->seen) || find_option(opts, "ratio")->seen, has_ipc = find_option(opts, "ipc")->seen;
     if (has_ratio == has_ipc) return d2c_error(D2C_ERR_INPUT, "condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
     /* the names, parsed once; the library switches on the enums */

@@ -157,7 +157,7 @@ static cJSON *metrics_json(const EvaluatorSuite *s, const EvaluatorResult *r, co
     cJSON_AddNumberToObject(o, "kid_subset_size", D2C_MIN(KID_SUBSET_SIZE, D2C_MIN(n, s->n_ref)));
     cJSON_AddStringToObject(o, "ref_cache", s->refs[d].cache);
     cJSON_AddStringToObject(o, "fid_note", FID_NOTE);
-    cJSON_AddStringToObject(o, "device", "cpu");
+    cJSON_AddStringToObject(o, "device", co->engine ? co->engine->name : "cpu");
     cJSON_AddNumberToObject(o, "seconds", round(seconds * 1000) / 1000);
     cJSON_AddStringToObject(o, "d2c_version", D2C_VERSION);
     return o;
@@ -224,7 +224,7 @@ int cmd_eval(int argc, char **argv) {
     D2C_TRY(require_option("eval", opts, "samples"));
     D2C_TRY(require_option("eval", opts, "ref"));
     D2C_TRY(require_option("eval", opts, "out"));
-    D2C_TRY(check_device("eval", device));
+    D2C_TRY(open_device("eval", device, &co.engine));
     apply_threads(threads);
     D2C_TRY(check_writable(out));
     co.steps = cas_steps;
@@ -279,10 +279,11 @@ int cmd_eval(int argc, char **argv) {
     so.cache_dir = cache_dir;
     so.batch = batch;
     so.quiet = quiet;
+    so.engine = co.engine;
     /* cheap checks of the samples against every evaluator before the reference passes */
     for (int e = 0; e < set.n; e++) {
         EvaluatorInfo info;
-        D2C_TRY_GOTO(st, evaluator_load(&net, &info, set.paths[e], 1), done);
+        D2C_TRY_GOTO(st, evaluator_load(&net, NULL, &info, set.paths[e], 1), done);
         const EvalArch *a = &net.lay.arch;
         if (C != a->in_channels)
             st = d2c_error(D2C_ERR_INPUT, "%s: images have %d channel(s) but the evaluator %s takes %d", samples, C,

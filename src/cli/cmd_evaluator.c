@@ -69,7 +69,7 @@ static int evaluator_train_cmd(int argc, char **argv) {
     };
     D2C_TRY(parse_options("evaluator train", USAGE, opts, argc, argv, 3));
     D2C_TRY(require_option("evaluator train", opts, "out"));
-    D2C_TRY(check_device("evaluator train", device));
+    D2C_TRY(open_device("evaluator train", device, &o.engine));
     o.lr = lr;
     o.flip = !no_flip;
     o.test = !no_test;
@@ -107,7 +107,7 @@ static int evaluator_info_cmd(int argc, char **argv) {
     if (argc != 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator info: give one evaluator file (d2c evaluator info FILE)");
     Evaluator net;
     EvaluatorInfo info;
-    D2C_TRY(evaluator_load(&net, &info, argv[3], 1)); /* verifies the hash */
+    D2C_TRY(evaluator_load(&net, NULL, &info, argv[3], 1)); /* verifies the hash */
     StFile *f;
     int st = st_open(&f, argv[3]);
     if (st != D2C_OK) {
@@ -127,20 +127,24 @@ static int evaluator_info_cmd(int argc, char **argv) {
 
 static int evaluator_calibrate_cmd(int argc, char **argv) {
     if (argc < 4 || argv[3][0] == '-') return d2c_error(D2C_ERR_INPUT, "evaluator calibrate: give one evaluator file (d2c evaluator calibrate FILE --data SRC)");
-    const char *path = argv[3], *data = NULL, *cache_opt = NULL;
+    const char *path = argv[3], *data = NULL, *cache_opt = NULL, *device = "cpu";
     int threads = 2, no_cache = 0, quiet = 0;
     Option opts[] = {
         {"data", OPT_STRING, &data, 1, 0, "the evaluator's data source, with train and test splits (required)", 0},
         {"cache-dir", OPT_STRING, &cache_opt, 1, 0, "reference-feature cache (default as d2c eval)", 0},
         {"no-cache", OPT_FLAG, &no_cache, 1, 0, "neither read nor write the reference cache", 0},
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
+        {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     D2C_TRY(parse_options("evaluator calibrate", USAGE, opts, argc, argv, 4));
     D2C_TRY(require_option("evaluator calibrate", opts, "data"));
+    Engine *eng;
+    D2C_TRY(open_device("evaluator calibrate", device, &eng));
     apply_threads(threads);
     SuiteOptions so = suite_default_options();
+    so.engine = eng;
     char *cache_dir = no_cache ? NULL : cache_opt ? xstrdup(cache_opt) : ref_cache_default_dir();
     so.cache_dir = cache_dir;
     so.quiet = quiet;

@@ -26,7 +26,7 @@
 static const char *USAGE =
     "usage: d2c experiment --out RESULTS.json [--data SRC] [--methods random,d2c,...]\n"
     "                      [--budgets 0.003,0.01,0.03,0.1] [--seeds 0,1] [--steps N] [--samples N]\n"
-    "                      [--iters N] [--no-full] [--work DIR] [--threads T]\n"
+    "                      [--iters N] [--no-full] [--work DIR] [--threads T] [--device cpu|cuda]\n"
     "Runs condense, train, sample and eval for every (method, budget, seed) and the full data\n"
     "(method 'full', budget 1.0), and writes one JSON cell per run.";
 
@@ -99,7 +99,7 @@ static int write_json(const char *path, const cJSON *j) {
 }
 
 int cmd_experiment(int argc, char **argv) {
-    const char *out = NULL, *data = "fashion-mnist", *work = NULL;
+    const char *out = NULL, *data = "fashion-mnist", *work = NULL, *device = "cpu";
     const char *methods_s = "random,d2c", *budgets_s = "0.003,0.01,0.03,0.1", *seeds_s = "0";
     int steps = 2000, samples = 1000, iters = 100, threads = 2, full = 1, no_full = 0;
     Option opts[] = {
@@ -114,10 +114,15 @@ int cmd_experiment(int argc, char **argv) {
         {"no-full", OPT_FLAG, &no_full, 1, 0, "skip the full-data cell", 0},
         {"work", OPT_STRING, &work, 1, 0, "folder for pools, models and samples (default RESULTS.d)", 0},
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
+        {"device", OPT_STRING, &device, 1, 0, "cpu or cuda, passed to every step (default cpu)", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     D2C_TRY(parse_options("experiment", USAGE, opts, argc, argv, 2));
     D2C_TRY(require_option("experiment", opts, "out"));
+    Engine *eng; /* checked here, once, before any child runs; the children open their own */
+    D2C_TRY(open_device("experiment", device, &eng));
+    close_device();
+    char *dev = (char *)device;
     full = !no_full;
     ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
     if (n <= 0) return d2c_error(D2C_ERR_FAIL, "experiment: cannot find this executable");
@@ -181,20 +186,22 @@ int cmd_experiment(int argc, char **argv) {
                 const char *train_data = data;
                 if (mi >= 0) {
                     char *a[] = {"d2c", "condense", "--data", (char *)data, "--ratio", (char *)budget, "--method", (char *)method,
-                                 "--iters", it, "--seed", seeds[si], "--threads", th, "--out", pool, "--quiet", NULL};
+                                 "--iters", it, "--seed", seeds[si], "--threads", th, "--device", dev, "--out", pool,
+                                 "--quiet", NULL};
                     D2C_TRY(run_self("condense", a, &t_condense));
                     train_data = pool;
                 }
                 char *ta[] = {"d2c", "train", "--data", (char *)train_data, "--steps", st, "--seed", seeds[si], "--threads", th,
-                              "--out", model, "--quiet", NULL};
+                              "--device", dev, "--out", model, "--quiet", NULL};
                 double t_train;
                 D2C_TRY(run_self("train", ta, &t_train));
-                char *sa[] = {"d2c", "sample", "--model", model, "--n", sm, "--seed", seeds[si], "--threads", th, "--out", samp,
-                              "--quiet", NULL};
+                char *sa[] = {"d2c", "sample", "--model", model, "--n", sm, "--seed", seeds[si], "--threads", th, "--device", dev,
+                              "--out", samp, "--quiet", NULL};
                 D2C_TRY(run_self("sample", sa, NULL));
                 char ref[4200];
                 snprintf(ref, sizeof ref, "%s:test", data);
-                char *ea[] = {"d2c", "eval", "--samples", samp, "--ref", ref, "--threads", th, "--out", metrics, NULL};
+                char *ea[] = {"d2c", "eval", "--samples", samp, "--ref", ref, "--threads", th, "--device", dev, "--out", metrics,
+                              NULL};
                 D2C_TRY(run_self("eval", ea, NULL));
                 cJSON *m;
                 D2C_TRY(read_json(metrics, &m));
@@ -210,7 +217,7 @@ int cmd_experiment(int argc, char **argv) {
                 cJSON_AddNumberToObject(cell, "condense_seconds", t_condense);
                 cJSON_AddNumberToObject(cell, "train_seconds", t_train);
                 cJSON_AddNumberToObject(cell, "train_steps", steps);
-                cJSON_AddStringToObject(cell, "device", "cpu");
+                cJSON_AddStringToObject(cell, "device", device);
                 cJSON_Delete(m);
                 D2C_TRY(write_json(cellp, cell));
                 cJSON_AddItemToArray(cells, cell);

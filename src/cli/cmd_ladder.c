@@ -86,6 +86,7 @@ static cJSON *spearman_json(const Ladder *l, const EvaluatorSuite *s, const Eval
 
 int cmd_evaluator_ladder(int argc, char **argv) {
     const char *data = "fashion-mnist", *out = NULL, *eval_list = NULL, *samples_list = NULL, *cache_opt = NULL;
+    const char *device = "cpu";
     int n = 10000, n_ref = 10000, threads = 2, batch = 256, no_cache = 0, quiet = 0;
     Option opts[] = {
         {"data", OPT_STRING, &data, 1, 0, "data source with train and test splits (default fashion-mnist)", 0},
@@ -98,11 +99,14 @@ int cmd_evaluator_ladder(int argc, char **argv) {
         {"no-cache", OPT_FLAG, &no_cache, 1, 0, "neither read nor write the reference cache", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "images per evaluator call (default 256)", 0},
         {"threads", OPT_INT, &threads, 1, 256, "CPU threads (default 2)", 0},
+        {"device", OPT_STRING, &device, 1, 0, "cpu or cuda (default cpu)", 0},
         {"quiet", OPT_FLAG, &quiet, 1, 0, "no progress output and no table", 0},
         {NULL, 0, NULL, 0, 0, NULL, 0},
     };
     D2C_TRY(parse_options("evaluator ladder", USAGE, opts, argc, argv, 3));
     D2C_TRY(require_option("evaluator ladder", opts, "out"));
+    Engine *eng;
+    D2C_TRY(open_device("evaluator ladder", device, &eng));
     apply_threads(threads);
     D2C_TRY(check_writable(out));
     double t0 = now_seconds();
@@ -128,6 +132,7 @@ int cmd_evaluator_ladder(int argc, char **argv) {
     so.cache_dir = cache_dir;
     so.batch = batch;
     so.quiet = quiet;
+    so.engine = eng;
     D2C_TRY_GOTO(st, suite_open(&s, &set, l.ref, &so), done);
     const int E = s.n;
     res = xcalloc((size_t)l.n_sets * E, sizeof *res); /* (sets, E) */

@@ -142,7 +142,8 @@ int cmd_sample(int argc, char **argv) {
     D2C_TRY(parse_options("sample", USAGE, opts, argc, argv, 2));
     D2C_TRY(require_option("sample", opts, "model"));
     D2C_TRY(require_option("sample", opts, "out"));
-    D2C_TRY(check_device("sample", device));
+    Engine *eng;
+    D2C_TRY(open_device("sample", device, &eng));
     SamplerKind sampler;
     D2C_TRY(d2c_error_context(sampler_parse(sampler_name, &sampler), "sample: --sampler: "));
     if (!noise_path && !find_option(opts, "n")->seen) return d2c_error(D2C_ERR_INPUT, "sample: give --noise FILE or --n N");
@@ -182,8 +183,8 @@ int cmd_sample(int argc, char **argv) {
     generator_streams((uint64_t)seed, n, D, rngs, noise_path ? NULL : x);
 
     if (batch > n) batch = n;
-    D2C_TRY_GOTO(st, d2c_error_context(generator_create(&gen, &info, H, W, batch), "sample: "), done);
-    D2C_TRY_GOTO(st, d2c_error_context(checkpoint_load_weights(model, &gen.net.lay, gen.net.params), "sample: --model: "),
+    D2C_TRY_GOTO(st, d2c_error_context(generator_create(&gen, eng, &info, H, W, batch), "sample: "), done);
+    D2C_TRY_GOTO(st, d2c_error_context(generator_load_weights(&gen, model), "sample: --model: "),
                  done);
     double t0 = now_seconds();
     generator_run(&gen, sampler, x, y, n, steps, (float)guidance, rngs, quiet ? NULL : "sample");

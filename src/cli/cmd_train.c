@@ -45,7 +45,7 @@ int cmd_train(int argc, char **argv) {
     };
     D2C_TRY(parse_options("train", USAGE, opts, argc, argv, 2));
     D2C_TRY(require_option("train", opts, "out"));
-    D2C_TRY(check_device("train", device));
+    D2C_TRY(open_device("train", device, &o.engine));
     int m[UNET_MAX_LEVELS + 1], a[UNET_MAX_LEVELS + 1];
     int L = parse_int_list(mult, m, UNET_MAX_LEVELS + 1);
     if (L < 1 || L > UNET_MAX_LEVELS)

@@ -4,6 +4,8 @@
 #ifndef D2C_CLI_COMMANDS_H
 #define D2C_CLI_COMMANDS_H
 
+#include "engine/backend.h"
+
 int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -22,7 +24,11 @@ int parse_int_list(const char *s, int *out, int max);
 int count_list_entries(const char *s);
 /* Applies --threads (>= 1) to OpenMP and OpenBLAS. */
 void apply_threads(int threads);
-/* --device: "cpu" is always available; "cuda" only in a CUDA build (D2C_ERR_INPUT). */
-int check_device(const char *command, const char *device);
+/* --device: the engine to run on. "cpu" is always available (the process-wide CPU
+ * engine); "cuda" only in a CUDA build with a GPU (D2C_ERR_INPUT with the reason
+ * otherwise). The engine lives until close_device, which main calls after the command
+ * (so a command's early returns need no clean-up of it). */
+int open_device(const char *command, const char *device, Engine **out);
+void close_device(void);
 
 #endif

@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/util.h"
+#include "engine/backend.h"
 
 int cli_exit_status(int st) {
     if (st == ARGS_HELP) return 0;
@@ -38,12 +39,30 @@ int count_list_entries(const char *s) {
     return n;
 }
 
-void apply_threads(int threads) { set_num_threads(threads); }
+void apply_threads(int threads) { engine_set_num_threads(threads); }
 
-int check_device(const char *command, const char *device) {
-    if (strcmp(device, "cpu") == 0) return D2C_OK;
-    if (strcmp(device, "cuda") == 0)
-        return d2c_error(D2C_ERR_INPUT, "%s: --device cuda: this d2c was built without the CUDA engine; use --device cpu",
-                         command);
-    return d2c_error(D2C_ERR_INPUT, "%s: --device must be cpu or cuda, got '%.64s'", command, device);
+static Engine *g_device; /* the engine open_device made (not the CPU default) */
+
+int open_device(const char *command, const char *device, Engine **out) {
+    *out = NULL;
+    EngineDevice dev;
+    if (engine_device_parse(device, &dev) != D2C_OK)
+        return d2c_error(D2C_ERR_INPUT, "%s: --device must be cpu or cuda, got '%.64s'", command, device);
+    if (dev == ENGINE_CPU) {
+        *out = engine_cpu_default();
+        return D2C_OK;
+    }
+    if (g_device && g_device->device == dev) {
+        *out = g_device;
+        return D2C_OK;
+    }
+    close_device();
+    D2C_TRY(d2c_error_context(engine_create(&g_device, dev), "%s: ", command));
+    *out = g_device;
+    return D2C_OK;
+}
+
+void close_device(void) {
+    engine_destroy(g_device);
+    g_device = NULL;
 }

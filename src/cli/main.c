@@ -48,6 +48,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(cmd, COMMANDS[i].name) == 0) return cli_exit_status(COMMANDS[i].run(argc, argv));
+        if (strcmp(cmd, COMMANDS[i].name) == 0) {
+            int st = COMMANDS[i].run(argc, argv);
+            close_device();
+            return cli_exit_status(st);
+        }
     return cli_exit_status(d2c_error(D2C_ERR_INPUT, "unknown command '%.64s' (see d2c --help)", cmd));
 }

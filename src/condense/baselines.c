@@ -145,7 +145,7 @@ static int by_loss(const void *a, const void *b) {
     return x->index - y->index;
 }
 
-int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
+int select_difficulty(Engine *eng, const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
                        int hard, uint64_t seed, int *idx) {
     D2C_TRY(check_counts(d, ci, ipc));
     const int B = 64;
@@ -154,15 +154,19 @@ int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNe
     c.in_channels = d->c;
     c.num_classes = d->num_classes;
     UNet net;
-    D2C_TRY(d2c_error_context(unet_create(&net, &c, d->h, d->w, B), "select's proxy network: "));
-    unet_init_params(&net.lay, net.params, seed);
+    D2C_TRY(d2c_error_context(unet_create(&net, eng, &c, d->h, d->w, B), "select's proxy network: "));
+    Engine *e = net.eng;
+    unet_init_weights(&net, seed);
     Adam adam;
-    adam_create(&adam, net.lay.n_params, 1e-3f);
+    adam_create(&adam, e, net.lay.n_params, 1e-3f);
     Schedule s;
     schedule_init(&s, SCHEDULE_LINEAR);
     DdpmScratch w;
-    ddpm_scratch_create(&w, B, D);
-    float *x = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D);
+    ddpm_scratch_create(&w, e, B, D);
+    /* host batches, their engine mirrors (unused on an engine of host memory) */
+    float *x = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D), *eps = xmalloc_floats((size_t)B * D);
+    float *dx = e->host_memory ? NULL : engine_xalloc_floats(e, (size_t)B * D);
+    float *dn = e->host_memory ? NULL : engine_xalloc_floats(e, (size_t)B * D);
     int64_t t[64], y[64];
     for (int step = 0; step < proxy_steps; step++) {
         Rng r = rng_stream(seed, RNG_BATCH, (uint64_t)step);
@@ -173,9 +177,10 @@ int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNe
             t[b] = rng_below(&r, (uint32_t)s.T);
         }
         rng_fill_normal(&r, noise, (size_t)B * D);
-        memset(net.grads, 0, net.lay.n_params * sizeof(float));
-        ddpm_loss(&net, &s, &w, x, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
-        clip_grad_norm(net.grads, net.lay.n_params, 1.0);
+        engine_zero_floats(e, net.grads, net.lay.n_params);
+        ddpm_loss(&net, &s, &w, engine_view(e, dx, x, (size_t)B * D), t, y, NULL, engine_view(e, dn, noise, (size_t)B * D), B,
+                  1, 1.0f, NULL, NULL);
+        clip_grad_norm(e, net.grads, net.lay.n_params, 1.0);
         adam_step(&adam, net.params, net.grads);
     }
     /* score: mean loss over 4 fixed timesteps with noise keyed by the image index */
@@ -192,13 +197,15 @@ int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNe
                 Rng r = rng_stream(seed, RNG_EVAL, (uint64_t)(i0 + j) * 4 + q);
                 rng_fill_normal(&r, noise + (size_t)b * D, D);
             }
-        q_sample(w.xt, x, noise, t, &s, nb * 4, D);
+        const size_t n4 = (size_t)nb * 4 * D;
+        e->ops->q_sample(e, w.xt, engine_view(e, dx, x, n4), engine_view(e, dn, noise, n4), t, s.alpha_bar, nb * 4, D);
         unet_forward(&net, w.xt, t, y, NULL, nb * 4, w.eps);
+        engine_download_floats(e, eps, w.eps, n4);
         for (int j = 0; j < nb; j++) {
             double l = 0;
             for (size_t k = 0; k < 4 * D; k++) {
-                double e = w.eps[(size_t)j * 4 * D + k] - noise[(size_t)j * 4 * D + k];
-                l += e * e;
+                double err = eps[(size_t)j * 4 * D + k] - noise[(size_t)j * 4 * D + k];
+                l += err * err;
             }
             sc[i0 + j].loss = (float)(l / (4 * D));
             sc[i0 + j].index = i0 + j;
@@ -215,6 +222,9 @@ int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNe
     free(sc);
     free(x);
     free(noise);
+    free(eps);
+    engine_free(e, dx);
+    engine_free(e, dn);
     ddpm_scratch_free(&w);
     adam_destroy(&adam);
     unet_destroy(&net);

@@ -18,8 +18,8 @@ int select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t see
 int select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx);
 /* Difficulty-based selection: trains a proxy UNet (cfg) for proxy_steps on the data, scores
  * every image by its mean DDPM loss at fixed timesteps and noise, keeps the `hard` (1) or
- * easy (0) end per class. */
-int select_difficulty(const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
+ * easy (0) end per class. The proxy runs on eng (NULL: the CPU). */
+int select_difficulty(Engine *eng, const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
                        int hard, uint64_t seed, int *idx);
 
 #endif

@@ -12,7 +12,9 @@
  *   5. one optimiser step on the pool (pixels, or a low-resolution residual), clamp;
  *   6. inner loop: inner_steps SGD steps of the network on the pool.
  * Every draw of iteration i comes from streams keyed by (seed, purpose, i), and the state
- * (pool, its optimiser, network, timesteps) is checkpointed, so --resume is exact. */
+ * (pool, its optimiser, network, timesteps) is checkpointed, so --resume is exact.
+ * The pool, its optimiser and the batch assembly stay on the host; the network and the
+ * matching buffers live on the options' engine, and each batch is uploaded (condense_stage). */
 #include "condense/condense.h"
 
 #include <errno.h>
@@ -34,6 +36,9 @@
 #include "model/adam.h"
 
 /* The Condenser state is in condense_state.h. */
+
+/* The network's weights: the initialisation of seed, drawn on the host and uploaded. */
+static void init_net(Condenser *c, uint64_t seed) { unet_init_weights(&c->net, seed); }
 
 
 static uint64_t net_seed(const CondenseOptions *o, int iter) {
@@ -67,7 +72,7 @@ static void scatter_pool_grad(Condenser *c, const int *idx, int B, const float *
         const int i = idx[b];
         const float *gb = g + (size_t)b * D;
         if (R <= 0) {
-            vec_add(c->pool_grad + (size_t)i * D, gb, D);
+            c->host->ops->add(c->host, c->pool_grad + (size_t)i * D, gb, D);
         } else {
             const int f = p->h / R;
             for (int ch = 0; ch < p->c; ch++)
@@ -75,7 +80,9 @@ static void scatter_pool_grad(Condenser *c, const int *idx, int B, const float *
                     for (int x = 0; x < p->w; x++)
                         c->pool_grad[(((size_t)i * p->c + ch) * R + y / f) * R + x / f] += gb[((size_t)ch * p->h + y) * p->w + x];
         }
-        if (gcond) vec_add(c->pool_grad + c->n_img_learn + (size_t)i * p->cond_dim, gcond + (size_t)b * p->cond_dim, (size_t)p->cond_dim);
+        if (gcond)
+            c->host->ops->add(c->host, c->pool_grad + c->n_img_learn + (size_t)i * p->cond_dim, gcond + (size_t)b * p->cond_dim,
+                              (size_t)p->cond_dim);
     }
 }
 
@@ -122,13 +129,15 @@ static double match_class(Condenser *c, int iter, int k) {
     }
     int64_t ts[64];
     for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
-    vec_zero(c->gs, (size_t)BS * D);
-    if (p->cond) vec_zero(c->gcond, (size_t)BS * p->cond_dim);
-    double loss = matching_loss_grad(&c->net, &c->sched, &c->mw, xr, c->yr, BR, xs, c->ys, p->cond ? c->cond_batch : NULL,
-                                     BS, ts, c->K, c->noise_r, c->noise_s, (float)o->dm_weight, c->gs,
-                                     p->cond ? c->gcond : NULL);
+    const EngineBatch eb = condense_stage(c, xr, BR, xs, BS, c->K, p->cond != NULL);
+    float *gs = condense_engine_out(c, c->d_gs, c->gs, (size_t)BS * D);
+    float *gcond = p->cond ? condense_engine_out(c, c->d_gcond, c->gcond, (size_t)BS * p->cond_dim) : NULL;
+    double loss = matching_loss_grad(&c->net, &c->sched, &c->mw, eb.xr, c->yr, BR, eb.xs, c->ys, eb.cond, BS, ts, c->K,
+                                     eb.noise_r, eb.noise_s, (float)o->dm_weight, gs, gcond);
+    condense_from_engine(c, c->gs, gs, (size_t)BS * D);
+    if (gcond) condense_from_engine(c, c->gcond, gcond, (size_t)BS * p->cond_dim);
     if (o->dsa) {
-        vec_zero(c->gs_aug, (size_t)BS * D);
+        memset(c->gs_aug, 0, (size_t)BS * D * sizeof(float));
         augment_backward(&aug, c->gs, c->gs_aug, BS, p->c, p->h, p->w);
         memcpy(c->gs, c->gs_aug, (size_t)BS * D * sizeof(float));
     }
@@ -164,25 +173,28 @@ static void implicit_step(Condenser *c, int iter) {
     const Pool *p = &c->pool;
     const size_t P = c->net.lay.n_params;
     const float alpha = (float)o->lr_net > 0 ? (float)o->lr_net : 0.01f;
-    const double direct = sqrt(vec_sum_sq(c->pool_grad, c->n_learn));
+    Engine *e = c->eng, *h = c->host;
+    const double direct = sqrt(h->ops->sum_sq(h, c->pool_grad, c->n_learn));
     const int B = inner_batch(c, (uint64_t)iter * 1024 + 1023, c->inner_idx);
-    const float *cond = p->cond ? c->cond_batch : NULL;
+    const EngineBatch eb = condense_stage(c, NULL, 0, c->xs, B, 1, p->cond != NULL);
     float *pv = c->neumann_p, *r = c->neumann_r;
-    memcpy(r, c->mw.dtheta, P * sizeof(float));
-    vec_zero(pv, P);
-    vec_axpy(pv, alpha, r, P);
+    e->ops->copy(e, r, c->mw.dtheta, P * sizeof(float));
+    engine_zero_floats(e, pv, P);
+    e->ops->axpy(e, pv, alpha, r, P);
     for (int j = 1; j < o->implicit; j++) {
         /* r <- r - alpha H r */
-        ddpm_hessian_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->xs, c->mw.t_syn, c->ys, cond, c->noise_s, B, r,
-                            -alpha, r);
-        vec_axpy(pv, alpha, r, P);
+        ddpm_hessian_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B,
+                            r, -alpha, r);
+        e->ops->axpy(e, pv, alpha, r, P);
     }
-    vec_zero(c->gs, (size_t)B * c->D);
-    if (p->cond) vec_zero(c->gcond, (size_t)B * p->cond_dim);
-    ddpm_mixed_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->xs, c->mw.t_syn, c->ys, cond, c->noise_s, B, pv, -1.0f,
-                      c->gs, p->cond ? c->gcond : NULL);
+    float *gs = condense_engine_out(c, c->d_gs, c->gs, (size_t)B * c->D);
+    float *gcond = p->cond ? condense_engine_out(c, c->d_gcond, c->gcond, (size_t)B * p->cond_dim) : NULL;
+    ddpm_mixed_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, pv,
+                      -1.0f, gs, gcond);
+    condense_from_engine(c, c->gs, gs, (size_t)B * c->D);
+    if (gcond) condense_from_engine(c, c->gcond, gcond, (size_t)B * p->cond_dim);
     scatter_pool_grad(c, c->inner_idx, B, c->gs, p->cond ? c->gcond : NULL);
-    const double total = sqrt(vec_sum_sq(c->pool_grad, c->n_learn));
+    const double total = sqrt(h->ops->sum_sq(h, c->pool_grad, c->n_learn));
     c->implicit_ratio = direct > 0 ? fabs(total - direct) / direct : 0;
 }
 
@@ -192,13 +204,14 @@ static void inner_steps(Condenser *c, int iter) {
     const Pool *p = &c->pool;
     const int B = D2C_MIN(p->n, c->max_batch);
     const size_t P = c->net.lay.n_params;
+    Engine *e = c->eng;
     for (int s = 0; s < o->inner_steps; s++) {
         inner_batch(c, (uint64_t)iter * 1024 + s, c->inner_idx);
-        memset(c->net.grads, 0, P * sizeof(float));
-        ddpm_loss(&c->net, &c->sched, &c->mw.syn, c->xs, c->mw.t_syn, c->ys, p->cond ? c->cond_batch : NULL, c->noise_s, B, 1,
-                  1.0f, NULL, NULL);
-        clip_grad_norm(c->net.grads, P, 1.0);
-        vec_axpy(c->net.params, -(float)o->lr_net, c->net.grads, P);
+        const EngineBatch eb = condense_stage(c, NULL, 0, c->xs, B, 1, p->cond != NULL);
+        engine_zero_floats(e, c->net.grads, P);
+        ddpm_loss(&c->net, &c->sched, &c->mw.syn, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, 1, 1.0f, NULL, NULL);
+        clip_grad_norm(e, c->net.grads, P, 1.0);
+        e->ops->axpy(e, c->net.params, -(float)o->lr_net, c->net.grads, P);
     }
 }
 
@@ -252,7 +265,7 @@ static int run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci
     case CONDENSE_KCENTER: st = select_kcenter(data, ci, ipc, o->seed, idx); break;
     case CONDENSE_HERDING: st = select_herding(data, ci, ipc, idx); break;
     case CONDENSE_SELECT:
-        st = select_difficulty(data, ci, ipc, &o->cfg, 300, o->select_keep == SELECT_KEEP_HARD, o->seed, idx);
+        st = select_difficulty(o->engine, data, ci, ipc, &o->cfg, 300, o->select_keep == SELECT_KEEP_HARD, o->seed, idx);
         break;
     case CONDENSE_D2C:
     case CONDENSE_DSA:
@@ -305,12 +318,28 @@ static void condenser_alloc(Condenser *c) {
     c->ys = xcalloc(mb, sizeof(int64_t));
     c->sub = xcalloc((size_t)p->ipc, sizeof(int));
     c->inner_idx = xcalloc(mb, sizeof(int));
+    if (!c->eng->host_memory) {
+        Engine *e = c->eng;
+        const size_t cd = (size_t)D2C_MAX(p->cond_dim, 1);
+        c->d_xr = engine_xalloc_floats(e, mb * D);
+        c->d_xs = engine_xalloc_floats(e, mb * D);
+        c->d_noise_r = engine_xalloc_floats(e, (size_t)nrows * mb * D);
+        c->d_noise_s = engine_xalloc_floats(e, (size_t)nrows * mb * D);
+        c->d_gs = engine_xalloc_floats(e, mb * D);
+        c->d_gcond = engine_xalloc_floats(e, mb * cd);
+        c->d_cond = engine_xalloc_floats(e, mb * cd);
+    }
 }
 
 static void condenser_free(Condenser *c) {
     free(c->xr); free(c->xs); free(c->xr_aug); free(c->xs_aug); free(c->noise_r); free(c->noise_s);
     free(c->gs); free(c->gs_aug); free(c->gcond); free(c->cond_batch); free(c->yr); free(c->ys); free(c->sub);
-    free(c->inner_idx); free(c->neumann_p); free(c->neumann_r);
+    free(c->inner_idx);
+    if (c->eng) {
+        float *mirrors[] = {c->d_xr, c->d_xs, c->d_noise_r, c->d_noise_s, c->d_gs, c->d_gcond, c->d_cond,
+                            c->neumann_p, c->neumann_r};
+        for (size_t i = 0; i < sizeof mirrors / sizeof *mirrors; i++) engine_free(c->eng, mirrors[i]);
+    }
     free(c->pool_grad); free(c->base); free(c->residual); free(c->timesteps);
     adam_destroy(&c->pool_opt);
     match_work_free(&c->mw);
@@ -339,23 +368,26 @@ static int init_pool(Condenser *c, int ipc, int E) {
             c->pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
         }
     }
-    unet_init_params(&c->net.lay, c->net.params, net_seed(o, 0));
-    if (c->pool.cond)
+    init_net(c, net_seed(o, 0));
+    if (c->pool.cond) { /* the class embedding rows, read back from the engine */
+        float *params = xmalloc_floats(c->net.lay.n_params);
+        unet_download_params(&c->net, params);
         for (int i = 0; i < c->pool.n; i++)
-            memcpy(c->pool.cond + (size_t)i * E, c->net.params + c->net.lay.class_embed + (size_t)c->pool.labels[i] * E,
+            memcpy(c->pool.cond + (size_t)i * E, params + c->net.lay.class_embed + (size_t)c->pool.labels[i] * E,
                    (size_t)E * sizeof(float));
+        free(params);
+    }
     if (o->pool_res > 0) {
         c->base = xmalloc_floats((size_t)c->pool.n * c->D);
         memcpy(c->base, c->pool.images, (size_t)c->pool.n * c->D * sizeof(float));
         c->n_img_learn = (size_t)c->pool.n * c->pool.c * o->pool_res * o->pool_res;
-        c->residual = xmalloc_floats(c->n_img_learn);
-        vec_zero(c->residual, c->n_img_learn);
+        c->residual = xcalloc(c->n_img_learn, sizeof(float));
     } else {
         c->n_img_learn = (size_t)c->pool.n * c->D;
     }
     c->n_learn = c->n_img_learn + (size_t)c->pool.n * c->pool.cond_dim;
     c->pool_grad = xmalloc_floats(c->n_learn);
-    adam_create(&c->pool_opt, c->n_learn, (float)o->lr_img);
+    adam_create(&c->pool_opt, c->host, c->n_learn, (float)o->lr_img); /* the pool is on the host */
     return D2C_OK;
 }
 
@@ -375,13 +407,14 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
     const int E = 4 * cfg.base_channels;
     pool_create(&c->pool, c->data.num_classes, ipc, c->data.c, c->data.h, c->data.w, o->learn_cond ? E : 0);
     condenser_alloc(c);
-    D2C_TRY(d2c_error_context(unet_create(&c->net, &cfg, c->data.h, c->data.w, c->max_batch), "the matching network: "));
+    D2C_TRY(d2c_error_context(unet_create(&c->net, c->eng, &cfg, c->data.h, c->data.w, c->max_batch),
+                              "the matching network: "));
     match_work_create(&c->mw, &c->net, c->max_batch, c->max_batch);
     c->mw.no_gradient_matching = o->method == CONDENSE_DM;
     c->mw.want_dtheta = o->implicit > 0;
     if (o->implicit > 0) {
-        c->neumann_p = xmalloc_floats(c->net.lay.n_params);
-        c->neumann_r = xmalloc_floats(c->net.lay.n_params);
+        c->neumann_p = engine_xalloc_floats(c->eng, c->net.lay.n_params);
+        c->neumann_r = engine_xalloc_floats(c->eng, c->net.lay.n_params);
     }
     schedule_init(&c->sched, SCHEDULE_LINEAR);
     D2C_TRY(init_pool(c, ipc, E));
@@ -419,17 +452,17 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
     }
     for (int it = start; it < o->iters; it++) {
         double ti = now_seconds();
-        if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) unet_init_params(&c->net.lay, c->net.params, net_seed(o, it));
+        if (o->outer_loop > 0 && it % o->outer_loop == 0 && it > 0) init_net(c, net_seed(o, it));
         if (o->method == CONDENSE_DM) {
-            unet_init_params(&c->net.lay, c->net.params, net_seed(o, it) + (1ull << 32));
+            init_net(c, net_seed(o, it) + (1ull << 32));
             random_timesteps(c, it);
         } else if (!scored) {
             random_timesteps(c, it);
         } else if (it % o->rescore == 0 || (it == start && o->resume == 0)) {
             score_timesteps(c, it, &floor, &gap);
         }
-        vec_zero(c->pool_grad, c->n_learn);
-        if (o->implicit > 0) vec_zero(c->mw.dtheta, c->net.lay.n_params);
+        memset(c->pool_grad, 0, c->n_learn * sizeof(float));
+        if (o->implicit > 0) engine_zero_floats(c->eng, c->mw.dtheta, c->net.lay.n_params);
         double loss = 0;
         for (int k = 0; k < c->data.num_classes; k++) loss += match_class(c, it, k);
         if (o->implicit > 0) implicit_step(c, it);
@@ -528,6 +561,8 @@ int condense_run(const CondenseOptions *o, double *seconds) {
     D2C_TRY(check_writable(o->out));
     Condenser c = {0};
     c.opt = o;
+    c.eng = o->engine ? o->engine : engine_cpu_default();
+    c.host = engine_cpu_default();
     c.eval_start = -1;
     D2C_TRY(d2c_error_context(dataset_load(&c.data, o->data), "--data: "));
     int st;

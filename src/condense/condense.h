@@ -79,6 +79,7 @@ typedef struct {
     int eval_nets;         /* networks of the held-out matching loss, 0 = off */
     int eval_every;        /* iterations between held-out evaluations (0 = start and end) */
     int resume, ckpt_every, quiet;
+    Engine *engine;          /* the matching network's backend; NULL = engine_cpu_default() */
     const char *log_path;  /* JSON lines; NULL = OUT.log.jsonl */
     const char *grid_path; /* PNG; NULL = OUT.png */
     SelectKeep select_keep;

@@ -27,12 +27,14 @@ int condense_save_state(Condenser *c, int iter) {
     int64_t nc = (int64_t)c->pool.n * c->pool.cond_dim;
     int64_t *ts = xcalloc((size_t)c->K, sizeof(int64_t));
     for (int i = 0; i < c->K; i++) ts[i] = c->timesteps[i];
+    float *params = xmalloc_floats(c->net.lay.n_params); /* the network's weights on the host */
+    unet_download_params(&c->net, params);
     st_add(w, "pool.learn_images", ST_F32, 1, &ni, condense_learn_floats(c));
     if (c->pool.cond) st_add(w, "pool.cond", ST_F32, 1, &nc, c->pool.cond);
     if (c->base) st_add(w, "pool.base", ST_F32, 1, &nb, c->base);
     st_add(w, "opt.m", ST_F32, 1, &nl, c->pool_opt.m);
     st_add(w, "opt.v", ST_F32, 1, &nl, c->pool_opt.v);
-    st_add(w, "net.params", ST_F32, 1, &np, c->net.params);
+    st_add(w, "net.params", ST_F32, 1, &np, params);
     st_add(w, "timesteps", ST_I64, 1, &k, ts);
     char buf[64];
     snprintf(buf, sizeof buf, "%d", iter);
@@ -44,12 +46,13 @@ int condense_save_state(Condenser *c, int iter) {
     st_set_meta(w, "format", "d2c-condense-state-1");
     int st = st_write(w, path);
     st_writer_free(w);
+    free(params);
     free(ts);
     free(path);
     return st;
 }
 
-static int read_state(Condenser *c, const StFile *f, const char *path, int *iter_out) {
+static int read_state(Condenser *c, const StFile *f, const char *path, float *params, int *iter_out) {
     int64_t nl = (int64_t)c->n_learn, np = (int64_t)c->net.lay.n_params, ni = (int64_t)c->n_img_learn, k = c->K;
     int64_t nb = (int64_t)c->pool.n * c->D, nc = (int64_t)c->pool.n * c->pool.cond_dim;
     struct {
@@ -58,7 +61,7 @@ static int read_state(Condenser *c, const StFile *f, const char *path, int *iter
         float *dst;
     } parts[] = {
         {"pool.learn_images", ni, condense_learn_floats(c)}, {"pool.cond", nc, c->pool.cond}, {"pool.base", nb, c->base},
-        {"opt.m", nl, c->pool_opt.m},               {"opt.v", nl, c->pool_opt.v},   {"net.params", np, c->net.params},
+        {"opt.m", nl, c->pool_opt.m},               {"opt.v", nl, c->pool_opt.v},   {"net.params", np, params},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (!parts[i].dst) continue; /* no conditioning vectors, no residual base */
@@ -95,7 +98,10 @@ int condense_load_state(Condenser *c, int *iter) {
         StFile *f;
         st = st_open(&f, path);
         if (st == D2C_OK) {
-            st = read_state(c, f, path, iter);
+            float *params = xmalloc_floats(c->net.lay.n_params); /* the weights, then uploaded */
+            st = read_state(c, f, path, params, iter);
+            if (st == D2C_OK) unet_upload_params(&c->net, params);
+            free(params);
             st_close(f);
         }
         d2c_error_context(st, "--resume: ");

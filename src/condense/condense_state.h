@@ -17,6 +17,8 @@
 
 typedef struct {
     const CondenseOptions *opt;
+    Engine *eng;            /* the network's backend (the options' engine or the CPU) */
+    Engine *host;           /* the CPU engine, for loops over the host's pool buffers */
     Dataset data;
     ClassIndex ci;
     Pool pool;
@@ -36,13 +38,28 @@ typedef struct {
     /* per-class buffers */
     float *xr, *xs, *xr_aug, *xs_aug, *noise_r, *noise_s, *gs, *gs_aug, *gcond;
     float *cond_batch;
+    /* their engine mirrors (NULL on an engine of host memory: the host buffers serve) */
+    float *d_xr, *d_xs, *d_noise_r, *d_noise_s, *d_gs, *d_gcond, *d_cond;
     int64_t *yr, *ys;
     int *sub;               /* syn subset indices */
-    float *neumann_p, *neumann_r;   /* (P) implicit differentiation */
+    float *neumann_p, *neumann_r;   /* (P) implicit differentiation (engine memory) */
     int *inner_idx;         /* (max_batch) pool images of the implicit batch */
     double implicit_ratio;  /* |implicit part| / |direct part| of the last pool gradient */
     double eval_start;      /* held-out matching loss of the initial pool (-1: not measured) */
 } Condenser;
+
+/* The host batch buffers as the engine sees them: the pointers to pass to the network
+ * and matching code. condense_stage uploads BR real / BS synthetic images (NULL: none),
+ * nK noise rows of each and, with_cond, the BS conditioning vectors of cond_batch; on an
+ * engine of host memory it returns the host buffers themselves (no copy). */
+typedef struct {
+    const float *xr, *xs, *noise_r, *noise_s, *cond;
+} EngineBatch;
+EngineBatch condense_stage(Condenser *c, const float *xr, int BR, const float *xs, int BS, int nK, int with_cond);
+/* An engine-side gradient output of n floats, zeroed: the mirror, or host itself. */
+float *condense_engine_out(Condenser *c, float *mirror, float *host, size_t n);
+/* Brings an engine-side output back into host (no-op when it is host). */
+void condense_from_engine(Condenser *c, float *host, const float *dev, size_t n);
 
 /* Draws Br real images of class k from stream index `stream` into xr (labels into yr). */
 void draw_real(Condenser *c, int k, int Br, uint64_t stream, float *xr, int64_t *yr);

@@ -25,13 +25,20 @@
 #include "diffusion/schedule.h"
 #include "model/unet.h"
 
+/* Every float buffer is device memory of the net's engine, except feat_host; the
+ * timestep arrays are host. */
 typedef struct {
+    Engine *eng;
     float *g_real;      /* (P) */
     float *g_syn;       /* (P) */
     float *v;           /* (P) dD / dg_syn */
     float *theta;       /* (P) saved weights while perturbed */
     float *feat_real;   /* (Cmid) */
     float *feat_syn;    /* (Cmid) */
+    float *dm_vals;     /* (Cmid) the DM term's per-channel gradient */
+    float *feat_host;   /* (2 Cmid) host copies of feat_real, feat_syn */
+    EngineRows *rows;   /* the layout's matrix tensors, for the layer-wise distance */
+    int nrows;
     float *dmid;        /* (Bs, Cmid, h, w) */
     int64_t *t_real, *t_syn;
     DdpmScratch real, syn;
@@ -44,11 +51,15 @@ typedef struct {
 void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn);
 void match_work_free(MatchWork *w);
 
+/* The matrix tensors (ndim >= 2) of lay as rows (rows: room for lay->n_tensors); returns
+ * their count. */
+int layerwise_rows(const UNetLayout *lay, EngineRows *rows);
 /* Layer-wise distance of the spec over the matrix tensors (ndim >= 2); with v != NULL
- * also writes v = d distance / d g_syn (zeros for 1-d tensors). In double per row. */
-double layerwise_distance(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v);
+ * also writes v = d distance / d g_syn (zeros for 1-d tensors). In double per row.
+ * Buffers: device memory of e. */
+double layerwise_distance(Engine *e, const UNetLayout *lay, const float *g_real, const float *g_syn, float *v);
 /* The same with both derivatives: v_syn = dD/dg_syn and v_real = dD/dg_real (either NULL). */
-double layerwise_distance2(const UNetLayout *lay, const float *g_real, const float *g_syn, float *v_syn,
+double layerwise_distance2(Engine *e, const UNetLayout *lay, const float *g_real, const float *g_syn, float *v_syn,
                            float *v_real);
 
 /* out (P) += scale * H v, H the Hessian in the weights of the DDPM loss of this batch,

@@ -45,12 +45,13 @@ int condense_probe(const CondenseOptions *o) {
     const int Br = o->real_batch, Bs = o->syn_batch, reps = 3;
     const int cap = Mmax * (Br > Bs ? Br : Bs);
     UNet net;
-    if ((st = d2c_error_context(unet_create(&net, &cfg, d.h, d.w, cap), "the probe network: ")) != D2C_OK) {
+    if ((st = d2c_error_context(unet_create(&net, o->engine, &cfg, d.h, d.w, cap), "the probe network: ")) != D2C_OK) {
         class_index_free(&ci);
         dataset_free(&d);
         return st;
     }
-    unet_init_params(&net.lay, net.params, o->seed * 1000003ull + 17);
+    Engine *e = net.eng;
+    unet_init_weights(&net, o->seed * 1000003ull + 17);
     Schedule s;
     schedule_init(&s, SCHEDULE_LINEAR);
     MatchWork w;
@@ -58,6 +59,8 @@ int condense_probe(const CondenseOptions *o) {
     float *xa = xmalloc_floats((size_t)cap * D), *xb = xmalloc_floats((size_t)cap * D);
     float *na = xmalloc_floats((size_t)cap * D), *nb = xmalloc_floats((size_t)cap * D);
     int64_t *ya = xcalloc((size_t)cap, sizeof(int64_t)), *yb = xcalloc((size_t)cap, sizeof(int64_t));
+    float *mirror[4] = {NULL, NULL, NULL, NULL}; /* engine copies of xa, xb, na, nb (not on host memory) */
+    for (int i = 0; i < 4 && !e->host_memory; i++) mirror[i] = engine_xalloc_floats(e, (size_t)cap * D);
     char *log_path = NULL;
     if (o->log_path) log_path = xstrdup(o->log_path);
     else {
@@ -91,13 +94,18 @@ int condense_probe(const CondenseOptions *o) {
                      * which is also where a pool initialised from real images starts;
                      * 1: a pool of noise images, clearly bad */
                     class_batch(&d, &ci, k, Bs, M, o->seed, 2 * stream + 1, xb, yb);
-                    v[0] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    const size_t nr = (size_t)M * Br * D, ns = (size_t)M * Bs * D;
+                    const float *exa = engine_view(e, mirror[0], xa, nr), *ena = engine_view(e, mirror[2], na, nr);
+                    const float *enb = engine_view(e, mirror[3], nb, ns);
+                    v[0] = matching_loss_grad(&net, &s, &w, exa, ya, M * Br, engine_view(e, mirror[1], xb, ns), yb, NULL, M * Bs,
+                                              &t, 1, ena, enb, 0.0f, NULL, NULL);
                     Rng rx = rng_stream(o->seed, RNG_POOL, (2ull << 40) + stream);
                     for (size_t i = 0; i < (size_t)M * Bs * D; i++) {
                         float u = 0.5f * rng_normal(&rx);
                         xb[i] = u < -1 ? -1 : u > 1 ? 1 : u;
                     }
-                    v[1] = matching_loss_grad(&net, &s, &w, xa, ya, M * Br, xb, yb, NULL, M * Bs, &t, 1, na, nb, 0.0f, NULL, NULL);
+                    v[1] = matching_loss_grad(&net, &s, &w, exa, ya, M * Br, engine_view(e, mirror[1], xb, ns), yb, NULL, M * Bs,
+                                              &t, 1, ena, enb, 0.0f, NULL, NULL);
                     for (int q = 0; q < 2; q++) {
                         sum[q] += v[q];
                         sq[q] += v[q] * v[q];
@@ -122,6 +130,7 @@ int condense_probe(const CondenseOptions *o) {
 done:
     free(log_path);
     free(xa); free(xb); free(na); free(nb); free(ya); free(yb);
+    for (int i = 0; i < 4; i++) engine_free(e, mirror[i]);
     match_work_free(&w);
     unet_destroy(&net);
     class_index_free(&ci);

@@ -12,6 +12,14 @@
 
 /* ---------------------------------------------------------------- timestep scoring */
 
+/* matching_loss_grad without the hypergradient, on the host batch buffers (xr, xs, the
+ * noises and, with cond, cond_batch) as the engine sees them. */
+static double match_loss(Condenser *c, int Br, int Bs, int with_cond, const int64_t *ts, int K, float dm_weight) {
+    const EngineBatch eb = condense_stage(c, c->xr, Br, c->xs, Bs, K, with_cond);
+    return matching_loss_grad(&c->net, &c->sched, &c->mw, eb.xr, c->yr, Br, eb.xs, c->ys, eb.cond, Bs, ts, K, eb.noise_r,
+                              eb.noise_s, dm_weight, NULL, NULL);
+}
+
 /* Draws the real batch of class k for stream index idx into xr (Br images). */
 void draw_real(Condenser *c, int k, int Br, uint64_t stream, float *xr, int64_t *yr) {
     const int n = class_index_count(&c->ci, k);
@@ -63,23 +71,23 @@ void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out)
             Rng rs = rng_stream(o->seed, RNG_NOISE, (2ull << 40) + (uint64_t)iter * nc + j);
             rng_fill_normal(&rs, c->noise_s, (size_t)Bs * c->D);
             int64_t tk = t;
-            sc[j].score = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
-                                             1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+            sc[j].score = match_loss(c, Br, Bs, 0, &tk, 1, 0.0f);
             if (o->score == SCORE_EXCESS) {
                 /* minus the floor: the same distance to another real batch of the pool's size */
                 draw_real(c, k, Bs, (6ull << 40) + (uint64_t)iter * nc + j, c->xs, c->ys);
-                sc[j].score -= matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, &tk,
-                                                  1, c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+                sc[j].score -= match_loss(c, Br, Bs, 0, &tk, 1, 0.0f);
             }
             break;
         }
         case SCORE_GRAD_NORM:
         case SCORE_LOSS: {
             const int grad = o->score == SCORE_GRAD_NORM;
-            memset(c->net.grads, 0, P * sizeof(float));
-            float loss = ddpm_loss(&c->net, &c->sched, &c->mw.real, c->xr, tt, c->yr, NULL, c->noise_r, Br, grad, 1.0f,
+            Engine *e = c->eng;
+            const EngineBatch eb = condense_stage(c, c->xr, Br, NULL, 0, 1, 0);
+            engine_zero_floats(e, c->net.grads, P);
+            float loss = ddpm_loss(&c->net, &c->sched, &c->mw.real, eb.xr, tt, c->yr, NULL, eb.noise_r, Br, grad, 1.0f,
                                    NULL, NULL);
-            sc[j].score = grad ? sqrt(vec_sum_sq(c->net.grads, P)) : loss;
+            sc[j].score = grad ? sqrt(e->ops->sum_sq(e, c->net.grads, P)) : loss;
             break;
         }
         case SCORE_COUNT: D2C_CHECK(!"a timestep score");
@@ -98,12 +106,10 @@ void score_timesteps(Condenser *c, int iter, double *floor_out, double *gap_out)
     Rng rn = rng_stream(o->seed, RNG_NOISE, (3ull << 40) + (uint64_t)iter);
     rng_fill_normal(&rn, c->noise_r, (size_t)c->K * Br * c->D);
     rng_fill_normal(&rn, c->noise_s, (size_t)c->K * Bs * c->D);
-    floor = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, ts, c->K,
-                               c->noise_r, c->noise_s, 0.0f, NULL, NULL);
+    floor = match_loss(c, Br, Bs, 0, ts, c->K, 0.0f);
     for (int b = 0; b < Bs; b++)
         memcpy(c->xs + (size_t)b * c->D, c->pool.images + ((size_t)k * c->pool.ipc + b) * c->D, c->D * sizeof(float));
-    gap = matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs, ts, c->K, c->noise_r,
-                             c->noise_s, 0.0f, NULL, NULL);
+    gap = match_loss(c, Br, Bs, 0, ts, c->K, 0.0f);
     *floor_out = floor / c->K;
     *gap_out = gap / c->K;
     free(ts);
@@ -135,11 +141,11 @@ void eval_matching(Condenser *c, double *pool_out, double *subset_out) {
     const Pool *p = &c->pool;
     const size_t P = c->net.lay.n_params, D = c->D;
     const int Br = D2C_MIN(128, c->max_batch), Bs = D2C_MIN(p->ipc, c->max_batch);
-    float *saved = xmalloc_floats(P);
-    memcpy(saved, c->net.params, P * sizeof(float));
+    float *saved = engine_xalloc_floats(c->eng, P);
+    c->eng->ops->copy(c->eng, saved, c->net.params, P * sizeof(float));
     double pool_loss = 0, subset_loss = 0;
     for (int e = 0; e < o->eval_nets; e++) {
-        unet_init_params(&c->net.lay, c->net.params, o->seed * 1000003ull + (1ull << 48) + (uint64_t)e);
+        unet_init_weights(&c->net, o->seed * 1000003ull + (1ull << 48) + (uint64_t)e);
         for (int k = 0; k < p->num_classes; k++)
             for (int j = 0; j < EVAL_NT; j++) {
                 const uint64_t stream = (7ull << 40) + ((uint64_t)e * p->num_classes + k) * EVAL_NT + j;
@@ -153,18 +159,14 @@ void eval_matching(Condenser *c, double *pool_out, double *subset_out) {
                     if (p->cond) memcpy(c->cond_batch + (size_t)b * p->cond_dim, p->cond + ((size_t)k * p->ipc + b) * p->cond_dim,
                                         (size_t)p->cond_dim * sizeof(float));
                 }
-                pool_loss += matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys,
-                                                p->cond ? c->cond_batch : NULL, Bs, &EVAL_TIMESTEPS[j], 1, c->noise_r,
-                                                c->noise_s, (float)o->dm_weight, NULL, NULL);
+                pool_loss += match_loss(c, Br, Bs, p->cond != NULL, &EVAL_TIMESTEPS[j], 1, (float)o->dm_weight);
                 if (!subset_out) continue;
                 draw_real(c, k, Bs, (8ull << 40) + stream, c->xs, c->ys);
-                subset_loss += matching_loss_grad(&c->net, &c->sched, &c->mw, c->xr, c->yr, Br, c->xs, c->ys, NULL, Bs,
-                                                  &EVAL_TIMESTEPS[j], 1, c->noise_r, c->noise_s, (float)o->dm_weight, NULL,
-                                                  NULL);
+                subset_loss += match_loss(c, Br, Bs, 0, &EVAL_TIMESTEPS[j], 1, (float)o->dm_weight);
             }
     }
-    memcpy(c->net.params, saved, P * sizeof(float));
-    free(saved);
+    c->eng->ops->copy(c->eng, c->net.params, saved, P * sizeof(float));
+    engine_free(c->eng, saved);
     const double norm = (double)o->eval_nets * EVAL_NT;
     *pool_out = pool_loss / norm;
     if (subset_out) *subset_out = subset_loss / norm;

@@ -2,12 +2,10 @@
 #define _GNU_SOURCE
 #include "core/util.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,17 +172,6 @@ int parse_double(const char *s, double *out) {
     *out = v;
     return 0;
 }
-
-static int g_threads; /* 0 until set_num_threads: OpenMP's default */
-
-void set_num_threads(int n) {
-    if (n < 1) n = 1;
-    g_threads = n;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
-}
-
-int get_num_threads(void) { return g_threads ? g_threads : omp_get_max_threads(); }
 
 int check_writable(const char *path) {
     AtomicFile af;

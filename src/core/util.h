@@ -73,10 +73,6 @@ void name_list(const char *const *names, int count, char *buf, size_t cap);
 int parse_long(const char *s, long *out);
 int parse_double(const char *s, double *out);
 
-/* Number of worker threads for OpenMP and OpenBLAS; sets both. get_num_threads: the
- * count set, or OpenMP's default before any. */
-void set_num_threads(int n);
-int get_num_threads(void);
 
 /* The most classes a data set or a model may have (the label rule of io/dataset.h).
  * 1000 is ImageNet-1k's count, the largest of the usual condensation benchmarks; the

@@ -11,15 +11,18 @@
 #include "model/unet.h"
 
 typedef struct {
+    Engine *eng;    /* where the buffers live */
     int cap;        /* images */
     size_t D;       /* values per image */
-    float *xt, *eps, *deps, *dxt;   /* (cap, D) */
+    float *xt, *eps, *deps, *dxt;   /* (cap, D) device memory */
 } DdpmScratch;
 
-void ddpm_scratch_create(DdpmScratch *w, int cap, size_t D);
+/* eng NULL: engine_cpu_default(). */
+void ddpm_scratch_create(DdpmScratch *w, Engine *eng, int cap, size_t D);
 void ddpm_scratch_free(DdpmScratch *w);
 
-/* Returns the loss. With backward != 0, runs the backward pass with d loss scaled by
+/* Returns the loss (host). x0, noise, cond, dx0, dcond: device memory of net->eng (the
+ * scratch's engine); t, y: host. With backward != 0, runs the backward pass with d loss scaled by
  * scale: net->grads += scale dL/dtheta; dx0 (B, D) += scale dL/dx0 and dcond (B, E) +=
  * scale dL/dcond where not NULL. y or cond as in unet_forward. */
 float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,

@@ -18,13 +18,17 @@ typedef struct {
     Schedule sched;
     int num_classes; /* K; K is the null label */
     int batch;       /* images per sampler call */
+    float *x;        /* (batch, D) device batch; NULL on an engine of host memory */
 } Generator;
 
-/* The network of info's config for H x W images, the schedule, batches of up to batch
- * images. The weights are zero: fill g->net.params (checkpoint_load_weights). D2C_ERR_INPUT
+/* The network of info's config for H x W images on eng (NULL: the CPU), the schedule,
+ * batches of up to batch images. The weights are zero: load them with
+ * generator_load_weights (or unet_upload_params). D2C_ERR_INPUT
  * if the config cannot be built at H x W, D2C_ERR_FAIL without the memory; g is then
  * empty (generator_free is safe on it). */
-int generator_create(Generator *g, const ModelInfo *info, int H, int W, int batch);
+int generator_create(Generator *g, Engine *eng, const ModelInfo *info, int H, int W, int batch);
+/* checkpoint_load_weights of path into the engine's network; its status. */
+int generator_load_weights(Generator *g, const char *path);
 void generator_free(Generator *g);
 
 /* The random streams of `d2c sample --seed seed`: rngs[i] = stream (seed, RNG_SAMPLE, i).
@@ -36,7 +40,7 @@ void generator_streams(uint64_t seed, int n, size_t D, Rng *rngs, float *x);
  * unless every y[i] lies in 0..K. */
 int generator_check_labels(const int64_t *y, int n, int K);
 
-/* Samples x (n, D) in place, x_T on entry: batches of g->batch through sample_run, labels
+/* Samples x (n, D, host memory) in place, x_T on entry: batches of g->batch through sample_run, labels
  * y (n) in 0..K (checked by the caller), rngs (n) from generator_streams. progress names
  * a progress line on stderr ("sample"), NULL for none. */
 void generator_run(Generator *g, SamplerKind kind, float *x, const int64_t *y, int n, int steps, float guidance,

@@ -1,7 +1,9 @@
 /* Samplers: deterministic DDIM exactly as the spec's ddim_sample (its timestep rule, no
  * clipping inside the loop, clamp to [-1, 1] at the end) and DDPM ancestral sampling,
  * both with classifier-free guidance. The samplers see the network only through a
- * denoiser callback. Shapes: B images of D = C*H*W values. */
+ * denoiser callback, and run their arithmetic on the denoiser's engine: x and eps are
+ * device memory of DenoiserRef.eng, t and y host arrays. Shapes: B images of D = C*H*W
+ * values. DDPM's noise is drawn on the host from the per-image streams and uploaded. */
 #ifndef D2C_DIFFUSION_SAMPLE_H
 #define D2C_DIFFUSION_SAMPLE_H
 
@@ -10,6 +12,7 @@
 
 #include "core/rng.h"
 #include "diffusion/schedule.h"
+#include "engine/backend.h"
 
 /* eps (B, D) = eps_theta(x (B, D), t (B), y (B)); y may hold the null label. */
 typedef void (*Denoiser)(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps);
@@ -19,6 +22,7 @@ typedef struct {
     void *ctx;
     int null_label;     /* num_classes */
     int max_batch;      /* the callback accepts up to this many images (>= 2B with guidance) */
+    Engine *eng;        /* where x and eps live and the sampler arithmetic runs */
 } DenoiserRef;
 
 /* The samplers, as --sampler and the samples file's metadata name them. */

@@ -1,4 +1,4 @@
-/* Noise schedules and q_sample. */
+/* Noise schedules (q_sample itself is an engine op: EngineOps.q_sample). */
 #include "diffusion/schedule.h"
 
 #include "core/util.h"
@@ -58,13 +58,3 @@ const char *schedule_name(ScheduleKind kind) {
     return SCHEDULE_NAMES[kind];
 }
 
-void q_sample(float *xt, const float *x0, const float *noise, const int64_t *t, const Schedule *s,
-              int B, size_t D) {
-    for (int b = 0; b < B; b++) {
-        float ab = s->alpha_bar[t[b]];
-        float ca = sqrtf(ab), cn = sqrtf(1.0f - ab);
-        const float *x = x0 + (size_t)b * D, *e = noise + (size_t)b * D;
-        float *o = xt + (size_t)b * D;
-        for (size_t i = 0; i < D; i++) o[i] = ca * x[i] + cn * e[i];
-    }
-}

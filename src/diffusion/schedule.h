@@ -25,8 +25,7 @@ void schedule_init(Schedule *s, ScheduleKind kind);
 int schedule_parse(const char *name, ScheduleKind *kind);
 const char *schedule_name(ScheduleKind kind);
 
-/* xt (B, D) = sqrt(ab[t_b]) x0 + sqrt(1 - ab[t_b]) noise, D = values per image. */
-void q_sample(float *xt, const float *x0, const float *noise, const int64_t *t, const Schedule *s,
-              int B, size_t D);
+/* q(x_t | x_0) itself, xt = sqrt(ab[t_b]) x0 + sqrt(1 - ab[t_b]) noise, runs on the engine:
+ * EngineOps.q_sample (engine/backend.h) with alpha_bar. */
 
 #endif

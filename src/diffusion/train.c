@@ -1,5 +1,8 @@
 /* The training loop behind `d2c train`. Every random draw of step s comes from a stream
- * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly. */
+ * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly.
+ * The network, Adam's moments, the EMA and the DDPM scratch live on the options' engine;
+ * the data set stays on the host and each step's batch is uploaded; the noise is drawn on
+ * the engine (fill_normal: the host generator's numbers). */
 #include "diffusion/train.h"
 
 #include <cjson/cJSON.h>
@@ -96,9 +99,48 @@ static char *log_path_for(const TrainOptions *opt) {
     return p;
 }
 
-/* --resume: the checkpoint at opt->out must be of this config; loads its state. */
+/* The host copies of the training state that checkpoints read and write: (4 P) floats,
+ * or, on an engine of host memory, the engine's buffers themselves (no copy: download and
+ * upload onto the same address do nothing). */
+typedef struct {
+    float *params, *m, *v, *ema;
+    float *owned; /* the allocation, NULL when the engine's buffers serve */
+} HostState;
+
+static void host_state_new(HostState *h, const UNet *net, const Adam *adam, float *ema) {
+    const size_t P = net->lay.n_params;
+    if (net->eng->host_memory) {
+        *h = (HostState){net->params, adam->m, adam->v, ema, NULL};
+        return;
+    }
+    h->owned = h->params = xmalloc_floats(4 * P);
+    h->m = h->params + P;
+    h->v = h->m + P;
+    h->ema = h->v + P;
+}
+
+/* The engine's state -> h (for a checkpoint). */
+static void host_state_download(HostState *h, const UNet *net, const Adam *adam, const float *ema) {
+    Engine *e = net->eng;
+    const size_t P = net->lay.n_params;
+    unet_download_params(net, h->params);
+    engine_download_floats(e, h->m, adam->m, P);
+    engine_download_floats(e, h->v, adam->v, P);
+    engine_download_floats(e, h->ema, ema, P);
+}
+
+static int save_checkpoint(const TrainOptions *opt, HostState *h, const UNet *net, const Adam *adam, const float *ema,
+                           ModelInfo *info, long step) {
+    host_state_download(h, net, adam, ema);
+    TrainState ts = {.step = step, .params = h->params, .adam_m = h->m, .adam_v = h->v, .ema = h->ema};
+    info->step = step;
+    return checkpoint_save(opt->out, &net->lay, info, h->ema, &ts);
+}
+
+/* --resume: the checkpoint at opt->out must be of this config; loads its state (through
+ * the host copies h) onto the engine. */
 static int resume_from(const TrainOptions *opt, const UNetConfig *cfg, int H, int W, UNet *net, Adam *adam, float *ema,
-                       long *start) {
+                       HostState *h, long *start) {
     if (!file_exists(opt->out))
         return d2c_error(D2C_ERR_INPUT, "--resume: no checkpoint at '%s' to resume from", opt->out);
     ModelInfo old;
@@ -108,8 +150,13 @@ static int resume_from(const TrainOptions *opt, const UNetConfig *cfg, int H, in
     if (!same)
         return d2c_error(D2C_ERR_INPUT, "--resume: '%s' was trained with another model config, schedule or image size",
                          opt->out);
-    D2C_TRY(d2c_error_context(checkpoint_load_state(opt->out, &net->lay, net->params, adam->m, adam->v, ema, start),
+    D2C_TRY(d2c_error_context(checkpoint_load_state(opt->out, &net->lay, h->params, h->m, h->v, h->ema, start),
                               "--resume: "));
+    const size_t P = net->lay.n_params;
+    unet_upload_params(net, h->params);
+    engine_upload_floats(net->eng, adam->m, h->m, P);
+    engine_upload_floats(net->eng, adam->v, h->v, P);
+    engine_upload_floats(net->eng, ema, h->ema, P);
     adam->step = *start;
     if (*start > opt->steps)
         return d2c_error(D2C_ERR_INPUT, "--resume: '%s' is at step %ld, beyond --steps %ld", opt->out, *start, opt->steps);
@@ -145,7 +192,10 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     int st;
     UNet net = {0};
     Adam adam = {0};
-    float *ema = NULL, *x0 = NULL, *noise = NULL;
+    Engine *eng = opt->engine ? opt->engine : engine_cpu_default();
+    float *ema = NULL, *x0 = NULL, *noise = NULL;       /* device */
+    float *x0_host = NULL;                              /* staging */
+    HostState hs = {0};
     int64_t *t = NULL, *y = NULL;
     int *idx = NULL;
     char *log_path = NULL;
@@ -161,19 +211,20 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     cfg.num_classes = data.num_classes;
     const int B = opt->batch, H = data.h, W = data.w;
     const size_t D = (size_t)data.c * H * W;
-    D2C_TRY_GOTO(st, unet_create(&net, &cfg, H, W, B), done);
+    D2C_TRY_GOTO(st, unet_create(&net, eng, &cfg, H, W, B), done);
     const size_t P = net.lay.n_params;
-    adam_create(&adam, P, (float)opt->lr);
-    ema = xmalloc_floats(P);
+    adam_create(&adam, eng, P, (float)opt->lr);
+    ema = engine_xalloc_floats(eng, P);
+    host_state_new(&hs, &net, &adam, ema);
 
     info = (ModelInfo){.cfg = cfg, .schedule = opt->schedule, .H = H, .W = W};
     info.train_json = options_json(opt);
     long start = 0;
     if (opt->resume) {
-        D2C_TRY_GOTO(st, resume_from(opt, &cfg, H, W, &net, &adam, ema, &start), done);
+        D2C_TRY_GOTO(st, resume_from(opt, &cfg, H, W, &net, &adam, ema, &hs, &start), done);
     } else {
-        unet_init_params(&net.lay, net.params, opt->seed);
-        memcpy(ema, net.params, P * sizeof(float));
+        unet_init_weights(&net, opt->seed);
+        eng->ops->copy(eng, ema, net.params, P * sizeof(float));
     }
 
     log_path = log_path_for(opt);
@@ -185,9 +236,18 @@ int train_run(const TrainOptions *opt, double *final_loss) {
 
     Schedule sched;
     schedule_init(&sched, opt->schedule);
-    ddpm_scratch_create(&scratch, B, D);
-    x0 = xmalloc_floats((size_t)B * D);
-    noise = xmalloc_floats((size_t)B * D);
+    ddpm_scratch_create(&scratch, eng, B, D);
+    x0 = engine_xalloc_floats(eng, (size_t)B * D);
+    noise = engine_xalloc_floats(eng, (size_t)B * D);
+    if (eng->host_memory) { /* fill the engine's buffers directly: no staging copy */
+        x0_host = x0;
+    } else {
+        x0_host = eng->ops->host_alloc(eng, (size_t)B * D * sizeof(float));
+        if (!x0_host) {
+            st = d2c_error(D2C_ERR_FAIL, "out of host memory for the batch staging buffers");
+            goto done;
+        }
+    }
     t = xcalloc((size_t)B, sizeof *t);
     y = xcalloc((size_t)B, sizeof *y);
     idx = xcalloc((size_t)B, sizeof *idx);
@@ -209,13 +269,14 @@ int train_run(const TrainOptions *opt, double *final_loss) {
         Rng rn = rng_stream(opt->seed, RNG_NOISE, (uint64_t)step);
         Rng rd = rng_stream(opt->seed, RNG_DROPOUT, (uint64_t)step);
         for (int b = 0; b < B; b++) {
-            memcpy(x0 + (size_t)b * D, data.images + (size_t)idx[b] * D, D * sizeof(float));
+            memcpy(x0_host + (size_t)b * D, data.images + (size_t)idx[b] * D, D * sizeof(float));
             t[b] = rng_below(&rt, (uint32_t)sched.T);
             y[b] = rng_uniform(&rd) < opt->cond_drop ? cfg.num_classes : data.labels[idx[b]];
         }
-        rng_fill_normal(&rn, noise, (size_t)B * D);
+        eng->ops->fill_normal(eng, noise, (size_t)B * D, &rn); /* the same numbers on every engine */
+        engine_upload_floats(eng, x0, x0_host, (size_t)B * D); /* no-op when x0_host is x0 */
 
-        memset(net.grads, 0, P * sizeof(float));
+        engine_zero_floats(eng, net.grads, P);
         float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
         if (!isfinite(loss)) {
             /* stop: the checkpoint at opt->out (if any) is the last good one, untouched */
@@ -229,7 +290,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
                                isnan(loss) ? "NaN" : "infinite", step + 1, opt->out);
             goto done;
         }
-        double gnorm = clip_grad_norm(net.grads, P, opt->grad_clip);
+        double gnorm = clip_grad_norm(eng, net.grads, P, opt->grad_clip);
         double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
         adam.lr = (float)lr;
         adam_step(&adam, net.params, net.grads);
@@ -237,7 +298,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
          * EMA is not dominated by the initial weights */
         const double ramp = (1.0 + step) / (10.0 + step);
         const float d = (float)(opt->ema_decay < ramp ? opt->ema_decay : ramp);
-        for (size_t i = 0; i < P; i++) ema[i] = d * ema[i] + (1.0f - d) * net.params[i];
+        eng->ops->ema_update(eng, ema, net.params, d, P);
 
         double now = now_seconds();
         double ips = B / (now - t_last);
@@ -253,9 +314,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
         if (!opt->quiet) progress_update(&prog, step + 1, status);
         if ((step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps) {
             fflush(log);
-            TrainState ts = {.step = step + 1, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
-            info.step = step + 1;
-            if ((st = checkpoint_save(opt->out, &net.lay, &info, ema, &ts)) != D2C_OK) {
+            if ((st = save_checkpoint(opt, &hs, &net, &adam, ema, &info, step + 1)) != D2C_OK) {
                 if (!opt->quiet) progress_end(&prog);
                 d2c_error_context(st, "checkpoint at step %ld: ", step + 1);
                 goto done;
@@ -265,9 +324,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     }
     if (!opt->quiet) progress_end(&prog);
     if (start == opt->steps) { /* nothing left to do: make sure the file is complete */
-        TrainState ts = {.step = start, .params = net.params, .adam_m = adam.m, .adam_v = adam.v, .ema = ema};
-        info.step = start;
-        D2C_TRY_GOTO(st, checkpoint_save(opt->out, &net.lay, &info, ema, &ts), done);
+        D2C_TRY_GOTO(st, save_checkpoint(opt, &hs, &net, &adam, ema, &info, start), done);
     }
     *final_loss = n_recent ? recent / n_recent : 0.0;
 
@@ -278,11 +335,13 @@ done:
     free(idx);
     free(t);
     free(y);
-    free(x0);
-    free(noise);
+    if (x0_host != x0) eng->ops->host_free(eng, x0_host);
+    engine_free(eng, x0);
+    engine_free(eng, noise);
+    free(hs.owned);
     free(log_path);
     ddpm_scratch_free(&scratch);
-    free(ema);
+    engine_free(eng, ema);
     adam_destroy(&adam);
     unet_destroy(&net);
     model_info_free(&info);

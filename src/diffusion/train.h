@@ -26,6 +26,7 @@ typedef struct {
     uint64_t seed;
     int resume;
     int quiet;
+    Engine *engine;            /* the backend to train on; NULL = engine_cpu_default() */
 } TrainOptions;
 
 TrainOptions train_default_options(void);

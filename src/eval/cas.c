@@ -43,8 +43,8 @@ int cas_score(const float *images, const int64_t *labels, int n, int C, int H, i
     EvalArch arch = cas_arch(C, H, W, K);
     Evaluator net;
     int batch = D2C_MIN(o->batch, n);
-    D2C_TRY(evaluator_create(&net, &arch, D2C_MAX(batch, 256)));
-    eval_init_params(&net.lay, net.params, (uint64_t)o->seed);
+    D2C_TRY(evaluator_create(&net, o->engine, &arch, D2C_MAX(batch, 256)));
+    evaluator_init_weights(&net, (uint64_t)o->seed);
     EvalFitOptions fo = {.steps = o->steps, .batch = batch, .seed = o->seed, .lr = o->lr, .warmup = o->warmup,
                          .crop_pad = 0, .flip = 1, .label = o->quiet ? NULL : "cas"};
     EvalFitReport rep;

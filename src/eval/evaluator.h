@@ -35,7 +35,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "engine/kernels.h"
+#include "engine/backend.h"
 
 #define EVAL_MAX_STAGES 8
 #define EVAL_MAX_TENSORS 96
@@ -113,7 +113,9 @@ void eval_init_params(const EvalLayout *lay, float *params, uint64_t seed);
 /* A network instance sized for batches of up to max_batch images. */
 typedef struct {
     EvalLayout lay;
+    Engine *eng;                    /* every buffer below is device memory of eng */
     int max_batch;
+    float *xin;                     /* (B, Cin, H, W) uploaded batch; NULL on host memory */
     float *params;                  /* (n_params) */
     float *grads;                   /* (n_params), backward accumulates */
     float *z[EVAL_MAX_STAGES];      /* (B, Cl, Nl) conv outputs */
@@ -135,15 +137,22 @@ typedef struct {
     float *dhid;                    /* (B, F) */
     const float *input;             /* the last forward's x (B, Cin, H, W) */
     int last_batch;                 /* the last forward's B */
-    Workspace ws;
 } Evaluator;
 
-/* Status: D2C_ERR_INPUT for an invalid arch (nothing allocated then). */
-int evaluator_create(Evaluator *net, const EvalArch *a, int max_batch);
+/* On eng (NULL: engine_cpu_default()), weights zero. Status: D2C_ERR_INPUT for an
+ * invalid arch (nothing allocated then). */
+int evaluator_create(Evaluator *net, Engine *eng, const EvalArch *a, int max_batch);
 void evaluator_destroy(Evaluator *net);
+/* A batch of B host images made visible to the engine: uploaded into net->xin, or the
+ * host pointer itself on an engine of host memory. Valid until the next stage call. */
+const float *evaluator_stage(Evaluator *net, const float *images, int B);
+/* The weights between host and engine; init = eval_init_params on the host + upload. */
+void evaluator_upload_params(Evaluator *net, const float *host);
+void evaluator_download_params(const Evaluator *net, float *host);
+void evaluator_init_weights(Evaluator *net, uint64_t seed);
 
-/* feats, logits and probs of x (B, Cin, H, W), 1 <= B <= max_batch; x must stay valid
- * until evaluator_backward. */
+/* feats, logits and probs of x (B, Cin, H, W, device memory: evaluator_stage), 1 <= B <=
+ * max_batch; x must stay valid until evaluator_backward. */
 void evaluator_forward(Evaluator *net, const float *x, int B);
 /* ae only: recon (B, Cin, H, W) from the last forward's features. */
 void evaluator_reconstruct(Evaluator *net);
@@ -153,7 +162,8 @@ void evaluator_reconstruct(Evaluator *net);
  * logits' gradient reaches only the probe (fc.*): the features are detached for it. */
 void evaluator_backward(Evaluator *net, const float *dlogits, const float *drecon, float *dx);
 
-/* Softmax cross-entropy averaged over the batch: logits (B, K), labels (B) in [0, K).
+/* Softmax cross-entropy averaged over the batch, on host arrays: logits (B, K), labels
+ * (B) in [0, K).
  * Forward writes probs (B, K) and returns mean_b -log p[b, label_b];
  * backward: dlogits += scale * (probs - onehot(labels)) / B. */
 float softmax_xent_forward(float *probs, const float *logits, const int64_t *labels, int B, int K);
@@ -162,8 +172,8 @@ void softmax_xent_backward(float *dlogits, const float *probs, const int64_t *la
 /* probs (B, K) = softmax(logits) row by row (max-subtracted). */
 void softmax_rows(float *probs, const float *logits, int B, int K);
 
-/* Runs images (n, Cin, H, W) through the network in batches of max_batch; writes feats
- * (n, D) and/or probs (n, K) (either may be NULL). label names a progress line on stderr
+/* Runs host images (n, Cin, H, W) through the network in batches of max_batch; writes
+ * host feats (n, D) and/or probs (n, K) (either may be NULL). label names a progress line on stderr
  * (NULL: silent). */
 void evaluator_apply(Evaluator *net, const float *images, int n, float *feats, float *probs,
                      const char *label);
@@ -211,7 +221,7 @@ int evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta *
 /* Loads a file written by evaluator_save into a new instance for batches of max_batch.
  * D2C_ERR_INPUT naming the file if it is not an evaluator or its weights do not match
  * the recorded hash. */
-int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int max_batch);
+int evaluator_load(Evaluator *net, Engine *eng, EvaluatorInfo *info, const char *path, int max_batch);
 /* Rewrites the file's metadata with extra key/value pairs (replacing keys of the same
  * name), weights untouched and verified against their hash first. Status. */
 int evaluator_set_metadata(const char *path, int n, const char *const *keys, const char *const *values);

@@ -36,10 +36,12 @@ static void set_meta_num(StWriter *w, const char *key, double v, const char *fmt
 int evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta *m, EvaluatorInfo *info) {
     const EvalLayout *lay = &net->lay;
     const EvalArch *a = &lay->arch;
+    float *params = xmalloc_floats(lay->n_params); /* the weights on the host */
+    evaluator_download_params(net, params);
     StWriter *w = st_writer_new();
     for (int i = 0; i < lay->n_tensors; i++) {
         const EvalTensor *t = &lay->tensors[i];
-        st_add(w, t->name, ST_F32, t->ndim, t->shape, net->params + t->offset);
+        st_add(w, t->name, ST_F32, t->ndim, t->shape, params + t->offset);
     }
     char *arch = eval_arch_to_json(a);
     st_set_meta(w, "format", EVAL_FORMAT);
@@ -47,7 +49,7 @@ int evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta *
     st_set_meta(w, "kind", eval_kind_name(a->kind));
     free(arch);
     char hash[17], id[96], s[64];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)evaluator_hash(lay, net->params));
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)evaluator_hash(lay, params));
     snprintf(id, sizeof id, "%s-%s:%s", m->tag && *m->tag ? m->tag : "custom", eval_kind_arch_name(a->kind), hash);
     st_set_meta(w, "id", id);
     st_set_meta(w, "hash", hash);
@@ -71,6 +73,7 @@ int evaluator_save(const Evaluator *net, const char *path, const EvaluatorMeta *
     st_set_meta(w, "d2c_version", D2C_VERSION);
     int st = st_write(w, path);
     st_writer_free(w);
+    free(params);
     if (st != D2C_OK) return st;
     if (info) {
         memset(info, 0, sizeof *info);
@@ -92,8 +95,9 @@ static double meta_number(const StFile *f, const char *key) {
     return v && parse_double(v, &x) == 0 ? x : NAN;
 }
 
-int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int max_batch) {
+int evaluator_load(Evaluator *net, Engine *eng, EvaluatorInfo *info, const char *path, int max_batch) {
     memset(net, 0, sizeof *net);
+    float *params = NULL; /* the weights on the host */
     StFile *f;
     D2C_TRY(st_open(&f, path));
     int st = D2C_ERR_INPUT;
@@ -108,9 +112,10 @@ int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int ma
         d2c_error_context(st, "%s: bad evaluator arch: ", path);
         goto fail;
     }
-    if ((st = evaluator_create(net, &a, max_batch)) != D2C_OK) goto fail;
+    if ((st = evaluator_create(net, eng, &a, max_batch)) != D2C_OK) goto fail;
     st = D2C_ERR_INPUT;
     const EvalLayout *lay = &net->lay;
+    params = xmalloc_floats(lay->n_params);
     for (int i = 0; i < lay->n_tensors; i++) {
         const EvalTensor *t = &lay->tensors[i];
         const StTensor *ft = st_find(f, t->name);
@@ -124,10 +129,10 @@ int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int ma
             d2c_error(st, "%s: evaluator tensor '%s' does not have the F32 shape its arch gives", path, t->name);
             goto fail;
         }
-        memcpy(net->params + t->offset, st_data(f, ft), t->count * sizeof(float));
+        memcpy(params + t->offset, st_data(f, ft), t->count * sizeof(float));
     }
     char hash[17];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)evaluator_hash(lay, net->params));
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)evaluator_hash(lay, params));
     const char *want = st_meta(f, "hash");
     if (!want) {
         d2c_error(st, "%s: evaluator has no 'hash' metadata", path);
@@ -152,9 +157,12 @@ int evaluator_load(Evaluator *net, EvaluatorInfo *info, const char *path, int ma
     info->test_mse = meta_number(f, "test_mse");
     info->anchor_fid = meta_number(f, "anchor_fid");
     info->anchor_kid = meta_number(f, "anchor_kid");
+    evaluator_upload_params(net, params);
+    free(params);
     st_close(f);
     return D2C_OK;
 fail:
+    free(params);
     st_close(f);
     if (net->params) evaluator_destroy(net);
     return st;
@@ -163,7 +171,7 @@ fail:
 int evaluator_set_metadata(const char *path, int n, const char *const *keys, const char *const *values) {
     Evaluator net;
     EvaluatorInfo info;
-    D2C_TRY(evaluator_load(&net, &info, path, 1)); /* a valid evaluator whose weights match their hash */
+    D2C_TRY(evaluator_load(&net, NULL, &info, path, 1)); /* a valid evaluator whose weights match their hash */
     evaluator_destroy(&net);
     StFile *f;
     D2C_TRY(st_open(&f, path));

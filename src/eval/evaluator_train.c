@@ -76,12 +76,16 @@ int evaluator_fit(Evaluator *net, const float *images, const int64_t *labels, co
     memset(rep, 0, sizeof *rep);
     rep->val_accuracy = rep->val_mse = NAN;
 
+    Engine *eng = net->eng;
     Adam opt;
-    adam_create(&opt, net->lay.n_params, (float)o->lr);
-    float *xb = xmalloc_floats((size_t)B * img);    /* (B, C, H, W) */
-    float *drecon = ae ? xmalloc_floats((size_t)B * img) : NULL;
+    adam_create(&opt, eng, net->lay.n_params, (float)o->lr);
+    float *xb = xmalloc_floats((size_t)B * img);    /* (B, C, H, W) host batch */
+    float *drecon = ae ? engine_xalloc_floats(eng, (size_t)B * img) : NULL;
     int64_t *yb = xcalloc((size_t)B, sizeof *yb);    /* (B) */
-    float *dlogits = xmalloc_floats((size_t)B * K); /* (B, K) */
+    /* the cross-entropy runs on the host over (B, K) values: logits down, dlogits up */
+    float *logits = xmalloc_floats((size_t)B * K), *probs = xmalloc_floats((size_t)B * K);
+    float *dlogits = xmalloc_floats((size_t)B * K);
+    float *dlogits_dev = engine_xalloc_floats(eng, (size_t)B * K);
     int *perm = xcalloc((size_t)n, sizeof *perm);
     int st = D2C_OK;
     Progress prog;
@@ -107,26 +111,29 @@ int evaluator_fit(Evaluator *net, const float *images, const int64_t *labels, co
                 augment(xb + (size_t)b * img, images + (size_t)i * img, C, H, W, o->crop_pad, o->flip, &aug);
                 yb[b] = labels[i];
             }
-            evaluator_forward(net, xb, B);
-            float xent = softmax_xent_forward(net->probs, net->logits, yb, B, K);
+            const float *xd = evaluator_stage(net, xb, B);
+            evaluator_forward(net, xd, B);
+            engine_download_floats(eng, logits, net->logits, (size_t)B * K);
+            float xent = softmax_xent_forward(probs, logits, yb, B, K);
             float loss = xent;
             if (ae) {
                 evaluator_reconstruct(net);
-                loss = mse_forward(net->recon, xb, (size_t)B * img);
-                vec_zero(drecon, (size_t)B * img);
-                mse_backward(drecon, net->recon, xb, (size_t)B * img, 1.0f);
+                loss = eng->ops->mse_forward(eng, net->recon, xd, (size_t)B * img);
+                engine_zero_floats(eng, drecon, (size_t)B * img);
+                eng->ops->mse_backward(eng, drecon, net->recon, xd, (size_t)B * img, 1.0f);
             }
             if (!isfinite(loss) || !isfinite(xent)) {
                 st = d2c_error(D2C_ERR_FAIL, "evaluator train: the loss became %g at step %ld; lower --lr", loss, step);
                 break;
             }
-            correct += count_correct(net->probs, yb, B, K);
+            correct += count_correct(probs, yb, B, K);
             loss_sum += loss;
             steps_done++;
-            vec_zero(dlogits, (size_t)B * K);
-            softmax_xent_backward(dlogits, net->probs, yb, B, K, 1.0f);
-            vec_zero(net->grads, net->lay.n_params);
-            evaluator_backward(net, dlogits, drecon, NULL);
+            memset(dlogits, 0, sizeof(float) * (size_t)B * K);
+            softmax_xent_backward(dlogits, probs, yb, B, K, 1.0f);
+            engine_upload_floats(eng, dlogits_dev, dlogits, (size_t)B * K);
+            engine_zero_floats(eng, net->grads, net->lay.n_params);
+            evaluator_backward(net, dlogits_dev, drecon, NULL);
             opt.lr = (float)lr_at(o, step, total);
             adam_step(&opt, net->params, net->grads);
             if (o->label) {
@@ -154,9 +161,12 @@ int evaluator_fit(Evaluator *net, const float *images, const int64_t *labels, co
     rep->steps = step;
     rep->seconds = now_seconds() - t0;
     free(xb);
-    free(drecon);
+    engine_free(eng, drecon);
     free(yb);
+    free(logits);
+    free(probs);
     free(dlogits);
+    engine_free(eng, dlogits_dev);
     free(perm);
     adam_destroy(&opt);
     return st;
@@ -281,8 +291,8 @@ int evaluator_train(const EvalTrainOptions *o, EvaluatorInfo *info) {
     dataset_holdout_split(&d, o->limit, o->val, train_idx, &n_train, val_idx, &n_val);
     if (n_val > 0) val = dataset_subset(&d, val_idx, n_val);
     D2C_TRY_GOTO(st, train_arch(o, &d, &arch), done);
-    D2C_TRY_GOTO(st, evaluator_create(&net, &arch, D2C_MAX(o->batch, 256)), done);
-    eval_init_params(&net.lay, net.params, (uint64_t)o->seed);
+    D2C_TRY_GOTO(st, evaluator_create(&net, o->engine, &arch, D2C_MAX(o->batch, 256)), done);
+    evaluator_init_weights(&net, (uint64_t)o->seed);
     if (!o->quiet)
         fprintf(stderr, "evaluator train: %s %s, %d train + %d validation images %dx%dx%d, %d classes, %zu params, "
                 "%d epochs of %d\n", eval_kind_arch_name(arch.kind), d.source, n_train, n_val, C, H, W, d.num_classes,

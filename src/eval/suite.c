@@ -43,7 +43,7 @@ int suite_open(EvaluatorSuite *s, const EvaluatorSet *set, const Dataset *ref, c
         goto fail;
     }
     for (int i = 0; i < set->n; i++) {
-        D2C_TRY_GOTO(st, evaluator_load(&s->nets[i], &s->infos[i], set->paths[i], o->batch), fail);
+        D2C_TRY_GOTO(st, evaluator_load(&s->nets[i], o->engine, &s->infos[i], set->paths[i], o->batch), fail);
         const EvalArch *a = &s->nets[i].lay.arch;
         if (ref->c != a->in_channels || ref->h != a->height || ref->w != a->width) {
             st = d2c_error(D2C_ERR_INPUT, "--ref %s: images are %dx%dx%d (CxHxW) but the evaluator %s takes %dx%dx%d",

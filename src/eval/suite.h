@@ -27,6 +27,7 @@ typedef struct {
     int batch;             /* images per evaluator call */
     int quiet;             /* no progress lines */
     KidOptions kid;
+    Engine *engine;        /* the evaluators' backend; NULL = engine_cpu_default() */
 } SuiteOptions;
 
 SuiteOptions suite_default_options(void);

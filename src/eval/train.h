@@ -67,6 +67,7 @@ typedef struct {
     int test;                /* measure the :test split at the end when the source has one */
     double lr;
     int quiet;
+    Engine *engine;          /* the backend; NULL = engine_cpu_default() */
 } EvalTrainOptions;
 
 EvalTrainOptions eval_train_default_options(void);
@@ -85,6 +86,7 @@ typedef struct {
     double lr;
     int warmup;
     int quiet;
+    Engine *engine;          /* the backend; NULL = engine_cpu_default() */
 } CasOptions;
 
 /* 600 steps of 64, lr 2e-3, 60 warm-up steps, seed 0 (see docs/EVALUATION.md). */

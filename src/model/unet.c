@@ -167,23 +167,24 @@ static void plan(UNetActivations *a, const UNetLayout *lay, int B, Bump *b) {
     a->dep = bump(b, (size_t)B * maxc);
 }
 
-int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
+int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int max_batch) {
     memset(net, 0, sizeof *net);
+    net->eng = eng ? eng : engine_cpu_default();
+    Engine *e = net->eng;
     D2C_TRY(d2c_error_context(unet_config_validate(cfg, H, W), "model config: "));
     if (max_batch < 1) return d2c_error(D2C_ERR_INPUT, "model config: batch size must be >= 1, got %d", max_batch);
     unet_layout_build(&net->lay, cfg);
     net->H = H;
     net->W = W;
     net->max_batch = max_batch;
-    net->params = d2c_try_malloc(net->lay.n_params * sizeof(float));
-    net->grads = d2c_try_malloc(net->lay.n_params * sizeof(float));
-    if (!net->params || !net->grads) {
-        size_t n = net->lay.n_params;
+    const size_t n_params = net->lay.n_params;
+    if (engine_alloc(e, (void **)&net->params, n_params * sizeof(float)) != D2C_OK ||
+        engine_alloc(e, (void **)&net->grads, n_params * sizeof(float)) != D2C_OK) {
         unet_destroy(net);
-        return d2c_error(D2C_ERR_FAIL, "out of memory for a UNet of %zu parameters", n);
+        return d2c_error(D2C_ERR_FAIL, "out of %s memory for a UNet of %zu parameters", e->name, n_params);
     }
-    memset(net->params, 0, net->lay.n_params * sizeof(float));
-    memset(net->grads, 0, net->lay.n_params * sizeof(float));
+    engine_zero_floats(e, net->params, n_params);
+    engine_zero_floats(e, net->grads, n_params);
 
     UNetActivations *a = xcalloc(1, sizeof *a);
     a->hs[0] = H;
@@ -195,12 +196,11 @@ int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
     Bump count = {0};
     plan(a, &net->lay, max_batch, &count);
     a->arena_floats = count.used;
-    a->arena = d2c_try_malloc(count.used * sizeof(float));
     net->acts = a;
-    if (!a->arena) {
+    if (engine_alloc(e, (void **)&a->arena, count.used * sizeof(float)) != D2C_OK) {
         unet_destroy(net);
-        return d2c_error(D2C_ERR_FAIL, "out of memory for the UNet's activations (%.1f MiB for batches of %d %dx%d images)",
-                         count.used * 4.0 / (1 << 20), max_batch, H, W);
+        return d2c_error(D2C_ERR_FAIL, "out of %s memory for the UNet's activations (%.1f MiB for batches of %d %dx%d images)",
+                         e->name, count.used * 4.0 / (1 << 20), max_batch, H, W);
     }
     Bump real = {a->arena, 0};
     plan(a, &net->lay, max_batch, &real);
@@ -211,14 +211,15 @@ int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch) {
 
 void unet_destroy(UNet *net) {
     if (net->acts) {
-        free(net->acts->arena);
+        engine_free(net->eng, net->acts->arena);
         free(net->acts->t);
         free(net->acts->y);
         free(net->acts);
     }
-    free(net->params);
-    free(net->grads);
-    workspace_free(&net->ws);
+    if (net->eng) {
+        engine_free(net->eng, net->params);
+        engine_free(net->eng, net->grads);
+    }
     memset(net, 0, sizeof *net);
 }
 
@@ -231,57 +232,61 @@ static ConvShape conv_shape(int B, int cin, int h, int w, int cout, int k, int s
 
 static void resblock_forward(UNet *net, const ResBlockOff *o, ResBlockActs *r, const float *x,
                              int B, int h, int w) {
+    Engine *e = net->eng;
     const float *P = net->params;
     UNetActivations *a = net->acts;
     const int N = h * w, G = net->lay.cfg.groups, E = net->lay.E;
     r->x = x;
-    groupnorm_forward(r->a1, r->mean1, r->rstd1, x, P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
-    conv2d_forward(r->h1, r->a1, P + o->conv1.w, P + o->conv1.b, conv_shape(B, o->cin, h, w, o->cout, 3, 1), &net->ws);
-    linear_forward(r->ep, a->semb, P + o->emb_proj.w, P + o->emb_proj.b, B, E, o->cout);
-    add_channel_bias_forward(r->h1, r->ep, B, o->cout, N);
-    groupnorm_forward(r->a2, r->mean2, r->rstd2, r->h1, P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
-    conv2d_forward(r->out, r->a2, P + o->conv2.w, P + o->conv2.b, conv_shape(B, o->cout, h, w, o->cout, 3, 1), &net->ws);
+    e->ops->groupnorm_forward(e, r->a1, r->mean1, r->rstd1, x, P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
+    e->ops->conv2d_forward(e, r->h1, r->a1, P + o->conv1.w, P + o->conv1.b, conv_shape(B, o->cin, h, w, o->cout, 3, 1));
+    e->ops->linear_forward(e, r->ep, a->semb, P + o->emb_proj.w, P + o->emb_proj.b, B, E, o->cout);
+    e->ops->add_channel_bias_forward(e, r->h1, r->ep, B, o->cout, N);
+    e->ops->groupnorm_forward(e, r->a2, r->mean2, r->rstd2, r->h1, P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
+    e->ops->conv2d_forward(e, r->out, r->a2, P + o->conv2.w, P + o->conv2.b, conv_shape(B, o->cout, h, w, o->cout, 3, 1));
     size_t n = (size_t)B * o->cout * N;
     if (o->has_skip) {
-        conv2d_forward(a->scratch, x, P + o->skip.w, P + o->skip.b, conv_shape(B, o->cin, h, w, o->cout, 1, 1), &net->ws);
-        vec_add(r->out, a->scratch, n);
+        e->ops->conv2d_forward(e, a->scratch, x, P + o->skip.w, P + o->skip.b, conv_shape(B, o->cin, h, w, o->cout, 1, 1));
+        e->ops->add(e, r->out, a->scratch, n);
     } else {
-        vec_add(r->out, x, n);
+        e->ops->add(e, r->out, x, n);
     }
 }
 
 static void attention_block_forward(UNet *net, const AttentionOff *o, AttentionActs *t,
                                     const float *x, int B, int h, int w) {
+    Engine *e = net->eng;
     const float *P = net->params;
     const int N = h * w, C = o->ch, G = net->lay.cfg.groups;
     t->x = x;
-    groupnorm_forward(t->n, t->mean, t->rstd, x, P + o->norm.w, P + o->norm.b, B, C, N, G, 0);
-    conv2d_forward(t->qkv, t->n, P + o->qkv.w, P + o->qkv.b, conv_shape(B, C, h, w, 3 * C, 1, 1), &net->ws);
-    attention_forward(t->o, t->attn, t->qkv, B, C, N, &net->ws);
-    conv2d_forward(t->out, t->o, P + o->proj.w, P + o->proj.b, conv_shape(B, C, h, w, C, 1, 1), &net->ws);
-    vec_add(t->out, x, (size_t)B * C * N);
+    e->ops->groupnorm_forward(e, t->n, t->mean, t->rstd, x, P + o->norm.w, P + o->norm.b, B, C, N, G, 0);
+    e->ops->conv2d_forward(e, t->qkv, t->n, P + o->qkv.w, P + o->qkv.b, conv_shape(B, C, h, w, 3 * C, 1, 1));
+    e->ops->attention_forward(e, t->o, t->attn, t->qkv, B, C, N);
+    e->ops->conv2d_forward(e, t->out, t->o, P + o->proj.w, P + o->proj.b, conv_shape(B, C, h, w, C, 1, 1));
+    e->ops->add(e, t->out, x, (size_t)B * C * N);
 }
 
 static void embed_forward(UNet *net, const int64_t *t, const int64_t *y, const float *cond, int B) {
+    Engine *e = net->eng;
     const float *P = net->params;
     const UNetLayout *lay = &net->lay;
     UNetActivations *a = net->acts;
     const int C = lay->cfg.base_channels, E = lay->E;
-    timestep_embedding(a->temb, t, B, C);
-    linear_forward(a->e1, a->temb, P + lay->time1.w, P + lay->time1.b, B, C, E);
-    silu_forward(a->e1s, a->e1, (size_t)B * E);
-    linear_forward(a->emb, a->e1s, P + lay->time2.w, P + lay->time2.b, B, E, E);
+    e->ops->timestep_embedding(e, a->temb, t, B, C);
+    e->ops->linear_forward(e, a->e1, a->temb, P + lay->time1.w, P + lay->time1.b, B, C, E);
+    e->ops->silu_forward(e, a->e1s, a->e1, (size_t)B * E);
+    e->ops->linear_forward(e, a->emb, a->e1s, P + lay->time2.w, P + lay->time2.b, B, E, E);
     if (cond) {
-        vec_add(a->emb, cond, (size_t)B * E);
-    } else {
-        for (int b = 0; b < B; b++)
-            vec_add(a->emb + (size_t)b * E, P + lay->class_embed + (size_t)y[b] * E, (size_t)E);
+        e->ops->add(e, a->emb, cond, (size_t)B * E);
+    } else { /* the class rows, gathered into the scratch, then added */
+        e->ops->embedding_forward(e, a->scratch, P + lay->class_embed, y, B, E);
+        e->ops->add(e, a->emb, a->scratch, (size_t)B * E);
     }
-    silu_forward(a->semb, a->emb, (size_t)B * E);
+    e->ops->silu_forward(e, a->semb, a->emb, (size_t)B * E);
 }
 
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                   int B, float *eps) {
+    Engine *e = net->eng;
     const UNetLayout *lay = &net->lay;
     const UNetConfig *cfg = &lay->cfg;
     UNetActivations *a = net->acts;
@@ -300,8 +305,8 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
     if (y) memcpy(a->y, y, (size_t)B * sizeof *y);
     embed_forward(net, t, y, cond, B);
 
-    conv2d_forward(a->h0, x, P + lay->conv_in.w, P + lay->conv_in.b,
-                   conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1), &net->ws);
+    e->ops->conv2d_forward(e, a->h0, x, P + lay->conv_in.w, P + lay->conv_in.b,
+                   conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1));
     const float *h = a->h0;
     for (int l = 0; l < L; l++) {
         resblock_forward(net, &lay->down[l], &a->down[l], h, B, a->hs[l], a->ws[l]);
@@ -312,8 +317,8 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
         }
         a->level_out_down[l] = (float *)h;
         if (l < L - 1) {
-            conv2d_forward(a->downsampled[l], h, P + lay->downsample[l].w, P + lay->downsample[l].b,
-                           conv_shape(B, lay->ch[l], a->hs[l], a->ws[l], lay->ch[l], 3, 2), &net->ws);
+            e->ops->conv2d_forward(e, a->downsampled[l], h, P + lay->downsample[l].w, P + lay->downsample[l].b,
+                           conv_shape(B, lay->ch[l], a->hs[l], a->ws[l], lay->ch[l], 3, 2));
             h = a->downsampled[l];
         }
     }
@@ -326,7 +331,7 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
     int cur = lay->mid2.cout;
     for (int l = L - 1; l >= 0; l--) {
         const int N = a->hs[l] * a->ws[l];
-        concat_channels_forward(a->cat[l], h, a->level_out_down[l], B, cur, lay->ch[l], N);
+        e->ops->concat_channels_forward(e, a->cat[l], h, a->level_out_down[l], B, cur, lay->ch[l], N);
         resblock_forward(net, &lay->up[l], &a->up[l], a->cat[l], B, a->hs[l], a->ws[l]);
         h = a->up[l].out;
         if (cfg->attn[l]) {
@@ -336,16 +341,16 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
         a->level_out_up[l] = (float *)h;
         cur = lay->ch[l];
         if (l > 0) {
-            upsample2x_forward(a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
-            conv2d_forward(a->upconv[l], a->upsampled[l], P + lay->upsample[l].w, P + lay->upsample[l].b,
-                           conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1), &net->ws);
+            e->ops->upsample2x_forward(e, a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
+            e->ops->conv2d_forward(e, a->upconv[l], a->upsampled[l], P + lay->upsample[l].w, P + lay->upsample[l].b,
+                           conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1));
             h = a->upconv[l];
         }
     }
-    groupnorm_forward(a->on, a->on_mean, a->on_rstd, h, P + lay->out_norm.w, P + lay->out_norm.b, B, C,
+    e->ops->groupnorm_forward(e, a->on, a->on_mean, a->on_rstd, h, P + lay->out_norm.w, P + lay->out_norm.b, B, C,
                       net->H * net->W, cfg->groups, 1);
-    conv2d_forward(eps, a->on, P + lay->conv_out.w, P + lay->conv_out.b,
-                   conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1), &net->ws);
+    e->ops->conv2d_forward(e, eps, a->on, P + lay->conv_out.w, P + lay->conv_out.b,
+                   conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1));
 }
 
 const float *unet_mid(const UNet *net, int *Cmid, int *h, int *w) {
@@ -365,48 +370,50 @@ static float *PG(const UNet *net, size_t offset) { return net->input_grads_only 
 /* dx += d/dx of the block, given dout. Uses gt[0..2] as temporaries. */
 static void resblock_backward(UNet *net, const ResBlockOff *o, const ResBlockActs *r, const float *dout,
                               float *dx, int B, int h, int w) {
+    Engine *e = net->eng;
     const float *P = net->params;
     UNetActivations *a = net->acts;
     const int N = h * w, G = net->lay.cfg.groups, E = net->lay.E;
     float *da2 = a->gt[0], *dh1 = a->gt[1], *da1 = a->gt[2];
     if (o->has_skip)
-        conv2d_backward(dx, PG(net, o->skip.w), PG(net, o->skip.b), dout, r->x, P + o->skip.w,
-                        conv_shape(B, o->cin, h, w, o->cout, 1, 1), &net->ws);
+        e->ops->conv2d_backward(e, dx, PG(net, o->skip.w), PG(net, o->skip.b), dout, r->x, P + o->skip.w,
+                        conv_shape(B, o->cin, h, w, o->cout, 1, 1));
     else
-        vec_add(dx, dout, (size_t)B * o->cout * N);
-    vec_zero(da2, (size_t)B * o->cout * N);
-    conv2d_backward(da2, PG(net, o->conv2.w), PG(net, o->conv2.b), dout, r->a2, P + o->conv2.w,
-                    conv_shape(B, o->cout, h, w, o->cout, 3, 1), &net->ws);
-    vec_zero(dh1, (size_t)B * o->cout * N);
-    groupnorm_backward(dh1, PG(net, o->norm2.w), PG(net, o->norm2.b), da2, r->h1, r->mean2, r->rstd2,
+        e->ops->add(e, dx, dout, (size_t)B * o->cout * N);
+    engine_zero_floats(e, da2, (size_t)B * o->cout * N);
+    e->ops->conv2d_backward(e, da2, PG(net, o->conv2.w), PG(net, o->conv2.b), dout, r->a2, P + o->conv2.w,
+                    conv_shape(B, o->cout, h, w, o->cout, 3, 1));
+    engine_zero_floats(e, dh1, (size_t)B * o->cout * N);
+    e->ops->groupnorm_backward(e, dh1, PG(net, o->norm2.w), PG(net, o->norm2.b), da2, r->h1, r->mean2, r->rstd2,
                        P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
-    vec_zero(a->dep, (size_t)B * o->cout);
-    add_channel_bias_backward(a->dep, dh1, B, o->cout, N);
-    linear_backward(a->dsemb, PG(net, o->emb_proj.w), PG(net, o->emb_proj.b), a->dep, a->semb, P + o->emb_proj.w,
+    engine_zero_floats(e, a->dep, (size_t)B * o->cout);
+    e->ops->add_channel_bias_backward(e, a->dep, dh1, B, o->cout, N);
+    e->ops->linear_backward(e, a->dsemb, PG(net, o->emb_proj.w), PG(net, o->emb_proj.b), a->dep, a->semb, P + o->emb_proj.w,
                     B, E, o->cout);
-    vec_zero(da1, (size_t)B * o->cin * N);
-    conv2d_backward(da1, PG(net, o->conv1.w), PG(net, o->conv1.b), dh1, r->a1, P + o->conv1.w,
-                    conv_shape(B, o->cin, h, w, o->cout, 3, 1), &net->ws);
-    groupnorm_backward(dx, PG(net, o->norm1.w), PG(net, o->norm1.b), da1, r->x, r->mean1, r->rstd1,
+    engine_zero_floats(e, da1, (size_t)B * o->cin * N);
+    e->ops->conv2d_backward(e, da1, PG(net, o->conv1.w), PG(net, o->conv1.b), dh1, r->a1, P + o->conv1.w,
+                    conv_shape(B, o->cin, h, w, o->cout, 3, 1));
+    e->ops->groupnorm_backward(e, dx, PG(net, o->norm1.w), PG(net, o->norm1.b), da1, r->x, r->mean1, r->rstd1,
                        P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
 }
 
 static void attention_block_backward(UNet *net, const AttentionOff *o, const AttentionActs *t,
                                      const float *dout, float *dx, int B, int h, int w) {
+    Engine *e = net->eng;
     const float *P = net->params;
     UNetActivations *a = net->acts;
     const int N = h * w, C = o->ch, G = net->lay.cfg.groups;
     float *dob = a->gt[0], *dqkv = a->gt[1], *dn = a->gt[2];
-    vec_add(dx, dout, (size_t)B * C * N);
-    vec_zero(dob, (size_t)B * C * N);
-    conv2d_backward(dob, PG(net, o->proj.w), PG(net, o->proj.b), dout, t->o, P + o->proj.w,
-                    conv_shape(B, C, h, w, C, 1, 1), &net->ws);
-    vec_zero(dqkv, (size_t)B * 3 * C * N);
-    attention_backward(dqkv, dob, t->qkv, t->attn, B, C, N, &net->ws);
-    vec_zero(dn, (size_t)B * C * N);
-    conv2d_backward(dn, PG(net, o->qkv.w), PG(net, o->qkv.b), dqkv, t->n, P + o->qkv.w,
-                    conv_shape(B, C, h, w, 3 * C, 1, 1), &net->ws);
-    groupnorm_backward(dx, PG(net, o->norm.w), PG(net, o->norm.b), dn, t->x, t->mean, t->rstd, P + o->norm.w,
+    e->ops->add(e, dx, dout, (size_t)B * C * N);
+    engine_zero_floats(e, dob, (size_t)B * C * N);
+    e->ops->conv2d_backward(e, dob, PG(net, o->proj.w), PG(net, o->proj.b), dout, t->o, P + o->proj.w,
+                    conv_shape(B, C, h, w, C, 1, 1));
+    engine_zero_floats(e, dqkv, (size_t)B * 3 * C * N);
+    e->ops->attention_backward(e, dqkv, dob, t->qkv, t->attn, B, C, N);
+    engine_zero_floats(e, dn, (size_t)B * C * N);
+    e->ops->conv2d_backward(e, dn, PG(net, o->qkv.w), PG(net, o->qkv.b), dqkv, t->n, P + o->qkv.w,
+                    conv_shape(B, C, h, w, 3 * C, 1, 1));
+    e->ops->groupnorm_backward(e, dx, PG(net, o->norm.w), PG(net, o->norm.b), dn, t->x, t->mean, t->rstd, P + o->norm.w,
                        P + o->norm.b, B, C, N, G, 0);
 }
 
@@ -416,9 +423,10 @@ static void attention_block_backward(UNet *net, const AttentionOff *o, const Att
 static void level_backward(UNet *net, const ResBlockOff *ro, const ResBlockActs *ra, const AttentionOff *ao,
                            const AttentionActs *aa, int has_attn, const float *gout, float *gmid,
                            float *gin, int B, int h, int w) {
+    Engine *e = net->eng;
     const float *g = gout;
     if (has_attn) {
-        vec_zero(gmid, (size_t)B * ao->ch * h * w);
+        engine_zero_floats(e, gmid, (size_t)B * ao->ch * h * w);
         attention_block_backward(net, ao, aa, gout, gmid, B, h, w);
         g = gmid;
     }
@@ -426,6 +434,7 @@ static void level_backward(UNet *net, const ResBlockOff *ro, const ResBlockActs 
 }
 
 void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, float *dcond) {
+    Engine *e = net->eng;
     const UNetLayout *lay = &net->lay;
     const UNetConfig *cfg = &lay->cfg;
     UNetActivations *a = net->acts;
@@ -433,17 +442,17 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
     const int B = a->B, L = cfg->num_levels, C = cfg->base_channels, E = lay->E;
     float *gA = a->g[0], *gB = a->g[1];
 
-    vec_zero(a->dsemb, (size_t)B * E);
-    for (int l = 0; l < L; l++) vec_zero(a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
+    engine_zero_floats(e, a->dsemb, (size_t)B * E);
+    for (int l = 0; l < L; l++) engine_zero_floats(e, a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
 
     /* out: conv_out <- silu(out_norm(h)) */
     const int N0 = net->H * net->W;
     float *don = a->gt[0];
-    vec_zero(don, (size_t)B * C * N0);
-    conv2d_backward(don, PG(net, lay->conv_out.w), PG(net, lay->conv_out.b), deps, a->on, P + lay->conv_out.w,
-                    conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1), &net->ws);
-    vec_zero(gA, (size_t)B * C * N0);
-    groupnorm_backward(gA, PG(net, lay->out_norm.w), PG(net, lay->out_norm.b), don, a->level_out_up[0], a->on_mean, a->on_rstd,
+    engine_zero_floats(e, don, (size_t)B * C * N0);
+    e->ops->conv2d_backward(e, don, PG(net, lay->conv_out.w), PG(net, lay->conv_out.b), deps, a->on, P + lay->conv_out.w,
+                    conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1));
+    engine_zero_floats(e, gA, (size_t)B * C * N0);
+    e->ops->groupnorm_backward(e, gA, PG(net, lay->out_norm.w), PG(net, lay->out_norm.b), don, a->level_out_up[0], a->on_mean, a->on_rstd,
                        P + lay->out_norm.w, P + lay->out_norm.b, B, C, N0, cfg->groups, 1);
     /* gA now holds d level_out_up[0] */
 
@@ -455,30 +464,30 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
             /* gA holds d upconv[l] (B, ch, 2h, 2w) */
             float *dups = a->gt[0];
             size_t n2 = (size_t)B * ch * a->hs[l - 1] * a->ws[l - 1];
-            vec_zero(dups, n2);
-            conv2d_backward(dups, PG(net, lay->upsample[l].w), PG(net, lay->upsample[l].b), gA, a->upsampled[l],
-                            P + lay->upsample[l].w, conv_shape(B, ch, a->hs[l - 1], a->ws[l - 1], ch, 3, 1), &net->ws);
-            vec_zero(gB, (size_t)B * ch * N);
-            upsample2x_backward(gB, dups, B, ch, h, w);
+            engine_zero_floats(e, dups, n2);
+            e->ops->conv2d_backward(e, dups, PG(net, lay->upsample[l].w), PG(net, lay->upsample[l].b), gA, a->upsampled[l],
+                            P + lay->upsample[l].w, conv_shape(B, ch, a->hs[l - 1], a->ws[l - 1], ch, 3, 1));
+            engine_zero_floats(e, gB, (size_t)B * ch * N);
+            e->ops->upsample2x_backward(e, gB, dups, B, ch, h, w);
             float *tmp = gA; gA = gB; gB = tmp;
         }
         /* gA: d level_out_up[l]; -> d cat[l] in gB */
-        vec_zero(gB, (size_t)B * lay->up[l].cin * N);
+        engine_zero_floats(e, gB, (size_t)B * lay->up[l].cin * N);
         level_backward(net, &lay->up[l], &a->up[l], &lay->up_attn[l], &a->up_attn[l], cfg->attn[l], gA,
                        a->scratch, gB, B, h, w);
         /* split d cat[l] into d h_in (gA) and d skip_l */
-        vec_zero(gA, (size_t)B * cur * N);
-        concat_channels_backward(gA, a->gskip[l], gB, B, cur, ch, N);
+        engine_zero_floats(e, gA, (size_t)B * cur * N);
+        e->ops->concat_channels_backward(e, gA, a->gskip[l], gB, B, cur, ch, N);
         /* gA: d of the up level's input: upconv[l+1] or, for l = L-1, the mid output */
     }
 
     /* middle, with the optional extra gradient on its output */
     const int hm = a->hs[L - 1], wm = a->ws[L - 1], Cm = lay->mid2.cout;
     const size_t nm = (size_t)B * Cm * hm * wm;
-    if (dmid) vec_add(gA, dmid, nm);
-    vec_zero(gB, nm);
+    if (dmid) e->ops->add(e, gA, dmid, nm);
+    engine_zero_floats(e, gB, nm);
     resblock_backward(net, &lay->mid2, &a->mid2, gA, gB, B, hm, wm);
-    vec_zero(gA, nm);
+    engine_zero_floats(e, gA, nm);
     attention_block_backward(net, &lay->mid_attn, &a->mid_attn, gB, gA, B, hm, wm);
     /* mid1's input is the last down level's output = skip L-1 */
     resblock_backward(net, &lay->mid1, &a->mid1, gA, a->gskip[L - 1], B, hm, wm);
@@ -488,31 +497,31 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
         const int h = a->hs[l], w = a->ws[l];
         float *gin = gA;
         size_t nin = (size_t)B * lay->down[l].cin * h * w;
-        vec_zero(gin, nin);
+        engine_zero_floats(e, gin, nin);
         level_backward(net, &lay->down[l], &a->down[l], &lay->down_attn[l], &a->down_attn[l], cfg->attn[l],
                        a->gskip[l], a->scratch, gin, B, h, w);
         if (l > 0) {
             /* gin = d downsampled[l-1]; push through the stride-2 conv into gskip[l-1] */
-            conv2d_backward(a->gskip[l - 1], PG(net, lay->downsample[l - 1].w), PG(net, lay->downsample[l - 1].b), gin,
+            e->ops->conv2d_backward(e, a->gskip[l - 1], PG(net, lay->downsample[l - 1].w), PG(net, lay->downsample[l - 1].b), gin,
                             a->level_out_down[l - 1], P + lay->downsample[l - 1].w,
-                            conv_shape(B, lay->ch[l - 1], a->hs[l - 1], a->ws[l - 1], lay->ch[l - 1], 3, 2), &net->ws);
+                            conv_shape(B, lay->ch[l - 1], a->hs[l - 1], a->ws[l - 1], lay->ch[l - 1], 3, 2));
         }
     }
     /* gA = d h0 */
-    conv2d_backward(dx, PG(net, lay->conv_in.w), PG(net, lay->conv_in.b), gA, a->x_in, P + lay->conv_in.w,
-                    conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1), &net->ws);
+    e->ops->conv2d_backward(e, dx, PG(net, lay->conv_in.w), PG(net, lay->conv_in.b), gA, a->x_in, P + lay->conv_in.w,
+                    conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1));
 
     /* embedding: semb = silu(emb); emb = time2(silu(time1(temb))) + class_embed[y] or cond */
-    vec_zero(a->demb, (size_t)B * E);
-    silu_backward(a->demb, a->dsemb, a->emb, (size_t)B * E);
-    if (a->has_cond && dcond) vec_add(dcond, a->demb, (size_t)B * E);
+    engine_zero_floats(e, a->demb, (size_t)B * E);
+    e->ops->silu_backward(e, a->demb, a->dsemb, a->emb, (size_t)B * E);
+    if (a->has_cond && dcond) e->ops->add(e, dcond, a->demb, (size_t)B * E);
     if (net->input_grads_only) return;
-    if (!a->has_cond) embedding_backward(PG(net, lay->class_embed), a->demb, a->y, B, E);
-    vec_zero(a->de1s, (size_t)B * E);
-    linear_backward(a->de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), a->demb, a->e1s, P + lay->time2.w, B, E, E);
-    vec_zero(a->de1, (size_t)B * E);
-    silu_backward(a->de1, a->de1s, a->e1, (size_t)B * E);
-    linear_backward(NULL, PG(net, lay->time1.w), PG(net, lay->time1.b), a->de1, a->temb, P + lay->time1.w, B, C, E);
+    if (!a->has_cond) e->ops->embedding_backward(e, PG(net, lay->class_embed), a->demb, a->y, B, E);
+    engine_zero_floats(e, a->de1s, (size_t)B * E);
+    e->ops->linear_backward(e, a->de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), a->demb, a->e1s, P + lay->time2.w, B, E, E);
+    engine_zero_floats(e, a->de1, (size_t)B * E);
+    e->ops->silu_backward(e, a->de1, a->de1s, a->e1, (size_t)B * E);
+    e->ops->linear_backward(e, NULL, PG(net, lay->time1.w), PG(net, lay->time1.b), a->de1, a->temb, P + lay->time1.w, B, C, E);
 }
 
 /* ---------------------------------------------------------------- FLOP count */
@@ -544,4 +553,19 @@ double unet_forward_flops(const UNet *net) {
     f += resblock_flops(&lay->mid1, Nm, E) + resblock_flops(&lay->mid2, Nm, E) + attention_flops(lay->mid_attn.ch, Nm);
     f += conv_flops(C, lay->cfg.in_channels, 3, net->H, net->W);
     return f;
+}
+
+/* ---------------------------------------------------------------- host copies of the weights */
+
+void unet_upload_params(UNet *net, const float *host) { engine_upload_floats(net->eng, net->params, host, net->lay.n_params); }
+
+void unet_download_params(const UNet *net, float *host) {
+    engine_download_floats(net->eng, host, net->params, net->lay.n_params);
+}
+
+void unet_init_weights(UNet *net, uint64_t seed) {
+    float *host = xmalloc_floats(net->lay.n_params);
+    unet_init_params(&net->lay, host, seed);
+    unet_upload_params(net, host);
+    free(host);
 }

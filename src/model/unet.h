@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/kernels.h"
+#include "engine/backend.h"
 
 #define UNET_MAX_LEVELS 6
 #define UNET_MAX_TENSORS 512
@@ -89,21 +89,23 @@ typedef struct {
     UNetLayout lay;
     int H, W;              /* image size this instance was planned for */
     int max_batch;         /* activations are sized for this many images */
-    float *params;         /* (n_params) the weights forward reads */
-    float *grads;          /* (n_params) backward accumulates here */
-    UNetActivations *acts; /* saved by forward for backward */
-    Workspace ws;          /* kernel scratch */
+    Engine *eng;           /* the backend every op of this net runs on */
+    float *params;         /* (n_params) the weights forward reads (device memory) */
+    float *grads;          /* (n_params) backward accumulates here (device memory) */
+    UNetActivations *acts; /* saved by forward for backward (a device arena) */
     int input_grads_only;  /* backward skips the parameter gradients (hypergradient passes) */
 } UNet;
 
 /* Allocates parameters (zeroed), gradients and the activation arena for batches of up to
- * max_batch images of H x W. D2C_ERR_INPUT ("model config: ...") if the config cannot be
+ * max_batch images of H x W, all on eng (NULL: engine_cpu_default()). D2C_ERR_INPUT ("model config: ...") if the config cannot be
  * built, D2C_ERR_FAIL naming the size if the memory is not there; net is then empty
  * (unet_destroy is safe on it). */
-int unet_create(UNet *net, const UNetConfig *cfg, int H, int W, int max_batch);
+int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int max_batch);
 void unet_destroy(UNet *net);
 
 /* eps (B, Cin, H, W) = UNet(x (B, Cin, H, W), t (B), conditioning), 1 <= B <= max_batch.
+ * x, eps, cond and every float buffer of forward / backward are device memory of net->eng;
+ * t and y are host arrays.
  * Conditioning: the class embedding row y[b] (0..num_classes, the last is the null label)
  * or, when cond != NULL, the given vectors cond (B, E) in place of class_embed[y]. */
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
@@ -118,6 +120,12 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
 
 /* The middle-block output of the last forward: (B, Cmid, h, w); sizes via the out args. */
 const float *unet_mid(const UNet *net, int *Cmid, int *h, int *w);
+
+/* The weights between the host and net->eng: upload / download n_params floats;
+ * unet_init_weights = unet_init_params on the host, then upload. */
+void unet_upload_params(UNet *net, const float *host);
+void unet_download_params(const UNet *net, float *host);
+void unet_init_weights(UNet *net, uint64_t seed);
 
 /* Total multiply-add FLOPs (2 per MAC) of one image's forward, for reporting GFLOP/s. */
 double unet_forward_flops(const UNet *net);

@@ -1,5 +1,7 @@
-/* The CPU engine's layer kernels: forward and backward of every operation the UNet
- * and the evaluator use. Plain float* buffers, NCHW, shapes in the argument names.
+/* The CPU backend's layer kernels: forward and backward of every operation the UNet and
+ * the evaluator use. Callers above the engine reach them through engine/backend.h's
+ * table (engine/cpu/backend_cpu.c); only src/engine/cpu and the kernel tests include
+ * this header. Plain float* buffers, NCHW, shapes in the argument names.
  *
  * Shape letters: B batch, C channels (Cin/Cout), H W spatial, N = H*W positions,
  * G GroupNorm groups, E embedding width, K = Cin*k*k im2col rows.
@@ -18,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/backend.h"
+
 /* A growable scratch arena. ensure() only reallocates when a larger size is asked for,
  * so after the first step of a run no allocation happens. */
 typedef struct {
@@ -30,10 +34,7 @@ void workspace_free(Workspace *ws);
 /* ---- 2-D convolution, k in {1, 3}, stride in {1, 2}, padding k/2 (PyTorch Conv2d).
  * x (B, Cin, H, W) -> y (B, Cout, Ho, Wo), Ho = (H + 2*(k/2) - k)/stride + 1.
  * w (Cout, Cin, k, k), bias (Cout) or NULL. */
-typedef struct {
-    int B, Cin, H, W, Cout, k, stride;
-} ConvShape;
-int conv_out_size(int size, int k, int stride);
+/* ConvShape and conv_out_size are in engine/backend.h (shared by every backend). */
 void conv2d_forward(float *y, const float *x, const float *w, const float *bias, ConvShape s,
                     Workspace *ws);
 /* dx += dL/dx, dw += dL/dw, dbias += dL/dbias, given dy and the forward input x. */

@@ -1,7 +1,7 @@
 /* Workspace: the caller-owned scratch arena every kernel takes its temporary buffers
  * from. It only grows, so after the first training step no kernel allocates. Contents
  * are scratch: they are not kept when the arena grows. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <stdlib.h>
 

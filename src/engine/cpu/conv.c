@@ -22,14 +22,14 @@
  * slot order. The chunk and slot layout depends only on the shape, and which thread runs
  * a chunk changes nothing it computes, so y, dx and dw have the same bits for any thread
  * count. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
 #include "core/util.h"
-#include "engine/vecmath.h"
+#include "engine/cpu/vecmath.h"
 
 #define CONV_MIN_COLS 196
 #define CONV_MAX_SLOTS 8

@@ -6,13 +6,13 @@
  * Images run in parallel, each with single-threaded sgemm calls. Backward:
  *   dv += dout @ attn;  dattn = dout^T v;  ds = attn * (dattn - rowsum(dattn * attn))
  *   dq += k @ ds^T / sqrt(C);  dk += q @ ds / sqrt(C). */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 
-#include "engine/vecmath.h"
+#include "engine/cpu/vecmath.h"
 
 /* In-place softmax of each row of s (rows, cols): exp(s - max) / sum, sum in double. */
 static void softmax_rows(float *s, int rows, int cols) {

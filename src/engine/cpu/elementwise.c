@@ -3,11 +3,11 @@
  * All are memory-bound; they run as one OpenMP loop when the tensor is large enough to
  * pay for the threads, and give the same bits for any thread count (no reductions
  * across threads). Shape letters as in kernels.h. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <string.h>
 
-#include "engine/vecmath.h"
+#include "engine/cpu/vecmath.h"
 
 /* Below this many values a kernel runs on the calling thread only. */
 #define PARALLEL_MIN 32768

@@ -1,7 +1,7 @@
 /* Embedding lookups: a learned table (the class embedding) and the fixed sinusoidal
  * timestep embedding of the spec, [sin(t f_j), cos(t f_j)], f_j = exp(-ln(10000) j / half),
  * evaluated in float32 in the same order of operations as PyTorch. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <math.h>
 #include <string.h>

@@ -6,12 +6,12 @@
  * deviations). Forward runs in parallel over (b, g); backward in parallel over g, each
  * group looping over the batch in order, so dgamma/dbeta need no cross-thread reduction
  * and the result does not depend on the thread count. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <math.h>
 
 #include "core/util.h"
-#include "engine/vecmath.h"
+#include "engine/cpu/vecmath.h"
 
 #define GN_EPS 1e-5
 

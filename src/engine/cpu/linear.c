@@ -2,7 +2,7 @@
  * w (out, in). Each GEMM is cut into fixed blocks of LINEAR_BLOCK output columns, one
  * single-threaded sgemm per block spread over OpenMP threads: OpenBLAS's own threading
  * gives results that change with the thread count, fixed blocks do not. */
-#include "engine/kernels.h"
+#include "engine/cpu/kernels.h"
 
 #include <cblas.h>
 

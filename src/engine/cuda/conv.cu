@@ -1,0 +1,239 @@
+/* Convolution (k in {1, 3}, stride in {1, 2}, zero padding k/2, as engine/conv.c) and the
+ * linear layer on the GPU: im2col into scratch, then cuBLAS GEMMs (no TF32 by default).
+ *
+ * Shapes: x (B, Cin, H, W), y (B, Cout, Ho, Wo), No = Ho*Wo, w (Cout, K), K = Cin*k*k.
+ * The batch is cut into chunks of n consecutive images, as many as CONV_SCRATCH_FLOATS of
+ * scratch allow (the layout depends on the shape only). For a chunk, col (K, n*No) holds
+ * the images' im2col side by side and:
+ *   forward: y_j (Cout, No) = w @ col_j            (one strided-batched GEMM, into NCHW)
+ *   dw:      dw (Cout, K) += dyc (Cout, n*No) @ col^T  (dyc: the chunk's dy side by side)
+ *   dx:      dcol_j (K, No) = w^T @ dy_j; dx += col2im(dcol), a gather (no atomics)
+ * A 1x1 stride-1 convolution uses x and dy directly: y_j = w @ x_j, dx_j += w^T @ dy_j.
+ * dbias is a fixed-order reduction in double. Chunks run in order on one stream, so every
+ * gradient has the same bits run to run. D2C_CUDA_CONV=cudnn runs the convolutions through
+ * cuDNN instead (cudnn/conv_cudnn.cu), deterministic algorithms only; the bias stays here. */
+#include "engine/cuda/cuda_private.cuh"
+
+#define CONV_SCRATCH_FLOATS ((size_t)256 << 20) /* 1 GiB of im2col scratch at most */
+
+static int out_size(int size, int k, int stride) { return (size + 2 * (k / 2) - k) / stride + 1; }
+
+typedef struct {
+    int Ho, Wo, No, K, per_chunk;
+} Plan;
+
+static Plan plan_for(ConvShape s, int per_image_rows) {
+    Plan p;
+    p.Ho = out_size(s.H, s.k, s.stride);
+    p.Wo = out_size(s.W, s.k, s.stride);
+    p.No = p.Ho * p.Wo;
+    p.K = s.Cin * s.k * s.k;
+    size_t per_image = (size_t)per_image_rows * p.No;
+    size_t n = CONV_SCRATCH_FLOATS / (per_image ? per_image : 1);
+    p.per_chunk = (int)(n < 1 ? 1 : n > (size_t)s.B ? (size_t)s.B : n);
+    return p;
+}
+
+/* col[(ci*k + ky)*k + kx][j*No + oy*Wo + ox] = x_j[ci][oy*st + ky - pad][ox*st + kx - pad]
+ * (zero outside the image); rows r = (ci, ky, kx) of col, columns j*No + p */
+__global__ void k_im2col(float *col, const float *x, int n, int C, int H, int W, int k, int st, int Ho, int Wo) {
+    const int No = Ho * Wo, kk = k * k, pad = k / 2;
+    const unsigned L = (unsigned)n * No;
+    CU_ROWS(r, C * kk) {
+        const int ci = r / kk, t = r % kk, ky = t / k, kx = t % k;
+        float *row = col + (size_t)r * L;
+        CU_COLS(c, L) {
+            int j = c / No, p = c - j * No, oy = p / Wo, ox = p - oy * Wo;
+            int iy = oy * st + ky - pad, ix = ox * st + kx - pad;
+            float v = 0.0f;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = x[(((size_t)j * C + ci) * H + iy) * W + ix];
+            row[c] = v;
+        }
+    }
+}
+
+/* dx_j[ci][iy][ix] += sum over the taps that read it of dcol (the adjoint of k_im2col),
+ * taps in (ky, kx) order: one thread per dx value, so no two threads write one value.
+ * Rows are the planes (j, ci). */
+__global__ void k_col2im_add(float *dx, const float *dcol, int n, int C, int H, int W, int k, int st, int Ho,
+                             int Wo) {
+    const int No = Ho * Wo, kk = k * k, pad = k / 2;
+    const size_t L = (size_t)n * No;
+    CU_ROWS(plane, n * C) {
+        const int j = plane / C, ci = plane % C;
+        float *dxp = dx + (size_t)plane * H * W;
+        const float *dc = dcol + (size_t)ci * kk * L + (size_t)j * No;
+        CU_COLS(q, H * W) {
+            int iy = q / W, ix = q - iy * W;
+            float s = 0.0f;
+            for (int ky = 0; ky < k; ky++) {
+                int ty = iy + pad - ky; /* = oy * st */
+                if (ty < 0 || ty % st) continue;
+                int oy = ty / st;
+                if (oy >= Ho) continue;
+                for (int kx = 0; kx < k; kx++) {
+                    int tx = ix + pad - kx;
+                    if (tx < 0 || tx % st) continue;
+                    int ox = tx / st;
+                    if (ox >= Wo) continue;
+                    s += dc[(size_t)(ky * k + kx) * L + oy * Wo + ox];
+                }
+            }
+            dxp[q] += s;
+        }
+    }
+}
+
+/* cat (C, n*N) = the n images of t (n, C, N) side by side; rows: channels */
+__global__ void k_side_by_side(float *cat, const float *t, int n, int C, int N) {
+    const unsigned L = (unsigned)n * N;
+    CU_ROWS(c, C) {
+        float *row = cat + (size_t)c * L;
+        CU_COLS(col, L) {
+            unsigned j = col / N, p = col - j * N;
+            row[col] = t[((size_t)j * C + c) * N + p];
+        }
+    }
+}
+
+/* y (B, C, N) += bias[c]; rows: (b, c) */
+__global__ void k_add_bias(float *y, const float *bias, int C, int N, unsigned rows) {
+    CU_ROWS(r, rows) {
+        float *row = y + (size_t)r * N, v = bias[r % C];
+        CU_COLS(i, N) row[i] += v;
+    }
+}
+
+/* y (B, out) += bias[o]; rows: the batch */
+__global__ void k_add_linear_bias(float *y, const float *bias, int out, int B) {
+    CU_ROWS(b, B) {
+        float *row = y + (size_t)b * out;
+        CU_COLS(o, out) row[o] += bias[o];
+    }
+}
+
+/* dbias[c] += sum over b and positions of dy (B, C, N): one block per channel */
+__global__ void k_dbias(float *dbias, const float *dy, int B, int C, int N) {
+    __shared__ double shm[32];
+    const int c = blockIdx.x;
+    double s = 0;
+    for (int b = 0; b < B; b++) {
+        const float *row = dy + ((size_t)b * C + c) * N;
+        for (int p = threadIdx.x; p < N; p += blockDim.x) s += (double)row[p];
+    }
+    s = cu_block_sum(s, shm);
+    if (threadIdx.x == 0) dbias[c] += (float)s;
+}
+
+/* y (B, C, N) += bias[c]; a linear layer's y (B, out) is C = out, N = 1 */
+static void add_bias(CudaEngine *e, float *y, const float *bias, int B, int C, int N) {
+    if (N == 1) {
+        CuLaunch l = cu_rows((size_t)B, (size_t)C);
+        k_add_linear_bias CU_LAUNCH(l)(y, bias, C, B);
+    } else {
+        CuLaunch l = cu_rows((size_t)B * C, (size_t)N);
+        k_add_bias CU_LAUNCH(l)(y, bias, C, N, (unsigned)((size_t)B * C));
+    }
+    CU_LAUNCHED(e, "bias");
+}
+
+static void dbias_sum(CudaEngine *e, float *dbias, const float *dy, int B, int C, int N) {
+    k_dbias<<<C, CU_THREADS, 0, e->stream>>>(dbias, dy, B, C, N);
+    CU_LAUNCHED(e, "bias gradient");
+}
+
+static void im2col(CudaEngine *e, float *col, const float *x, int n, ConvShape s, Plan p) {
+    CuLaunch l = cu_rows((size_t)p.K, (size_t)n * p.No);
+    k_im2col CU_LAUNCH(l)(col, x, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
+    CU_LAUNCHED(e, "im2col");
+}
+
+extern "C" void cu_conv2d_forward(CudaEngine *e, float *y, const float *x, const float *w, const float *bias,
+                                  ConvShape s) {
+    if (e->status) return;
+    Plan p = plan_for(s, s.Cin * s.k * s.k);
+    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
+    if (e->conv_cudnn) {
+        cu_cudnn_conv_forward(e, y, x, w, s);
+    } else if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
+        cu_gemm_batched(e, 0, 0, s.Cout, p.No, s.Cin, 1.0f, w, s.Cin, 0, x, p.No, (long long)x_image, 0.0f, y,
+                        p.No, (long long)y_image, s.B);
+    } else {
+        float *col = cu_scratch(e, (size_t)p.K * p.per_chunk * p.No);
+        if (!col) return;
+        for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
+            int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
+            im2col(e, col, x + b0 * x_image, n, s, p);
+            cu_gemm_batched(e, 0, 0, s.Cout, p.No, p.K, 1.0f, w, p.K, 0, col, L, p.No, 0.0f, y + b0 * y_image,
+                            p.No, (long long)y_image, n);
+        }
+    }
+    if (bias) add_bias(e, y, bias, s.B, s.Cout, p.No);
+}
+
+extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *dbias, const float *dy,
+                                   const float *x, const float *w, ConvShape s) {
+    if (e->status) return;
+    const int direct = s.k == 1 && s.stride == 1;
+    Plan p = plan_for(s, s.Cin * s.k * s.k + s.Cout);
+    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
+    if (dbias) dbias_sum(e, dbias, dy, s.B, s.Cout, p.No);
+    if (e->conv_cudnn) {
+        if (dx || dw) cu_cudnn_conv_backward(e, dx, dw, dy, x, w, s);
+        return;
+    }
+    if (dx && direct) /* dx_b (Cin, N) += w^T (Cin, Cout) @ dy_b (Cout, N) */
+        cu_gemm_batched(e, 1, 0, s.Cin, p.No, s.Cout, 1.0f, w, s.Cin, 0, dy, p.No, (long long)y_image, 1.0f, dx,
+                        p.No, (long long)x_image, s.B);
+    if (!dw && !(dx && !direct)) return;
+    /* scratch: col (K, n*No), then dyc (Cout, n*No) */
+    float *col = cu_scratch(e, ((size_t)p.K + s.Cout) * p.per_chunk * p.No);
+    if (!col) return;
+    float *dyc = col + (size_t)p.K * p.per_chunk * p.No;
+    for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
+        int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
+        if (dw) {
+            im2col(e, col, x + b0 * x_image, n, s, p);
+            CuLaunch l = cu_rows((size_t)s.Cout, (size_t)L);
+            k_side_by_side CU_LAUNCH(l)(dyc, dy + b0 * y_image, n, s.Cout, p.No);
+            CU_LAUNCHED(e, "conv backward");
+            cu_gemm(e, 0, 1, s.Cout, p.K, L, 1.0f, dyc, L, col, L, 1.0f, dw, p.K);
+        }
+        if (dx && !direct) { /* dcol_j (K, No) = w^T (K, Cout) @ dy_j (Cout, No), into col */
+            cu_gemm_batched(e, 1, 0, p.K, p.No, s.Cout, 1.0f, w, p.K, 0, dy + b0 * y_image, p.No,
+                            (long long)y_image, 0.0f, col, L, p.No, n);
+            CuLaunch l = cu_rows((size_t)n * s.Cin, (size_t)s.H * s.W);
+            k_col2im_add CU_LAUNCH(l)(dx + b0 * x_image, col, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
+            CU_LAUNCHED(e, "col2im");
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- linear */
+
+/* dbias[o] += sum over b of dy[b][o], in batch order, in double */
+__global__ void k_column_sums(float *dbias, const float *dy, int B, int out) {
+    CU_FOR(o, (size_t)out) {
+        double s = 0;
+        for (int b = 0; b < B; b++) s += (double)dy[(size_t)b * out + o];
+        dbias[o] += (float)s;
+    }
+}
+
+extern "C" void cu_linear_forward(CudaEngine *e, float *y, const float *x, const float *w, const float *bias,
+                                  int B, int in, int out) {
+    if (e->status) return;
+    cu_gemm(e, 0, 1, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out); /* y = x @ w^T */
+    if (bias) add_bias(e, y, bias, B, out, 1);
+}
+
+extern "C" void cu_linear_backward(CudaEngine *e, float *dx, float *dw, float *dbias, const float *dy,
+                                   const float *x, const float *w, int B, int in, int out) {
+    if (e->status) return;
+    if (dx) cu_gemm(e, 0, 0, B, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);  /* dx += dy @ w */
+    if (dw) cu_gemm(e, 1, 0, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);  /* dw += dy^T @ x */
+    if (dbias) {
+        k_column_sums<<<cu_blocks((size_t)out), CU_THREADS, 0, e->stream>>>(dbias, dy, B, out);
+        CU_LAUNCHED(e, "linear bias gradient");
+    }
+}

@@ -1,0 +1,133 @@
+/* What the CUDA backend's .cu files share: the engine's state, error recording, launch
+ * shapes, scratch buffers, the fixed-order block reduction and row-major cuBLAS GEMMs.
+ * Not seen outside src/engine/cuda. */
+#ifndef D2C_ENGINE_CUDA_PRIVATE_CUH
+#define D2C_ENGINE_CUDA_PRIVATE_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/status.h"
+}
+#include "engine/cuda/cuda_engine.h"
+
+#define CU_STAGE_SLOTS 16 /* more than the uploads of one train step, so none waits within a step */
+#define CU_STAGE_MAX ((size_t)64 << 20) /* larger uploads are copied directly, then waited for */
+
+struct CudaEngine {
+    int device;
+    char name[256];
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int status;     /* D2C_OK, or the first failure */
+    char msg[512];  /* its message, re-recorded by cu_sync on the calling thread */
+    /* scratch for one op at a time (ops run in stream order, so reuse is safe) */
+    float *scratch;
+    size_t scratch_cap;   /* floats */
+    int64_t *idx;         /* uploaded index arrays */
+    size_t idx_cap;       /* values */
+    double *red;          /* reduction partials and results */
+    size_t red_cap;       /* doubles */
+    struct {              /* pinned staging slots for uploads (engine.cu, stage_upload) */
+        void *buf;
+        size_t cap;
+        cudaEvent_t done; /* recorded after the slot's last copy */
+        int used;
+    } stage[CU_STAGE_SLOTS];
+    int stage_next;
+    int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
+    int conv_cudnn;       /* D2C_CUDA_CONV=cudnn: convolutions through cuDNN */
+    void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
+};
+
+/* Records a failure (the first one wins) and returns its status. */
+int cu_fail(CudaEngine *e, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records err (when not cudaSuccess) as "cuda: what: <error string>"; returns 0 when fine. */
+int cu_check(CudaEngine *e, cudaError_t err, const char *what);
+int cu_check_blas(CudaEngine *e, cublasStatus_t st, const char *what);
+/* After a kernel launch: records a launch failure. */
+#define CU_LAUNCHED(e, name) cu_check((e), cudaGetLastError(), (name))
+
+/* Scratch of at least `floats` floats (grows, never shrinks; NULL after a failure). */
+float *cu_scratch(CudaEngine *e, size_t floats);
+/* The B host values of idx uploaded (device copy valid until the next upload). */
+const int64_t *cu_upload_idx(CudaEngine *e, const int64_t *host_idx, int B);
+/* At least n doubles of reduction space. */
+double *cu_red(CudaEngine *e, size_t n);
+
+/* ---- launch shapes */
+#define CU_THREADS 256
+static inline unsigned cu_blocks(size_t n) {
+    size_t b = (n + CU_THREADS - 1) / CU_THREADS;
+    const size_t cap = 65536; /* grid-stride loops cover the rest */
+    return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
+}
+#define CU_FOR(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+/* Row-wise launches for tensors seen as (rows, cols), cols contiguous: blockIdx.y walks the
+ * rows and the x threads the columns (both grid-stride), so the kernels split an index
+ * with 32-bit arithmetic per row instead of 64-bit division per value. Blocks are as
+ * narrow as the rows (32 threads for N = 49). */
+typedef struct {
+    dim3 grid, block;
+} CuLaunch;
+static inline CuLaunch cu_rows(size_t rows, size_t cols) {
+    unsigned t = cols >= 256 ? 256u : (unsigned)((cols + 31) / 32 * 32);
+    if (t < 32) t = 32;
+    size_t bx = (cols + t - 1) / t, by = rows;
+    CuLaunch l;
+    l.block = dim3(t);
+    l.grid = dim3((unsigned)(bx < 1 ? 1 : bx > 65535 ? 65535 : bx), (unsigned)(by < 1 ? 1 : by > 65535 ? 65535 : by));
+    return l;
+}
+#define CU_ROWS(r, rows) for (unsigned r = blockIdx.y; r < (unsigned)(rows); r += gridDim.y)
+#define CU_COLS(c, cols) \
+    for (unsigned c = blockIdx.x * blockDim.x + threadIdx.x; c < (unsigned)(cols); c += gridDim.x * blockDim.x)
+#define CU_LAUNCH(l) <<<(l).grid, (l).block, 0, e->stream>>>
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024) in a fixed order:
+ * shuffles within each warp, then warp 0 over the warps' sums. Every thread gets the
+ * result. shm holds 32 doubles. Deterministic: the order depends only on blockDim. */
+__device__ __forceinline__ double cu_block_sum(double v, double *shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    __syncthreads(); /* shm may still be read by a previous call */
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < warps ? shm[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) shm[0] = v;
+    }
+    __syncthreads();
+    return shm[0];
+}
+
+__device__ __forceinline__ float cu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* ---- row-major GEMMs through column-major cuBLAS:
+ * C (M, N) = alpha op(A) (M, K) @ op(B) (K, N) + beta C, every matrix row-major with its
+ * leading dimension; the batched form strides each operand by the given count of floats. */
+void cu_gemm(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+             int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void cu_gemm_batched(CudaEngine *e, int ta, int tb, int M, int N, int K, float alpha,
+                     const float *A, int lda, long long sa, const float *B, int ldb, long long sb,
+                     float beta, float *C, int ldc, long long sc, int count);
+
+/* ---- cuDNN convolutions (cudnn/conv_cudnn.cu, or cudnn/stub.cu in a build without
+ * cuDNN): y = conv(x, w) without bias; dx += ..., dw += ... (either may be NULL). */
+int cu_cudnn_built(void);
+void cu_cudnn_destroy(CudaEngine *e);
+void cu_cudnn_conv_forward(CudaEngine *e, float *y, const float *x, const float *w, ConvShape s);
+void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                            ConvShape s);
+
+/* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
+ * the result lands in *out (device). */
+void cu_sum_sq_diff(CudaEngine *e, double *out, const float *x, const float *y, size_t n);
+
+#endif

@@ -1,0 +1,13 @@
+/* The cuDNN convolutions of a build without cuDNN (cmake/cuda.cmake compiles this file when
+ * it finds no cudnn.h): cu_create refuses D2C_CUDA_CONV=cudnn, so these are never reached. */
+#include "engine/cuda/cuda_private.cuh"
+
+int cu_cudnn_built(void) { return 0; }
+void cu_cudnn_destroy(CudaEngine *e) {}
+void cu_cudnn_conv_forward(CudaEngine *e, float *y, const float *x, const float *w, ConvShape s) {
+    cu_fail(e, D2C_ERR_FAIL, "cuda: this d2c was built without cuDNN");
+}
+void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy, const float *x,
+                                       const float *w, ConvShape s) {
+    cu_fail(e, D2C_ERR_FAIL, "cuda: this d2c was built without cuDNN");
+}

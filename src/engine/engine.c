@@ -1,0 +1,101 @@
+/* The backend-independent half of the engine seam: device names, engine_create's choice
+ * of backend, the process-wide CPU engine and the allocation helpers over the table. */
+#include "engine/backend.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/util.h"
+
+const char *const ENGINE_DEVICE_NAMES[ENGINE_DEVICE_COUNT] = {[ENGINE_CPU] = "cpu", [ENGINE_CUDA] = "cuda"};
+
+int engine_device_parse(const char *name, EngineDevice *dev) {
+    int k;
+    D2C_TRY(name_parse("device", ENGINE_DEVICE_NAMES, ENGINE_DEVICE_COUNT, name, &k));
+    *dev = (EngineDevice)k;
+    return D2C_OK;
+}
+
+int engine_create(Engine **out, EngineDevice dev) {
+    *out = NULL;
+    switch (dev) {
+    case ENGINE_CPU: return engine_cpu_create(out);
+    case ENGINE_CUDA: return engine_cuda_create(out);
+    case ENGINE_DEVICE_COUNT: break;
+    }
+    return d2c_error(D2C_ERR_INPUT, "unknown engine device %d", (int)dev);
+}
+
+void engine_destroy(Engine *e) {
+    if (e) e->ops->destroy(e);
+}
+
+static Engine *g_cpu;
+static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
+
+static void cpu_default_init(void) {
+    if (engine_cpu_create(&g_cpu) != D2C_OK) d2c_fatal("cannot create the CPU engine");
+}
+
+Engine *engine_cpu_default(void) {
+    pthread_once(&g_cpu_once, cpu_default_init);
+    return g_cpu;
+}
+
+int engine_alloc(Engine *e, void **out, size_t bytes) {
+    *out = bytes ? e->ops->alloc(e, bytes) : NULL;
+    if (bytes && !*out)
+        return d2c_error(D2C_ERR_FAIL, "out of %s memory for %zu bytes (%.1f MiB)", e->name, bytes,
+                         (double)bytes / (1024.0 * 1024.0));
+    return D2C_OK;
+}
+
+static void *xalloc_raw(Engine *e, size_t bytes) {
+    if (!bytes) return NULL;
+    void *p = e->ops->alloc(e, bytes);
+    if (!p) d2c_fatal("out of %s memory for %zu bytes", e->name, bytes);
+    return p;
+}
+
+static void *xalloc_zeroed(Engine *e, size_t bytes) {
+    void *p = xalloc_raw(e, bytes);
+    if (p) e->ops->memzero(e, p, bytes);
+    return p;
+}
+
+float *engine_xalloc_floats_raw(Engine *e, size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) d2c_fatal("engine allocation of %zu floats overflows", n);
+    return xalloc_raw(e, n * sizeof(float));
+}
+
+float *engine_xalloc_floats(Engine *e, size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) d2c_fatal("engine allocation of %zu floats overflows", n);
+    return xalloc_zeroed(e, n * sizeof(float));
+}
+
+int64_t *engine_xalloc_i64(Engine *e, size_t n) {
+    if (n > SIZE_MAX / sizeof(int64_t)) d2c_fatal("engine allocation of %zu int64 overflows", n);
+    return xalloc_zeroed(e, n * sizeof(int64_t));
+}
+
+void engine_free(Engine *e, void *p) {
+    if (p) e->ops->free(e, p);
+}
+
+void engine_upload_floats(Engine *e, float *dst, const float *src_host, size_t n) {
+    if (n) e->ops->upload(e, dst, src_host, n * sizeof(float));
+}
+
+void engine_download_floats(Engine *e, float *dst_host, const float *src, size_t n) {
+    if (n) e->ops->download(e, dst_host, src, n * sizeof(float));
+}
+
+void engine_zero_floats(Engine *e, float *p, size_t n) {
+    if (n) e->ops->memzero(e, p, n * sizeof(float));
+}
+
+const float *engine_view(Engine *e, float *mirror, const float *host, size_t n) {
+    if (e->host_memory) return host;
+    engine_upload_floats(e, mirror, host, n);
+    return mirror;
+}

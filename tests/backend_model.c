@@ -1,0 +1,164 @@
+/* test_backend_ops' whole-model checks, on a tiny UNet (C 8, levels 1,2,2, attention at
+ * level 2, 8x8 images): two train steps (DDPM loss forward and backward, clipping, Adam,
+ * EMA), a guided 4-step DDIM run and the matching loss with its hypergradient (K = 2,
+ * with the distribution-matching term).
+ *   - CUDA (when present) against the CPU backend on the same inputs, with tolerances;
+ *   - on the CPU alone: the run with 1 thread against the run with 2 threads, which must
+ *     agree bit for bit (the CPU kernels' fixed reduction order). The CPU table against
+ *     the PyTorch twin is what test_unet and test_hypergrad check: every network they run
+ *     goes through the same table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_test.h"
+#include "condense/matching.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "diffusion/ddpm.h"
+#include "diffusion/sample.h"
+#include "model/adam.h"
+#include "model/unet.h"
+#include "testing.h"
+
+enum { HW = 8, D = HW * HW };
+
+static UNetConfig tiny_config(void) {
+    UNetConfig c = unet_default_config();
+    c.base_channels = 8;
+    c.groups = 4;
+    return c;
+}
+
+static void new_net(UNet *net, Engine *e, int max_batch) {
+    UNetConfig c = tiny_config();
+    test_require_ok(unet_create(net, e, &c, HW, HW, max_batch));
+    unet_init_weights(net, 3);
+}
+
+/* host inputs of n floats, fixed by tag */
+static float *inputs(size_t n, uint64_t tag) {
+    float *h = xmalloc_floats(n);
+    Rng r = rng_stream(42, RNG_EVAL, tag);
+    rng_fill_normal(&r, h, n);
+    return h;
+}
+
+static void put_device(Engine *e, Vec *out, const float *d, size_t n) {
+    float *h = xmalloc_floats(n);
+    engine_download_floats(e, h, d, n);
+    vec_put_f(out, h, n);
+    free(h);
+}
+
+/* two training steps: the losses, gradient norms, weights and EMA */
+static void run_train(Engine *e, Vec *out) {
+    const int B = 4;
+    UNet net;
+    new_net(&net, e, B);
+    const size_t P = net.lay.n_params;
+    Adam adam;
+    adam_create(&adam, e, P, 1e-3f);
+    float *ema = engine_xalloc_floats(e, P);
+    e->ops->copy(e, ema, net.params, P * sizeof(float));
+    DdpmScratch w;
+    ddpm_scratch_create(&w, e, B, D);
+    Schedule s;
+    schedule_init(&s, SCHEDULE_LINEAR);
+    float *hx = inputs((size_t)B * D, 1), *hn = inputs((size_t)B * D, 2);
+    float *x = to_dev(e, hx, (size_t)B * D), *noise = to_dev(e, hn, (size_t)B * D);
+    const int64_t t[4] = {5, 250, 600, 999}, y[4] = {1, 7, 10, 3};
+    for (int step = 0; step < 2; step++) {
+        engine_zero_floats(e, net.grads, P);
+        vec_put(out, ddpm_loss(&net, &s, &w, x, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL));
+        vec_put(out, clip_grad_norm(e, net.grads, P, 1.0));
+        adam_step(&adam, net.params, net.grads);
+        e->ops->ema_update(e, ema, net.params, 0.9f, P);
+    }
+    put_device(e, out, net.params, P);
+    put_device(e, out, ema, P);
+    engine_free(e, x), engine_free(e, noise), engine_free(e, ema);
+    free(hx), free(hn);
+    ddpm_scratch_free(&w);
+    adam_destroy(&adam);
+    unet_destroy(&net);
+}
+
+static void denoise(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps) {
+    unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
+}
+
+/* a 4-step DDIM run with guidance 2 (both passes in one batch) */
+static void run_ddim(Engine *e, Vec *out) {
+    const int B = 3;
+    UNet net;
+    new_net(&net, e, 2 * B);
+    Schedule s;
+    schedule_init(&s, SCHEDULE_LINEAR);
+    float *hx = inputs((size_t)B * D, 3);
+    float *x = to_dev(e, hx, (size_t)B * D);
+    const int64_t y[3] = {0, 4, 9};
+    DenoiserRef den = {denoise, &net, net.lay.cfg.num_classes, 2 * B, e};
+    ddim_sample(&den, &s, x, y, B, D, 4, 2.0f);
+    put_device(e, out, x, (size_t)B * D);
+    engine_free(e, x);
+    free(hx);
+    unet_destroy(&net);
+}
+
+/* the matching loss at K = 2 timesteps with its hypergradient d loss / d x_syn */
+static void run_hypergrad(Engine *e, Vec *out) {
+    const int Br = 6, Bs = 3, K = 2;
+    UNet net;
+    new_net(&net, e, Br);
+    Schedule s;
+    schedule_init(&s, SCHEDULE_LINEAR);
+    MatchWork w;
+    match_work_create(&w, &net, Br, Bs);
+    float *hxr = inputs((size_t)Br * D, 4), *hxs = inputs((size_t)Bs * D, 5);
+    float *hnr = inputs((size_t)K * Br * D, 6), *hns = inputs((size_t)K * Bs * D, 7);
+    float *xr = to_dev(e, hxr, (size_t)Br * D), *xs = to_dev(e, hxs, (size_t)Bs * D);
+    float *nr = to_dev(e, hnr, (size_t)K * Br * D), *ns = to_dev(e, hns, (size_t)K * Bs * D);
+    float *g = engine_xalloc_floats(e, (size_t)Bs * D);
+    const int64_t yr[6] = {2, 2, 2, 2, 2, 2}, ys[3] = {2, 2, 2}, ts[2] = {100, 600};
+    vec_put(out, matching_loss_grad(&net, &s, &w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.1f, g, NULL));
+    put_device(e, out, g, (size_t)Bs * D);
+    engine_free(e, xr), engine_free(e, xs), engine_free(e, nr), engine_free(e, ns), engine_free(e, g);
+    free(hxr), free(hxs), free(hnr), free(hns);
+    match_work_free(&w);
+    unet_destroy(&net);
+}
+
+static const struct {
+    const char *label;
+    void (*run)(Engine *e, Vec *out);
+    double tol_cuda;
+} MODEL_CHECKS[] = {
+    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4},
+    {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4},
+    {"model: matching loss + hypergradient", run_hypergrad, 1e-2},
+};
+
+int backend_model_checks(Engine *cpu, Engine *cuda) {
+    int failures = 0;
+    Vec a = {0}, b = {0};
+    for (size_t i = 0; i < sizeof MODEL_CHECKS / sizeof MODEL_CHECKS[0]; i++) {
+        a.n = b.n = 0;
+        engine_set_num_threads(1);
+        MODEL_CHECKS[i].run(cpu, &a);
+        engine_set_num_threads(2);
+        MODEL_CHECKS[i].run(cpu, &b);
+        /* bit for bit: any difference at all fails */
+        size_t ndiff = a.n == b.n ? 0 : 1;
+        for (size_t k = 0; k < a.n && k < b.n; k++) ndiff += memcmp(&a.v[k], &b.v[k], sizeof(double)) != 0 || !isfinite(a.v[k]);
+        failures += report(cpu->name, "1 thr", MODEL_CHECKS[i].label, ndiff ? fmax(nerr(&b, &a), 1e-300) : 0.0, 0);
+        if (!cuda) continue;
+        a.n = 0;
+        MODEL_CHECKS[i].run(cuda, &a);
+        failures += report(cuda->name, "cpu", MODEL_CHECKS[i].label, nerr(&a, &b), MODEL_CHECKS[i].tol_cuda);
+    }
+    free(a.v);
+    free(b.v);
+    return failures;
+}
