@@ -4,7 +4,7 @@
 # GPU machine's image lacks and cannot fetch there (it has no network): the Debian 12
 # packages of d2c's C libraries (OpenBLAS's OpenMP build, LAPACKE, cJSON, libpng, libjpeg,
 # zlib headers; about 15 MB), fetched with apt-get download, and a copy of
-# ../shared/reference/bench_torch.py for the PyTorch comparison (never committed).
+# ../shared/reference/bench_torch.py and d2c_spec.py for the PyTorch comparison (never committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(libopenblas0-openmp libopenblas-openmp-dev liblapacke liblapacke-dev libtmglib3 libgfortran5
@@ -16,6 +16,9 @@ for p in "${pkgs[@]}"; do
   compgen -G "${p}_*.deb" >/dev/null || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] || apt-get download "${missing[@]}"
-ref=../../shared/reference/bench_torch.py
-if [ -f "$ref" ]; then cp "$ref" bench_torch.py; else echo "gpu_deps.sh: $ref not found: no PyTorch comparison" >&2; fi
+# bench_torch.py imports d2c_spec from its own folder: both travel (never committed)
+for f in bench_torch.py d2c_spec.py; do
+  ref=../../shared/reference/$f
+  if [ -f "$ref" ]; then cp "$ref" "$f"; else echo "gpu_deps.sh: $ref not found: no PyTorch comparison" >&2; fi
+done
 echo "gpu_deps.sh: .gpudeps holds $(ls ./*.deb | wc -l) packages, $(du -sh . | cut -f1)"

@@ -10,8 +10,9 @@
  *   dx:      dcol_j (K, No) = w^T @ dy_j; dx += col2im(dcol), a gather (no atomics)
  * A 1x1 stride-1 convolution uses x and dy directly: y_j = w @ x_j, dx_j += w^T @ dy_j.
  * dbias is a fixed-order reduction in double. Chunks run in order on one stream, so every
- * gradient has the same bits run to run. D2C_CUDA_CONV=cudnn runs the convolutions through
- * cuDNN instead (cudnn/conv_cudnn.cu), deterministic algorithms only; the bias stays here. */
+ * gradient has the same bits run to run. cuDNN (cudnn/conv_cudnn.cu, deterministic algorithms
+ * only; the bias stays here) runs the 3x3 convolutions by default when it is built, every
+ * convolution with D2C_CUDA_CONV=cudnn, none with D2C_CUDA_CONV=gemm (cuda_private.cuh). */
 #include "engine/cuda/cuda_private.cuh"
 
 #define CONV_SCRATCH_FLOATS ((size_t)256 << 20) /* 1 GiB of im2col scratch at most */
@@ -153,7 +154,7 @@ extern "C" void cu_conv2d_forward(CudaEngine *e, float *y, const float *x, const
     if (e->status) return;
     Plan p = plan_for(s, s.Cin * s.k * s.k);
     const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
-    if (e->conv_cudnn) {
+    if (cu_conv_uses_cudnn(e, s.k)) {
         cu_cudnn_conv_forward(e, y, x, w, s);
     } else if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
         cu_gemm_batched(e, 0, 0, s.Cout, p.No, s.Cin, 1.0f, w, s.Cin, 0, x, p.No, (long long)x_image, 0.0f, y,
@@ -178,7 +179,7 @@ extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *d
     Plan p = plan_for(s, s.Cin * s.k * s.k + s.Cout);
     const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
     if (dbias) dbias_sum(e, dbias, dy, s.B, s.Cout, p.No);
-    if (e->conv_cudnn) {
+    if (cu_conv_uses_cudnn(e, s.k)) {
         if (dx || dw) cu_cudnn_conv_backward(e, dx, dw, dy, x, w, s);
         return;
     }

@@ -39,9 +39,17 @@ struct CudaEngine {
     } stage[CU_STAGE_SLOTS];
     int stage_next;
     int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
-    int conv_cudnn;       /* D2C_CUDA_CONV=cudnn: convolutions through cuDNN */
+    int conv_mode;        /* CU_CONV_*: which convolutions go through cuDNN (D2C_CUDA_CONV) */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
 };
+
+/* D2C_CUDA_CONV: gemm = im2col + cuBLAS for every convolution; cudnn = cuDNN for every one;
+ * auto (the default when cuDNN is built) = cuDNN for 3x3 and im2col + cuBLAS for 1x1, the
+ * faster of the two per kernel size as gpu_ops measured on an H200 (docs/CUDA.md). */
+enum { CU_CONV_GEMM = 0, CU_CONV_CUDNN = 1, CU_CONV_AUTO = 2 };
+static inline int cu_conv_uses_cudnn(const CudaEngine *e, int k) {
+    return e->conv_mode == CU_CONV_CUDNN || (e->conv_mode == CU_CONV_AUTO && k == 3);
+}
 
 /* Records a failure (the first one wins) and returns its status. */
 int cu_fail(CudaEngine *e, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

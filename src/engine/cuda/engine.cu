@@ -88,14 +88,21 @@ extern "C" int cu_create(CudaEngine **out) {
              prop.multiProcessorCount);
     const char *tf32 = getenv("D2C_CUDA_TF32"), *conv = getenv("D2C_CUDA_CONV");
     e->tf32 = tf32 && strcmp(tf32, "1") == 0;
-    if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0) {
+    if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0 && strcmp(conv, "auto") != 0) {
         cu_destroy(e);
-        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=%s: must be gemm (im2col + cuBLAS, the default) or cudnn", conv);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=%s: must be auto (the default), gemm (im2col + cuBLAS) or cudnn",
+                         conv);
     }
-    e->conv_cudnn = conv && strcmp(conv, "cudnn") == 0;
-    if (e->conv_cudnn && !cu_cudnn_built()) {
-        cu_destroy(e);
-        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=cudnn: this d2c was built without cuDNN");
+    if (conv && strcmp(conv, "cudnn") == 0) {
+        if (!cu_cudnn_built()) {
+            cu_destroy(e);
+            return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV=cudnn: this d2c was built without cuDNN");
+        }
+        e->conv_mode = CU_CONV_CUDNN;
+    } else if (conv && strcmp(conv, "gemm") == 0) {
+        e->conv_mode = CU_CONV_GEMM;
+    } else {
+        e->conv_mode = cu_cudnn_built() ? CU_CONV_AUTO : CU_CONV_GEMM;
     }
     cublasMath_t math = e->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     if (cu_check_blas(e, cublasSetMathMode(e->blas, math), "setting the math mode") ||
