@@ -81,9 +81,12 @@ static int bench_train(const BenchShape *s, double sgemm) {
             dt = now_seconds();
         }
         for (int b = 0; b < B; b++) t[b] = rng_below(&r, 1000);
-        rng_fill_normal(&r, noise, (size_t)B * D);
+        /* the noise as d2c train draws it: a fresh stream per step, on the engine */
+        float *en = e->host_memory ? noise : dnoise;
+        const Rng rn = rng_stream(0, RNG_NOISE, (uint64_t)it);
+        e->ops->fill_normal(e, en, (size_t)B * D, &rn);
         engine_zero_floats(e, net.grads, net.lay.n_params);
-        ddpm_loss(&net, &sched, &w, ex0, t, y, NULL, engine_view(e, dnoise, noise, (size_t)B * D), B, 1, 1.0f, NULL, NULL);
+        ddpm_loss(&net, &sched, &w, ex0, t, y, NULL, en, B, 1, 1.0f, NULL, NULL);
         adam_step(&adam, net.params, net.grads);
     }
     D2C_TRY(e->ops->sync(e));

@@ -8,5 +8,5 @@
 int engine_cuda_create(Engine **out) {
     *out = NULL;
     return d2c_error(D2C_ERR_INPUT,
-                     "--device cuda: this d2c was built without the CUDA engine (configure with -DD2C_CUDA=ON)");
+                     "--device cuda: this d2c was built without the CUDA engine; use --device cpu (or build with -DD2C_CUDA=ON)");
 }
