@@ -274,20 +274,9 @@ void evaluator_backward(Evaluator *net, const float *dlogits, const float *dreco
 
 /* ---------------------------------------------------------------- softmax cross-entropy */
 
-void softmax_rows(float *probs, const float *logits, int B, int K) {
-    for (int b = 0; b < B; b++) {
-        const float *z = logits + (size_t)b * K;
-        float *p = probs + (size_t)b * K;
-        float m = z[0];
-        for (int k = 1; k < K; k++) m = z[k] > m ? z[k] : m;
-        double s = 0;
-        for (int k = 0; k < K; k++) s += exp((double)z[k] - m);
-        for (int k = 0; k < K; k++) p[k] = (float)(exp((double)z[k] - m) / s);
-    }
-}
-
 float softmax_xent_forward(float *probs, const float *logits, const int64_t *labels, int B, int K) {
-    softmax_rows(probs, logits, B, K);
+    Engine *cpu = engine_cpu_default(); /* host buffers: the CPU backend's softmax */
+    cpu->ops->softmax_rows(cpu, probs, logits, B, K);
     double loss = 0;
     for (int b = 0; b < B; b++) { /* -log p = logsumexp(z) - z[label], in double */
         const float *z = logits + (size_t)b * K;

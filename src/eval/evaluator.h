@@ -169,9 +169,6 @@ void evaluator_backward(Evaluator *net, const float *dlogits, const float *dreco
 float softmax_xent_forward(float *probs, const float *logits, const int64_t *labels, int B, int K);
 void softmax_xent_backward(float *dlogits, const float *probs, const int64_t *labels, int B, int K,
                            float scale);
-/* probs (B, K) = softmax(logits) row by row (max-subtracted). */
-void softmax_rows(float *probs, const float *logits, int B, int K);
-
 /* Runs host images (n, Cin, H, W) through the network in batches of max_batch; writes
  * host feats (n, D) and/or probs (n, K) (either may be NULL). label names a progress line on stderr
  * (NULL: silent). */
