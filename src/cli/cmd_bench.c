@@ -51,6 +51,16 @@ typedef struct {
  * passes the host buffer itself). */
 static float *mirror(Engine *e, size_t n) { return e->host_memory ? NULL : engine_xalloc_floats(e, n); }
 
+/* "(P% of sgemm)" on the CPU (the machine's measured OpenBLAS rate), "(P% of FP32 peak
+ * T TFLOP/s)" on a device that knows its peak (Engine.peak_gflops). */
+static const char *rate_note(char *buf, size_t cap, const Engine *e, double gflops, double sgemm) {
+    if (e->peak_gflops > 0)
+        snprintf(buf, cap, "%.1f%% of FP32 peak %.1f TFLOP/s", 100 * gflops / e->peak_gflops, e->peak_gflops * 1e-3);
+    else
+        snprintf(buf, cap, "%.0f%% of sgemm", 100 * gflops / sgemm);
+    return buf;
+}
+
 static int bench_train(const BenchShape *s, double sgemm) {
     UNetConfig cfg = unet_default_config();
     cfg.base_channels = s->channels;
@@ -92,8 +102,10 @@ static int bench_train(const BenchShape *s, double sgemm) {
     D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / s->iters;
     double gflops = 3.0 * unet_forward_flops(&net) * B / dt * 1e-9;
-    printf("train_step  d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s, %.1f GFLOP/s (%.0f%% of sgemm)\n",
-           e->name, s->threads, s->channels, s->hw, s->in_ch, B, dt * 1e3, B / dt, gflops, 100 * gflops / sgemm);
+    char note[96];
+    printf("train_step  d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s, %.1f GFLOP/s (%s)\n", e->name,
+           s->threads, s->channels, s->hw, s->in_ch, B, dt * 1e3, B / dt, gflops,
+           rate_note(note, sizeof note, e, gflops, sgemm));
     free(x0);
     free(noise);
     engine_free(e, dx0);
@@ -150,7 +162,7 @@ static void match_bench_free(MatchBench *m) {
     unet_destroy(&m->net);
 }
 
-static int bench_hypergrad(const BenchShape *s) {
+static int bench_hypergrad(const BenchShape *s, double sgemm) {
     MatchBench m;
     D2C_TRY(match_bench_create(&m, unet_default_config(), s));
     const int Br = MB_REAL, Bs = MB_SYN, K = 2;
@@ -178,8 +190,13 @@ static int bench_hypergrad(const BenchShape *s) {
     }
     D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / iters;
-    printf("hypergrad   d2c %s threads=%d C=%d hw=%d in=%d real=64 syn=10 K=2: %.1f ms, %.2f calls/s\n", e->name,
-           s->threads, s->channels, s->hw, s->in_ch, dt * 1e3, 1 / dt);
+    /* per timestep: a real and a synthetic pass with weight gradients (3 forwards' work each)
+     * and two synthetic input-gradient passes (2 forwards' work each) */
+    const double gflops = K * (3.0 * Br + 3.0 * Bs + 4.0 * Bs) * unet_forward_flops(&m.net) / dt * 1e-9;
+    char note[96];
+    printf("hypergrad   d2c %s threads=%d C=%d hw=%d in=%d real=64 syn=10 K=2: %.1f ms, %.2f calls/s, %.1f GFLOP/s (%s)\n",
+           e->name, s->threads, s->channels, s->hw, s->in_ch, dt * 1e3, 1 / dt, gflops,
+           rate_note(note, sizeof note, e, gflops, sgemm));
     free(nr);
     free(ns);
     engine_free(e, dnr);
@@ -188,7 +205,7 @@ static int bench_hypergrad(const BenchShape *s) {
     return D2C_OK;
 }
 
-static int bench_sample(const BenchShape *s) {
+static int bench_sample(const BenchShape *s, double sgemm) {
     UNetConfig cfg = unet_default_config();
     cfg.base_channels = s->channels;
     cfg.in_channels = s->in_ch;
@@ -215,8 +232,11 @@ static int bench_sample(const BenchShape *s) {
     }
     D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / s->iters;
-    printf("sample_step d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s\n", e->name, s->threads, s->channels,
-           s->hw, s->in_ch, B, dt * 1e3, B / dt);
+    const double gflops = unet_forward_flops(&net) * B / dt * 1e-9;
+    char note[96];
+    printf("sample_step d2c %s threads=%d C=%d hw=%d in=%d B=%d: %.1f ms, %.1f img/s, %.1f GFLOP/s (%s)\n", e->name,
+           s->threads, s->channels, s->hw, s->in_ch, B, dt * 1e3, B / dt, gflops,
+           rate_note(note, sizeof note, e, gflops, sgemm));
     free(xh); free(t); free(y);
     engine_free(e, x);
     engine_free(e, eps);
@@ -378,8 +398,8 @@ int cmd_bench(int argc, char **argv) {
     double sg = sgemm_gflops(1024, 10);
     printf("sgemm       openblas threads=%d n=1024: %.1f GFLOP/s\n", s.threads, sg);
     if (all || !strcmp(what, "train")) D2C_TRY(bench_train(&s, sg));
-    if (all || !strcmp(what, "hypergrad")) D2C_TRY(bench_hypergrad(&s));
-    if (all || !strcmp(what, "sample")) D2C_TRY(bench_sample(&s));
+    if (all || !strcmp(what, "hypergrad")) D2C_TRY(bench_hypergrad(&s, sg));
+    if (all || !strcmp(what, "sample")) D2C_TRY(bench_sample(&s, sg));
     if (!strcmp(what, "condense")) D2C_TRY(bench_condense(&sc));
     printf("peak_rss    d2c: %.1f MiB\n", peak_rss_mib());
     return D2C_OK;

@@ -75,6 +75,8 @@ struct Engine {
                          * fill a device buffer directly and skip a staging copy; upload and
                          * copy with dst == src are no-ops there */
     void *impl;         /* backend-private state (CPU: Workspace; CUDA: handles, stream) */
+    double peak_gflops; /* the device's FP32 peak in GFLOP/s from its clock and lanes (0:
+                         * not known; the CPU's is measured instead, bench's sgemm) */
 };
 
 struct EngineOps {

@@ -32,6 +32,15 @@ typedef struct CudaEngine CudaEngine;
 int cu_create(CudaEngine **out);
 void cu_destroy(CudaEngine *e);
 const char *cu_device_name(const CudaEngine *e);
+/* FP32 peak without tensor cores: SMs x FP32 lanes per SM x 2 (FMA) x the SM clock */
+double cu_peak_gflops(const CudaEngine *e);
+/* D2C_CUDA_PROFILE=1 (profile.cu): begin returns the slot of an event pair recorded before
+ * an op (-1 when not profiling), end records the pair's second event under label; the
+ * engine prints the per-label totals when destroyed (cu_prof_report) and frees them. */
+int cu_prof_begin(CudaEngine *e);
+void cu_prof_end(CudaEngine *e, int slot, const char *label);
+void cu_prof_report(CudaEngine *e);
+void cu_prof_free(CudaEngine *e);
 /* Waits for the stream; returns D2C_OK or the first recorded failure. */
 int cu_sync(CudaEngine *e);
 int cu_status(const CudaEngine *e);  /* the recorded status, without waiting */

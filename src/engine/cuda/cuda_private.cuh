@@ -17,9 +17,12 @@ extern "C" {
 #define CU_STAGE_SLOTS 16 /* more than the uploads of one train step, so none waits within a step */
 #define CU_STAGE_MAX ((size_t)64 << 20) /* larger uploads are copied directly, then waited for */
 
+typedef struct CuProfile CuProfile;
+
 struct CudaEngine {
     int device;
     char name[256];
+    double peak_gflops;   /* cu_peak_gflops */
     cudaStream_t stream;
     cublasHandle_t blas;
     int status;     /* D2C_OK, or the first failure */
@@ -40,7 +43,10 @@ struct CudaEngine {
     int stage_next;
     int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
     int conv_mode;        /* CU_CONV_*: which convolutions go through cuDNN (D2C_CUDA_CONV) */
+    int conv_find;        /* D2C_CUDA_CONV_ALGO=find: cuDNN's algorithms by timing, not heuristics */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
+    CuProfile *prof;      /* D2C_CUDA_PROFILE=1: the op timings (profile.cu), made on first use */
+    int prof_off;         /* 1: not profiling (the variable is not set, or the events failed) */
 };
 
 /* D2C_CUDA_CONV: gemm = im2col + cuBLAS for every convolution; cudnn = cuDNN for every one;

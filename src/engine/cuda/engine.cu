@@ -55,6 +55,15 @@ static int create_events(CudaEngine *e) {
     return 0;
 }
 
+/* FP32 lanes per SM by compute capability (the CUDA programming guide's arithmetic
+ * throughput table: 64 on 7.x and 8.0, 128 on 8.6, 8.9, 9.0 and later), times 2 for the
+ * FMA, times the SMs and the SM clock; 0 when the architecture is not in the table. */
+static double fp32_peak_gflops(int device, int major, int minor, int sms) {
+    int lanes = major >= 9 || (major == 8 && minor >= 6) ? 128 : major >= 7 ? 64 : 0, khz = 0;
+    if (!lanes || cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device) != cudaSuccess) return 0;
+    return 2.0 * lanes * sms * khz * 1e-6;
+}
+
 extern "C" int cu_create(CudaEngine **out) {
     *out = NULL;
     int count = 0;
@@ -86,6 +95,13 @@ extern "C" int cu_create(CudaEngine **out) {
     }
     snprintf(e->name, sizeof e->name, "%.200s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
+    e->peak_gflops = fp32_peak_gflops(e->device, prop.major, prop.minor, prop.multiProcessorCount);
+    const char *algo = getenv("D2C_CUDA_CONV_ALGO");
+    if (algo && *algo && strcmp(algo, "heuristic") != 0 && strcmp(algo, "find") != 0) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV_ALGO=%s: must be heuristic (the default) or find", algo);
+    }
+    e->conv_find = algo && strcmp(algo, "find") == 0;
     const char *tf32 = getenv("D2C_CUDA_TF32"), *conv = getenv("D2C_CUDA_CONV");
     e->tf32 = tf32 && strcmp(tf32, "1") == 0;
     if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0 && strcmp(conv, "auto") != 0) {
@@ -118,6 +134,8 @@ extern "C" int cu_create(CudaEngine **out) {
 extern "C" void cu_destroy(CudaEngine *e) {
     if (!e) return;
     if (e->stream) cudaStreamSynchronize(e->stream);
+    cu_prof_report(e);
+    cu_prof_free(e);
     cu_cudnn_destroy(e);
     for (int k = 0; k < CU_STAGE_SLOTS; k++) {
         cudaFreeHost(e->stage[k].buf);
@@ -132,6 +150,7 @@ extern "C" void cu_destroy(CudaEngine *e) {
 }
 
 extern "C" const char *cu_device_name(const CudaEngine *e) { return e->name; }
+extern "C" double cu_peak_gflops(const CudaEngine *e) { return e->peak_gflops; }
 
 /* ---------------------------------------------------------------- memory */
 

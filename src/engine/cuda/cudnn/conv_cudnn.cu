@@ -6,7 +6,12 @@
  * choices (_v7) restricted to deterministic ones (CUDNN_DETERMINISTIC: no atomics, so dx
  * and dw have the same bits run to run) that need at most WS_LIMIT bytes of workspace, and
  * to plain FMA maths unless D2C_CUDA_TF32=1 (the descriptor's math type is
- * CUDNN_FMA_MATH: no TF32, as for cuBLAS). Backward accumulates (beta = 1). */
+ * CUDNN_FMA_MATH: no TF32, as for cuBLAS). Backward accumulates (beta = 1).
+ * D2C_CUDA_CONV_ALGO=find ranks the algorithms by running each once per shape
+ * (cudnnFind*, on buffers cuDNN allocates itself), under the same restrictions: the fastest
+ * deterministic one as measured. Each algorithm is deterministic, but which one wins can
+ * change with timing noise from run to run, and with it the last bits of the results, so
+ * the heuristic stays the default. */
 #include <cudnn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +114,18 @@ static const Algos *algos_for(CudaEngine *e, ConvShape s, Cudnn **out) {
     cudnnConvolutionBwdDataAlgoPerf_t pd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     cudnnConvolutionBwdFilterAlgoPerf_t pw[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int nf = 0, nd = 0, nw = 0;
-    if (check(e, cudnnGetConvolutionForwardAlgorithm_v7(c->h, c->x, c->w, c->conv, c->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+    if (e->conv_find) {
+        if (check(e, cudnnFindConvolutionForwardAlgorithm(c->h, c->x, c->w, c->conv, c->y,
+                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &nf, pf),
+                  "timing the forward algorithms") ||
+            check(e, cudnnFindConvolutionBackwardDataAlgorithm(c->h, c->w, c->y, c->conv, c->x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &nd, pd),
+                  "timing the backward-data algorithms") ||
+            check(e, cudnnFindConvolutionBackwardFilterAlgorithm(c->h, c->x, c->y, c->conv, c->w,
+                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &nw, pw),
+                  "timing the backward-filter algorithms"))
+            return NULL;
+    } else if (check(e, cudnnGetConvolutionForwardAlgorithm_v7(c->h, c->x, c->w, c->conv, c->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
                                                         &nf, pf),
               "choosing the forward algorithm") ||
         check(e, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->h, c->w, c->y, c->conv, c->x,
