@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for every
+# pool file in a folder (made here with `d2c condense`, carried), and the full data, trains
+# a model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
+# checkpoint at each length: the same as an uninterrupted run), draws SAMPLES DDIM-50
+# samples at each length and scores them with `d2c eval` against the test split. JOBS runs
+# share the card at a time. One JSON line per (pool, length) goes to $OUT/pools.jsonl, with
+# the pool, the steps, the wall times and the metrics (every evaluator, consensus, CAS).
+#
+#   bench/gpu_pools.sh .gpudeps/pools                      # on the GPU machine, after
+#   run(command="bench/gpu_pools.sh .gpudeps/pools", carry=[".gpudeps"], timeout_s=600)
+#
+# Environment: STEPS ("8000 16000"), BATCH (128), SAMPLES (10000), JOBS (4), FULL (1: also
+# the full training set), DEVICE (cuda; cpu for a local smoke run), POOLS_BUDGET (seconds,
+# 560: runs still going then are stopped, and what finished is reported).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pools=${1:?usage: bench/gpu_pools.sh POOL_FOLDER}
+out=${OUT:-out/gpu_pools}
+mkdir -p "$out"
+steps=${STEPS:-8000 16000}
+batch=${BATCH:-128}
+nsamples=${SAMPLES:-10000}
+jobs=${JOBS:-4}
+device=${DEVICE:-cuda}
+budget=${POOLS_BUDGET:-560}
+t0=$(date +%s)
+say() { echo "== gpu_pools [$(($(date +%s) - t0)) s]: $*"; }
+d2c=./build-gpu/d2c
+if [ "$device" = cuda ]; then
+  # shellcheck source=bench/gpu_env.sh
+  . bench/gpu_env.sh
+  command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  gpu_build d2c || exit 1
+  fm=/usr/share/datasets/fashion-mnist
+  if [ ! -f $fm/train-images-idx3-ubyte.gz ]; then
+    mkdir -p $fm && cp .gpudeps/fashion-mnist/*.gz $fm/ || { say "no Fashion-MNIST in .gpudeps"; exit 1; }
+  fi
+else
+  d2c=${D2C:-./build/d2c}
+fi
+work=${POOLS_WORK:-/tmp/d2c-pools}
+mkdir -p "$work"
+
+# one NAME SRC: trains on SRC to every length of $steps, sampling and scoring at each
+one() {
+  local name=$1 src=$2 model=$work/$1.safetensors s resume="" ts tt te
+  for s in $steps; do
+    ts=$(date +%s%N)
+    "$d2c" train --device "$device" --data "$src" --steps "$s" --batch "$batch" --ckpt-every 2000 --quiet $resume \
+      --out "$model" >"$work/$name.train.log" 2>&1 || { echo "$name: train to $s failed: $(tail -1 "$work/$name.train.log")"; return 1; }
+    tt=$(date +%s%N)
+    "$d2c" sample --device "$device" --model "$model" --n "$nsamples" --steps 50 --batch 1000 --quiet \
+      --out "$work/${name}_s$s.samples.safetensors" >"$work/$name.sample.log" 2>&1 ||
+      { echo "$name: sample at $s failed: $(tail -1 "$work/$name.sample.log")"; return 1; }
+    te=$(date +%s%N)
+    "$d2c" eval --device "$device" --samples "$work/${name}_s$s.samples.safetensors" --ref fashion-mnist:test \
+      --threads 2 --quiet --out "$work/${name}_s$s.metrics.json" >"$work/$name.eval.log" 2>&1 ||
+      { echo "$name: eval at $s failed: $(tail -1 "$work/$name.eval.log")"; return 1; }
+    python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(json.dumps({"pool": sys.argv[2], "source": sys.argv[3], "steps": int(sys.argv[4]), "batch": int(sys.argv[5]),
+                  "train_seconds_cumulative_segment": float(sys.argv[6]), "sample_seconds": float(sys.argv[7]),
+                  "metrics": m}))' "$work/${name}_s$s.metrics.json" "$name" "$src" "$s" "$batch" \
+      "$(awk -v a="$ts" -v b="$tt" 'BEGIN { print (b - a) / 1e9 }')" \
+      "$(awk -v a="$tt" -v b="$te" 'BEGIN { print (b - a) / 1e9 }')" >>"$out/pools.jsonl"
+    echo "$name: $s steps done"
+    resume=--resume
+  done
+}
+export -f one
+export d2c device steps batch nsamples work out
+
+list=$work/list.txt
+: >"$list"
+for f in "$pools"/*.safetensors; do
+  [ -f "$f" ] && echo "$(basename "$f" .safetensors) $f" >>"$list"
+done
+[ "${FULL:-1}" = 1 ] && echo "full fashion-mnist" >>"$list"
+say "$(wc -l <"$list") runs, $jobs at a time, lengths: $steps, batch $batch, $nsamples samples, device $device"
+timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1"' <"$list"
+say "done (xargs status $?)"
+python3 - "$out/pools.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else []
+print(f"{'pool':28s} {'steps':>6s} {'FID':>8s} {'KID':>9s} {'consensus':>9s} {'CAS':>6s} {'recall':>6s}")
+for r in sorted(rows, key=lambda r: (r["steps"], r["pool"])):
+    m = r["metrics"]
+    print(f"{r['pool']:28s} {r['steps']:6d} {m['fid']:8.4f} {m['kid']:9.5f} {m['consensus']:9.4f} {m['cas']:6.3f} {m['recall']:6.3f}")
+EOF
