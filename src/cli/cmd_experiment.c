@@ -25,8 +25,9 @@
 
 static const char *USAGE =
     "usage: d2c experiment --out RESULTS.json [--data SRC] [--methods random,d2c,...]\n"
-    "                      [--budgets 0.003,0.01,0.03,0.1] [--seeds 0,1] [--steps N] [--samples N]\n"
-    "                      [--iters N] [--no-full] [--work DIR] [--threads T] [--device cpu|cuda]\n"
+    "                      [--budgets 0.003,0.01,0.03,0.1] [--seeds 0,1] [--steps N] [--batch B]\n"
+    "                      [--samples N] [--iters N] [--no-full] [--work DIR] [--threads T]\n"
+    "                      [--device cpu|cuda]\n"
     "Runs condense, train, sample and eval for every (method, budget, seed) and the full data\n"
     "(method 'full', budget 1.0), and writes one JSON cell per run.";
 
@@ -101,7 +102,7 @@ static int write_json(const char *path, const cJSON *j) {
 int cmd_experiment(int argc, char **argv) {
     const char *out = NULL, *data = "fashion-mnist", *work = NULL, *device = "cpu";
     const char *methods_s = "random,d2c", *budgets_s = "0.003,0.01,0.03,0.1", *seeds_s = "0";
-    int steps = 2000, samples = 1000, iters = 100, threads = 2, full = 1, no_full = 0;
+    int steps = 2000, batch = 64, samples = 1000, iters = 100, threads = 2, full = 1, no_full = 0;
     Option opts[] = {
         {"out", OPT_STRING, &out, 1, 0, "results JSON (required)", 0},
         {"data", OPT_STRING, &data, 1, 0, "data source (default fashion-mnist)", 0},
@@ -109,6 +110,7 @@ int cmd_experiment(int argc, char **argv) {
         {"budgets", OPT_STRING, &budgets_s, 1, 0, "fractions of the training set (default 0.003,0.01,0.03,0.1)", 0},
         {"seeds", OPT_STRING, &seeds_s, 1, 0, "seeds (default 0)", 0},
         {"steps", OPT_INT, &steps, 1, 1e9, "training steps per model (default 2000)", 0},
+        {"batch", OPT_INT, &batch, 1, 65536, "images per training step (default 64, as d2c train)", 0},
         {"samples", OPT_INT, &samples, 10, 1e7, "samples per model for eval (default 1000)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "condensation iterations of learned methods (default 100)", 0},
         {"no-full", OPT_FLAG, &no_full, 1, 0, "skip the full-data cell", 0},
@@ -153,9 +155,10 @@ int cmd_experiment(int argc, char **argv) {
         return d2c_error(D2C_ERR_INPUT, "experiment: cannot create '%s': %s", dir, strerror(errno));
     D2C_TRY(d2c_error_context(check_writable(out), "experiment: --out: "));
 
-    char th[16], st[16], sm[16], it[16];
+    char th[16], st[16], sm[16], it[16], bt[16];
     snprintf(th, sizeof th, "%d", threads);
     snprintf(st, sizeof st, "%d", steps);
+    snprintf(bt, sizeof bt, "%d", batch);
     snprintf(sm, sizeof sm, "%d", samples);
     snprintf(it, sizeof it, "%d", iters);
     cJSON *cells = cJSON_CreateArray();
@@ -191,8 +194,8 @@ int cmd_experiment(int argc, char **argv) {
                     D2C_TRY(run_self("condense", a, &t_condense));
                     train_data = pool;
                 }
-                char *ta[] = {"d2c", "train", "--data", (char *)train_data, "--steps", st, "--seed", seeds[si], "--threads", th,
-                              "--device", dev, "--out", model, "--quiet", NULL};
+                char *ta[] = {"d2c", "train", "--data", (char *)train_data, "--steps", st, "--batch", bt, "--seed", seeds[si],
+                              "--threads", th, "--device", dev, "--out", model, "--quiet", NULL};
                 double t_train;
                 D2C_TRY(run_self("train", ta, &t_train));
                 char *sa[] = {"d2c", "sample", "--model", model, "--n", sm, "--seed", seeds[si], "--threads", th, "--device", dev,
@@ -217,6 +220,7 @@ int cmd_experiment(int argc, char **argv) {
                 cJSON_AddNumberToObject(cell, "condense_seconds", t_condense);
                 cJSON_AddNumberToObject(cell, "train_seconds", t_train);
                 cJSON_AddNumberToObject(cell, "train_steps", steps);
+                cJSON_AddNumberToObject(cell, "train_batch", batch);
                 cJSON_AddStringToObject(cell, "device", device);
                 cJSON_Delete(m);
                 D2C_TRY(write_json(cellp, cell));
