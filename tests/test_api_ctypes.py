@@ -45,7 +45,8 @@ class TrainOptions(C.Structure):
                 ("ckpt_every", C.c_int64), ("base_channels", C.c_int), ("num_levels", C.c_int),
                 ("channel_mult", C.c_int * MAX_LEVELS), ("attn", C.c_int * MAX_LEVELS), ("groups", C.c_int),
                 ("schedule", C.c_char_p), ("seed", C.c_uint64), ("resume", C.c_int), ("quiet", C.c_int),
-                ("device", C.c_char_p)]
+                ("device", C.c_char_p), ("pca_dim", C.c_int), ("bandwidth", C.c_double), ("gadc_lambda", C.c_double),
+                ("gadc_passes", C.c_int)]
 
 
 class CondenseOptions(C.Structure):
@@ -170,7 +171,7 @@ def main():
     copt = CondenseOptions()
     lib.d2c_condense_options_init(C.byref(copt))
     check(copt.struct_size == C.sizeof(CondenseOptions), f"condense options size {copt.struct_size} == {C.sizeof(CondenseOptions)}")
-    check(copt.method == b"d2c" and copt.iters == 100 and copt.select_keep == b"easy" and copt.dm_weight == -1,
+    check(copt.method == b"kherding" and copt.pca_dim == 50 and copt.gadc_passes == 5 and copt.iters == 100 and copt.select_keep == b"easy" and copt.dm_weight == -1,
           "condense options defaults")
     pool = os.path.join(work, "pool.safetensors")
     copt.data, copt.out, copt.method, copt.ipc, copt.quiet = b"fashion-mnist:test", pool.encode(), b"kcenter", 2, 1

@@ -10,10 +10,13 @@
 
 static const char *USAGE =
     "usage: d2c condense --data SRC (--ratio R | --ipc N) --out POOL.safetensors [options]\n"
-    "Learns (d2c, dsa, dm) or selects (random, kcenter, herding, select, jitter) a pool of images per\n"
-    "class. d2c: bilevel, timestep-aware gradient matching of the DDPM loss (+ --dm-weight\n"
-    "distribution matching). Writes POOL, POOL.png (pool beside real images), POOL.log.jsonl\n"
-    "and POOL.state.safetensors (for --resume).";
+    "Selects (kherding, gadc, random, kcenter, herding, select, jitter) or learns (d2c, dsa, dm) a pool\n"
+    "of images per class. kherding (the default): kernel herding, greedy MMD minimisation per class\n"
+    "under an RBF kernel (median-distance bandwidth) on a PCA of the pixels; gadc: greedy + swap\n"
+    "matching of each class's mean and covariance in that PCA space; d2c: bilevel, timestep-aware\n"
+    "gradient matching of the DDPM loss (+ --dm-weight distribution matching; --init kherding starts\n"
+    "it from the selection). Writes POOL, POOL.png (pool beside real images) and, for the learned\n"
+    "methods, POOL.log.jsonl and POOL.state.safetensors (for --resume).";
 
 int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
@@ -33,7 +36,7 @@ int cmd_condense(int argc, char **argv) {
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
         {"ratio", OPT_FLOAT, &ratio, 1e-9, 1, "pool size as a fraction of the training set, e.g. 0.01", 0},
         {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
-        {"method", OPT_STRING, &method, 1, 0, "d2c|random|kcenter|herding|dsa|dm|select|jitter (default d2c)", 0},
+        {"method", OPT_STRING, &method, 1, 0, "kherding|gadc|d2c|random|kcenter|herding|dsa|dm|select|jitter (default kherding)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
         {"time-budget", OPT_FLOAT, &budget, 0, 1e9, "stop after the iteration that reaches this many seconds (default 0 = none)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},

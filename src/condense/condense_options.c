@@ -8,7 +8,7 @@
 CondenseOptions condense_default_options(void) {
     CondenseOptions o = {0};
     o.data = "fashion-mnist";
-    o.method = CONDENSE_D2C;
+    o.method = CONDENSE_KHERDING; /* the best own-pool KID and consensus on :val (docs/CONDENSATION.md) */
     o.iters = 100;
     o.topk = 2;
     o.t_candidates = 50;
