@@ -67,9 +67,6 @@ int condense_select(const CondenseOptions *o, CondenseMethod m, Dataset *data, C
         D2C_TRY(m == CONDENSE_KHERDING ? select_kherding(data, ci, ipc, &dm, idx, &rep)
                                        : select_gadc(data, ci, ipc, &dm, idx, &rep));
         if (meta) distmatch_meta(o, m, data, &rep, meta);
-        if (!o->quiet)
-            fprintf(stderr, "condense: %s objective %.6g (a random subset: %.6g), PCA %d components, %.1f%% of the variance\n",
-                    CONDENSE_METHOD_NAMES[m], rep.objective, rep.objective_random, o->pca_dim, 100 * rep.explained);
         return D2C_OK;
     case CONDENSE_D2C:
     case CONDENSE_DSA:

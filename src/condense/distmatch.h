@@ -8,8 +8,8 @@
  *                          ||mu_S - mu||^2 + lambda ||Sigma_S - Sigma||_F^2 with
  *                          lambda = `lambda` / tr(Sigma).
  *
- * Both are deterministic (the seed only picks the random subset that the report compares
- * with) and write idx (K * ipc, class-major) like the baselines of baselines.h.
+ * Both are deterministic for a given thread count (the seed only picks the random subset
+ * that the report compares with) and write idx (K * ipc, class-major) like the baselines of baselines.h.
  * Shapes: n images of one class, d features, m = ipc picks. */
 #ifndef D2C_CONDENSE_DISTMATCH_H
 #define D2C_CONDENSE_DISTMATCH_H

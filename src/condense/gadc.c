@@ -26,8 +26,9 @@
  * Every pass starts from sums recomputed from S, so rounding does not accumulate. At most
  * `passes` passes; one without a swap ends the refinement. Features are centred at the
  * class mean (J is translation invariant) and everything is double. Ties go to the lowest
- * index and per-candidate scores do not depend on the thread count, so neither do the
- * picks. */
+ * index and per-candidate scores are computed alike on every thread, so the loops do not
+ * depend on the thread count (the BLAS calls, here and in the PCA, may round differently
+ * with another one). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
