@@ -45,8 +45,7 @@ class TrainOptions(C.Structure):
                 ("ckpt_every", C.c_int64), ("base_channels", C.c_int), ("num_levels", C.c_int),
                 ("channel_mult", C.c_int * MAX_LEVELS), ("attn", C.c_int * MAX_LEVELS), ("groups", C.c_int),
                 ("schedule", C.c_char_p), ("seed", C.c_uint64), ("resume", C.c_int), ("quiet", C.c_int),
-                ("device", C.c_char_p), ("pca_dim", C.c_int), ("bandwidth", C.c_double), ("gadc_lambda", C.c_double),
-                ("gadc_passes", C.c_int)]
+                ("device", C.c_char_p)]
 
 
 class CondenseOptions(C.Structure):
@@ -60,7 +59,8 @@ class CondenseOptions(C.Structure):
                 ("seed", C.c_uint64), ("time_budget", C.c_double), ("jitter", C.c_double), ("eval_nets", C.c_int),
                 ("eval_every", C.c_int), ("resume", C.c_int), ("ckpt_every", C.c_int), ("quiet", C.c_int),
                 ("log_path", C.c_char_p), ("grid_path", C.c_char_p), ("select_keep", C.c_char_p),
-                ("device", C.c_char_p)]
+                ("device", C.c_char_p), ("pca_dim", C.c_int), ("bandwidth", C.c_double), ("gadc_lambda", C.c_double),
+                ("gadc_passes", C.c_int)]
 
 
 class SamplerOptions(C.Structure):

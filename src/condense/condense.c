@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "condense/augment.h"
-#include "condense/baselines.h"
 #include "condense/condense_state.h"
 #include "condense/matching.h"
 #include "condense/pool.h"
