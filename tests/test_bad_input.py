@@ -167,9 +167,9 @@ def train(*extra, data=None, out=None):
     return ["train", "--data", SUB if data is None else data, "--out", o, "--steps", 2, *TINY, *extra], o
 
 
-def condense(*extra, data=None, out=None):
+def condense(*extra, data=None, out=None, method="d2c"):
     o = out or W("out", "pool.safetensors")
-    return ["condense", "--data", data or SUB, "--out", o, "--iters", 1, "--channels", 8, "--real-batch", 4,
+    return ["condense", "--data", data or SUB, "--out", o, "--method", method, "--iters", 1, "--channels", 8, "--real-batch", 4,
             "--syn-batch", 1, "--t-candidates", 2, "--topk", 1, "--inner", 1, "--eval-nets", 0, "--threads", 2,
             "--quiet", *extra], o
 
@@ -227,12 +227,21 @@ add("condense NaN ratio", condense("--ratio", "nan"), "--ratio")
 add("condense --ipc 0", condense("--ipc", 0), "--ipc")
 add("condense both --ipc and --ratio", condense("--ipc", 1, "--ratio", 0.1), ["--ipc", "--ratio"])
 add("condense neither --ipc nor --ratio", condense(), ["--ipc", "--ratio"])
-add("condense unknown --method", condense("--ipc", 1, "--method", "magic"), "--method")
+add("condense unknown --method", condense("--ipc", 1, method="magic"), "--method")
 add("condense --ipc above a class's images", condense("--ipc", 1000), ["class", "1000"])
 add("condense --topk above --t-candidates", condense("--ipc", 1, "--topk", 3), ["--topk", "--t-candidates"])
 add("condense --pool-res not dividing 28", condense("--ipc", 1, "--pool-res", 5), "--pool-res")
 add("condense unknown --score", condense("--ipc", 1, "--score", "vibes"), "--score")
 add("condense unknown --init", condense("--ipc", 1, "--init", "zeros"), "--init")
+add("condense --pca-dim 0", condense("--ipc", 1, "--pca-dim", 0, method="kherding"), "--pca-dim")
+add("condense --pca-dim above the pixels per image", condense("--ipc", 1, "--pca-dim", 785, method="kherding"),
+    ["--pca-dim", "784"])
+add("condense --init gadc, --pca-dim above the pixels", condense("--ipc", 1, "--init", "gadc", "--pca-dim", 785),
+    ["--pca-dim", "784"])
+add("condense --bandwidth 0", condense("--ipc", 1, "--bandwidth", 0, method="kherding"), "--bandwidth")
+add("condense NaN --bandwidth", condense("--ipc", 1, "--bandwidth", "nan", method="kherding"), "--bandwidth")
+add("condense negative --gadc-lambda", condense("--ipc", 1, "--gadc-lambda", -1, method="gadc"), "--gadc-lambda")
+add("condense negative --gadc-passes", condense("--ipc", 1, "--gadc-passes", -1, method="gadc"), "--gadc-passes")
 add("sample --n 0", sample("--n", 0), "--n")
 add("sample label outside the classes", sample("--n", 2, "--labels", "0,12"), ["label", "12"])
 add("sample negative label", sample("--n", 2, "--labels", "-1"), ["label", "-1"])

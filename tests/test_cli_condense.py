@@ -63,7 +63,7 @@ def log_rows(path):
 
 def eval_case():
     out = os.path.join(WORK, "noise.safetensors")
-    common = ["--data", "fashion-mnist:fit", "--ipc", 10, "--t-candidates", 4, "--topk", 1, "--real-batch", 32,
+    common = ["--data", "fashion-mnist:fit", "--method", "d2c", "--ipc", 10, "--t-candidates", 4, "--topk", 1, "--real-batch", 32,
               "--threads", THREADS, "--quiet"]
     d2c_ok("noise pool, 10 iterations", EXE, "condense", "--init", "noise", "--lr-img", 0.05, "--iters", 10,
            "--eval-nets", 2, "--eval-every", 5, "--out", out, *common)
@@ -91,7 +91,7 @@ def eval_case():
 
 
 def budget_case():
-    common = ["--data", "fashion-mnist:fit", "--ipc", 2, "--channels", 8, "--t-candidates", 4, "--topk", 1,
+    common = ["--data", "fashion-mnist:fit", "--method", "d2c", "--ipc", 2, "--channels", 8, "--t-candidates", 4, "--topk", 1,
               "--real-batch", 8, "--syn-batch", 2, "--inner", 1, "--eval-nets", 0, "--iters", 3, "--seed", 4,
               "--threads", THREADS, "--quiet"]
     full = os.path.join(WORK, "budget_full.safetensors")

@@ -108,7 +108,8 @@ check("(the good noise file samples)", r.rc == 0, r.err.strip())
 COND = ["condense", "--data", subset, "--out", W("pool.safetensors"), "--threads", THREADS, "--quiet"]
 expect_error("condense --ipc and --ratio", [*COND, "--ipc", 1, "--ratio", 0.1], "--ipc")
 expect_error("condense --method nosuch", [*COND, "--ipc", 1, "--method", "nosuch"], "--method")
-expect_error("condense --resume without state", [*COND, "--ipc", 1, "--iters", 2, "--resume"], "--resume")
+expect_error("condense --resume without state", [*COND, "--method", "d2c", "--ipc", 1, "--iters", 2, "--resume"],
+             "--resume")
 
 # 2. integrity: one flipped byte in a d2c file
 def flipped(src, dst, where):
@@ -134,7 +135,8 @@ for where in ("data", "meta"):
     check(f"train --resume from a changed checkpoint ({where}): the file stays as it was",
           open(bad_model, "rb").read() == before)
 pool = W("cpool.safetensors")
-d2c_ok("condense 2 iterations (a state file)", EXE, "condense", "--data", subset, "--out", pool, "--ipc", 1, "--iters", 2,
+d2c_ok("condense 2 iterations (a state file)", EXE, "condense", "--data", subset, "--out", pool, "--method", "d2c", "--ipc", 1,
+       "--iters", 2,
        "--ckpt-every", 1, "--t-candidates", 4, "--topk", 1, "--real-batch", 8, "--syn-batch", 1, "--eval-nets", 0,
        "--channels", 8, "--threads", THREADS, "--quiet")
 state = pool + ".state.safetensors"
@@ -144,7 +146,8 @@ blob = bytearray(open(state, "rb").read())
 blob[-5] ^= 0x01
 open(state, "wb").write(bytes(blob))
 expect_error("condense --resume from a state with a changed byte",
-             ["condense", "--data", subset, "--out", pool, "--ipc", 1, "--iters", 3, "--t-candidates", 4, "--topk", 1,
+             ["condense", "--data", subset, "--out", pool, "--method", "d2c", "--ipc", 1, "--iters", 3, "--t-candidates", 4,
+              "--topk", 1,
               "--real-batch", 8, "--syn-batch", 1, "--eval-nets", 0, "--channels", 8, "--threads", THREADS, "--quiet",
               "--resume"], "cpool.safetensors.state.safetensors: checksum mismatch")
 check("condense --resume from a changed state: the state stays as it was", open(state, "rb").read() == bytes(blob))

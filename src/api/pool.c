@@ -55,6 +55,10 @@ void d2c_condense_options_init(d2c_condense_options *opt) {
     opt->ckpt_every = c.ckpt_every;
     opt->quiet = c.quiet;
     opt->select_keep = SELECT_KEEP_NAMES[c.select_keep];
+    opt->pca_dim = c.pca_dim;
+    opt->bandwidth = c.bandwidth;
+    opt->gadc_lambda = c.gadc_lambda;
+    opt->gadc_passes = c.gadc_passes;
 }
 
 /* An enumerated option's name into its enum (NULL keeps the default). */
@@ -106,6 +110,10 @@ int d2c_condense(const d2c_condense_options *user, double *seconds) {
     c.quiet = o.quiet != 0;
     c.log_path = o.log_path;
     c.grid_path = o.grid_path;
+    c.pca_dim = o.pca_dim;
+    c.bandwidth = o.bandwidth;
+    c.gadc_lambda = o.gadc_lambda;
+    c.gadc_passes = o.gadc_passes;
     D2C_TRY(api_open_engine("d2c_condense", o.device, &c.engine));
     double s = 0;
     int st = d2c_error_context(condense_run(&c, &s), "d2c_condense: ");

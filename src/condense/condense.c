@@ -1,5 +1,6 @@
 /* The condensation driver: the d2c bilevel loop and the learned baselines (dsa, dm), the
- * selection baselines, checkpoints and --resume, the JSON-lines log and the pool figure.
+ * pool initialisation, checkpoints and --resume and the JSON-lines log (the selection methods
+ * and the pool's outputs are in condense_select.c).
  *
  * One outer iteration of d2c:
  *   1. every outer_loop iterations, re-initialise the matching network;
@@ -24,7 +25,6 @@
 #include <string.h>
 
 #include "condense/augment.h"
-#include "condense/baselines.h"
 #include "condense/condense_state.h"
 #include "condense/matching.h"
 #include "condense/pool.h"
@@ -217,84 +217,6 @@ static void inner_steps(Condenser *c, int iter) {
 
 /* ---------------------------------------------------------------- driver */
 
-/* Held-out matching losses for the pool's metadata (values < 0: not measured). */
-typedef struct {
-    double start, end, subset;
-} EvalSummary;
-
-static int write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
-                          const int *timesteps, int K, EvalSummary ev) {
-    char ratio[32], seed[32], iters_s[32], secs[32], ts[512] = "", caption[256], e0[32], e1[32], es[32];
-    double r = (double)pool->n / data->n;
-    snprintf(ratio, sizeof ratio, "%.6g", r);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    snprintf(iters_s, sizeof iters_s, "%d", iters);
-    snprintf(secs, sizeof secs, "%.1f", seconds);
-    size_t len = 0;
-    for (int i = 0; i < K && len < sizeof ts - 16; i++) len += (size_t)snprintf(ts + len, sizeof ts - len, "%s%d", i ? "," : "", timesteps[i]);
-    snprintf(e0, sizeof e0, "%.6g", ev.start);
-    snprintf(e1, sizeof e1, "%.6g", ev.end);
-    snprintf(es, sizeof es, "%.6g", ev.subset);
-    const char *meta[] = {"method", CONDENSE_METHOD_NAMES[o->method], "ratio", ratio, "source", data->source, "seed", seed, "iterations", iters_s,
-                          "timesteps", ts, "wall_seconds", secs, "format", "d2c-pool-1",
-                          ev.end >= 0 ? "eval_matching_start" : NULL, e0, "eval_matching_end", e1,
-                          "eval_matching_random_subset", es, NULL};
-    D2C_TRY(pool_save(pool, o->out, meta));
-    snprintf(caption, sizeof caption, "%s: %d images per class = %.2f%% of %s (rows: synthetic, real)",
-             CONDENSE_METHOD_NAMES[o->method], pool->ipc, 100.0 * r, data->source);
-    char *grid = NULL;
-    if (o->grid_path) {
-        grid = xstrdup(o->grid_path);
-    } else {
-        grid = xmalloc(strlen(o->out) + 8);
-        sprintf(grid, "%s.png", o->out);
-    }
-    int st = pool_write_figure(pool, data, grid, caption);
-    free(grid);
-    return st;
-}
-
-/* The subset-selection methods (and jitter, the random subset moved by noise). */
-static int run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci, int ipc, double *seconds) {
-    double t0 = now_seconds();
-    int *idx = xcalloc((size_t)ipc * data->num_classes, sizeof(int));
-    int st = D2C_OK;
-    switch (o->method) {
-    case CONDENSE_RANDOM:
-    case CONDENSE_JITTER: st = select_random(data, ci, ipc, o->seed, idx); break;
-    case CONDENSE_KCENTER: st = select_kcenter(data, ci, ipc, o->seed, idx); break;
-    case CONDENSE_HERDING: st = select_herding(data, ci, ipc, idx); break;
-    case CONDENSE_SELECT:
-        st = select_difficulty(o->engine, data, ci, ipc, &o->cfg, 300, o->select_keep == SELECT_KEEP_HARD, o->seed, idx);
-        break;
-    case CONDENSE_D2C:
-    case CONDENSE_DSA:
-    case CONDENSE_DM:
-    case CONDENSE_METHOD_COUNT: D2C_CHECK(!"a selection method");
-    }
-    if (st) {
-        free(idx);
-        return st;
-    }
-    Pool pool;
-    pool_create(&pool, data->num_classes, ipc, data->c, data->h, data->w, 0);
-    pool_fill_from(&pool, data, idx);
-    if (o->method == CONDENSE_JITTER) {
-        /* the control for learned pools: the random subset with its pixels moved by about
-         * as much as condensation moves them, in random directions */
-        Rng r = rng_stream(o->seed, RNG_POOL, 1ull << 51);
-        for (size_t i = 0; i < (size_t)pool.n * pool.c * pool.h * pool.w; i++) {
-            float v = pool.images[i] + (float)o->jitter * rng_normal(&r);
-            pool.images[i] = v < -1 ? -1 : v > 1 ? 1 : v;
-        }
-    }
-    *seconds = now_seconds() - t0;
-    st = write_outputs(o, &pool, data, *seconds, 0, NULL, 0, (EvalSummary){-1, -1, -1});
-    pool_free(&pool);
-    free(idx);
-    return st;
-}
-
 static void condenser_alloc(Condenser *c) {
     const CondenseOptions *o = c->opt;
     const Pool *p = &c->pool;
@@ -348,16 +270,19 @@ static void condenser_free(Condenser *c) {
 }
 
 /* The initial pool of a learned method and the learnable floats around it. */
-static int init_pool(Condenser *c, int ipc, int E) {
+static int init_pool(Condenser *c, int ipc, int E, PoolMeta *meta) {
     const CondenseOptions *o = c->opt;
     int *idx = xcalloc((size_t)c->pool.n, sizeof(int));
-    int st = D2C_OK;
+    CondenseMethod pick = CONDENSE_RANDOM;
     switch (o->init) {
-    case POOL_INIT_KCENTER: st = select_kcenter(&c->data, &c->ci, ipc, o->seed, idx); break;
+    case POOL_INIT_KCENTER: pick = CONDENSE_KCENTER; break;
+    case POOL_INIT_KHERDING: pick = CONDENSE_KHERDING; break;
+    case POOL_INIT_GADC: pick = CONDENSE_GADC; break;
     case POOL_INIT_REAL:
-    case POOL_INIT_NOISE: st = select_random(&c->data, &c->ci, ipc, o->seed, idx); break;
+    case POOL_INIT_NOISE: pick = CONDENSE_RANDOM; break;
     case POOL_INIT_COUNT: D2C_CHECK(!"a pool initialisation");
     }
+    int st = condense_select(o, pick, &c->data, &c->ci, ipc, idx, meta);
     if (st == D2C_OK) pool_fill_from(&c->pool, &c->data, idx);
     free(idx);
     D2C_TRY(st);
@@ -417,7 +342,9 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
         c->neumann_r = engine_xalloc_floats(c->eng, c->net.lay.n_params);
     }
     schedule_init(&c->sched, SCHEDULE_LINEAR);
-    D2C_TRY(init_pool(c, ipc, E));
+    PoolMeta meta = {0};
+    pool_meta_add(&meta, "init", "%s", POOL_INIT_NAMES[o->init]);
+    D2C_TRY(init_pool(c, ipc, E, &meta));
 
     int start = 0;
     if (o->resume) D2C_TRY(condense_load_state(c, &start));
@@ -544,7 +471,7 @@ static int run_learned(Condenser *c, int ipc, double *seconds) {
      * did not run, so measure the end values again; they depend on the pool alone */
     if (o->eval_nets > 0 && ev.end < 0) eval_matching(c, &ev.end, &ev.subset);
     *seconds = now_seconds() - t0;
-    D2C_TRY(write_outputs(o, &c->pool, &c->data, *seconds, done, c->timesteps, c->K, ev));
+    D2C_TRY(condense_write_outputs(o, &c->pool, &c->data, *seconds, done, c->timesteps, c->K, ev, &meta));
     if (!o->quiet) {
         fprintf(stderr, "condense: %d iterations in %.1f s%s, last loss %.3f -> %s\n", done - start, *seconds,
                 done < o->iters ? " (time budget reached)" : "", last_loss, o->out);
@@ -580,7 +507,8 @@ int condense_run(const CondenseOptions *o, double *seconds) {
     if (!o->quiet)
         fprintf(stderr, "condense: %s, %s, %d images per class (%d of %d = %.3f%%)\n", CONDENSE_METHOD_NAMES[o->method],
                 c.data.source, ipc, ipc * c.data.num_classes, c.data.n, 100.0 * ipc * c.data.num_classes / c.data.n);
-    st = condense_method_learns(o->method) ? run_learned(&c, ipc, seconds) : run_selection(o, &c.data, &c.ci, ipc, seconds);
+    st = condense_method_learns(o->method) ? run_learned(&c, ipc, seconds)
+                                         : condense_run_selection(o, &c.data, &c.ci, ipc, seconds);
 done:
     condenser_free(&c);
     class_index_free(&c.ci);

@@ -8,7 +8,7 @@
 CondenseOptions condense_default_options(void) {
     CondenseOptions o = {0};
     o.data = "fashion-mnist";
-    o.method = CONDENSE_D2C;
+    o.method = CONDENSE_KHERDING; /* the best own-pool KID and consensus on :val (docs/CONDENSATION.md) */
     o.iters = 100;
     o.topk = 2;
     o.t_candidates = 50;
@@ -29,6 +29,10 @@ CondenseOptions condense_default_options(void) {
     o.ckpt_every = 10;
     o.select_keep = SELECT_KEEP_EASY;
     o.eval_nets = 1;
+    o.pca_dim = 50;
+    o.bandwidth = 1.0;
+    o.gadc_lambda = 1.0;
+    o.gadc_passes = 5;
     o.jitter = 0.075; /* RMS move 0.064 on a 1% Fashion-MNIST pool, as a 50-iteration d2c run (0.065) */
     return o;
 }
@@ -36,13 +40,15 @@ CondenseOptions condense_default_options(void) {
 const char *const CONDENSE_METHOD_NAMES[CONDENSE_METHOD_COUNT] = {
     [CONDENSE_D2C] = "d2c",         [CONDENSE_RANDOM] = "random", [CONDENSE_KCENTER] = "kcenter",
     [CONDENSE_HERDING] = "herding", [CONDENSE_DSA] = "dsa",       [CONDENSE_DM] = "dm",
-    [CONDENSE_SELECT] = "select",   [CONDENSE_JITTER] = "jitter",
+    [CONDENSE_SELECT] = "select",   [CONDENSE_JITTER] = "jitter", [CONDENSE_KHERDING] = "kherding",
+    [CONDENSE_GADC] = "gadc",
 };
 const char *const TIMESTEP_SCORE_NAMES[SCORE_COUNT] = {
     [SCORE_GRAD_NORM] = "grad-norm", [SCORE_GAP] = "gap", [SCORE_LOSS] = "loss", [SCORE_EXCESS] = "excess"};
 const char *const PIXEL_OPTIMISER_NAMES[PIXEL_OPT_COUNT] = {[PIXEL_OPT_ADAM] = "adam", [PIXEL_OPT_SGD] = "sgd"};
 const char *const POOL_INIT_NAMES[POOL_INIT_COUNT] = {
-    [POOL_INIT_REAL] = "real", [POOL_INIT_NOISE] = "noise", [POOL_INIT_KCENTER] = "kcenter"};
+    [POOL_INIT_REAL] = "real", [POOL_INIT_NOISE] = "noise", [POOL_INIT_KCENTER] = "kcenter",
+    [POOL_INIT_KHERDING] = "kherding", [POOL_INIT_GADC] = "gadc"};
 const char *const SELECT_KEEP_NAMES[SELECT_KEEP_COUNT] = {[SELECT_KEEP_EASY] = "easy", [SELECT_KEEP_HARD] = "hard"};
 
 #define DEFINE_PARSE(fn, Type, what, names, count)                  \
@@ -67,7 +73,9 @@ int condense_method_learns(CondenseMethod m) {
     case CONDENSE_KCENTER:
     case CONDENSE_HERDING:
     case CONDENSE_SELECT:
-    case CONDENSE_JITTER: return 0;
+    case CONDENSE_JITTER:
+    case CONDENSE_KHERDING:
+    case CONDENSE_GADC: return 0;
     case CONDENSE_METHOD_COUNT: break;
     }
     D2C_CHECK(!"a condensation method");
@@ -111,12 +119,16 @@ int condense_options_check(const CondenseOptions *o) {
     INT_OPT(eval_nets, "eval-nets", 0, 64);
     INT_OPT(eval_every, "eval-every", 0, 100000000);
     INT_OPT(ckpt_every, "ckpt-every", 1, 100000000);
+    INT_OPT(pca_dim, "pca-dim", 1, 100000);
+    INT_OPT(gadc_passes, "gadc-passes", 0, 1000);
 #undef INT_OPT
     if (o->topk > o->t_candidates) return d2c_error(E, "--topk %d exceeds --t-candidates %d", o->topk, o->t_candidates);
     if (!in_range(o->lr_img, 0, 1e3)) return d2c_error(E, "--lr-img must be in [0, 1000], got %g", o->lr_img);
     if (!in_range(o->lr_net, 0, 1e3)) return d2c_error(E, "--lr-net must be in [0, 1000], got %g", o->lr_net);
     if (!in_range(o->dm_weight, 0, 1e6)) return d2c_error(E, "--dm-weight must be in [0, 1e6], got %g", o->dm_weight);
     if (!in_range(o->time_budget, 0, 1e9)) return d2c_error(E, "--time-budget must be in [0, 1e9], got %g", o->time_budget);
+    if (!in_range(o->bandwidth, 1e-6, 1e6)) return d2c_error(E, "--bandwidth must be in [1e-6, 1e6], got %g", o->bandwidth);
+    if (!in_range(o->gadc_lambda, 0, 1e6)) return d2c_error(E, "--gadc-lambda must be in [0, 1e6], got %g", o->gadc_lambda);
     if (!in_range(o->jitter, 0, 10)) return d2c_error(E, "--jitter must be in [0, 10], got %g", o->jitter);
     return D2C_OK;
 }

@@ -82,6 +82,33 @@ int condense_save_state(Condenser *c, int iter);
  * or of another run. */
 int condense_load_state(Condenser *c, int *iter);
 
+/* ---------------------------------------------------------------- condense_select.c */
+/* Held-out matching losses for the pool's metadata (values < 0: not measured). */
+typedef struct {
+    double start, end, subset;
+} EvalSummary;
+
+/* Extra metadata of a pool: key/value pairs, the values formatted in place. */
+enum { POOL_META_MAX = 24 };
+typedef struct {
+    const char *key[POOL_META_MAX]; /* static strings */
+    char value[POOL_META_MAX][200];
+    int n;
+} PoolMeta;
+void pool_meta_add(PoolMeta *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The real images (idx, K * ipc class-major) that subset method m keeps, with its
+ * parameters and result added to meta (NULL: not recorded); m is a selection method (the
+ * learned methods' --init maps onto one). Errors as the method's (baselines.h,
+ * distmatch.h). */
+int condense_select(const CondenseOptions *o, CondenseMethod m, Dataset *data, ClassIndex *ci, int ipc, int *idx,
+                    PoolMeta *meta);
+/* Writes the pool with its metadata (method, ratio, ipc, source, seed, iterations, ...,
+ * then extra) and its figure. */
+int condense_write_outputs(const CondenseOptions *o, const Pool *pool, const Dataset *data, double seconds, int iters,
+                           const int *timesteps, int K, EvalSummary ev, const PoolMeta *extra);
+/* A selection method's whole run (o->method is not a learned one). */
+int condense_run_selection(const CondenseOptions *o, Dataset *data, ClassIndex *ci, int ipc, double *seconds);
+
 /* The held-out matching loss of the pool (and of a random real subset, unless
  * subset_out is NULL); see scoring.c. */
 void eval_matching(Condenser *c, double *pool_out, double *subset_out);
