@@ -174,6 +174,12 @@ static void test_model(const char *path) {
     d2c_model_free(m);
 }
 
+static float max_abs_diff(const float *a, const float *b, int n) {
+    float m = 0;
+    for (int i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
 static int all_in_range(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!(x[i] >= -1 && x[i] <= 1)) return 0;
@@ -208,7 +214,10 @@ static void test_sampler(const char *path) {
     test_require_ok(d2c_sampler_create(&s, m, &o));
     d2c_sampler_free(s);
 
-    /* DDPM, 3 steps, guidance: batch 1 and batch 4 give the same images */
+    /* DDPM, 3 steps, guidance: batch 1 and batch 4 give the same images (each image has its
+     * own noise streams), to float rounding: whether they match bit for bit depends on the
+     * BLAS's kernels (OpenBLAS's Haswell sgemm blocks a 1-column and a 4-column product
+     * differently, its SkylakeX one does not) */
     d2c_sampler *s1, *s4;
     d2c_sampler_options_init(&o);
     o.sampler = "ddpm";
@@ -224,7 +233,9 @@ static void test_sampler(const char *path) {
     static float a[N * D], b[N * D], noise[N * D];
     CHECK(d2c_sampler_run_seeded(s1, labels, N, 1, 28, 28, 11, a) == D2C_OK);
     CHECK(d2c_sampler_run_seeded(s4, labels, N, 1, 28, 28, 11, b) == D2C_OK);
-    CHECK(memcmp(a, b, sizeof a) == 0);
+    const float batch_diff = max_abs_diff(a, b, N * D);
+    CHECK(batch_diff < 1e-4f); /* three network calls, differences scaled by the guidance (2) */
+    printf("DDPM batch 1 vs batch 4: max abs difference %g\n", batch_diff);
     CHECK(all_in_range(a, N * D));
     /* given noise, out of place and in place */
     for (int i = 0; i < N * D; i++) noise[i] = (float)sin(0.37 * i);
