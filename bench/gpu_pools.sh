@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for every
-# pool file in a folder (made here with `d2c condense`, carried), and the full data, trains
-# a model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
+# Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for each
+# pool named on the command line as METHOD:RATIO:SEED (made there with `d2c condense` on
+# the training split; a few seconds each for the selections), and the full data, trains a
+# model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
 # checkpoint at each length: the same as an uninterrupted run), draws SAMPLES DDIM-50
 # samples at each length and scores them with `d2c eval` against the test split. JOBS runs
 # share the card at a time. One JSON line per (pool, length) goes to $OUT/pools.jsonl, with
 # the pool, the steps, the wall times and the metrics (every evaluator, consensus, CAS).
 #
-#   bench/gpu_pools.sh .gpudeps/pools                      # on the GPU machine, after
-#   run(command="bench/gpu_pools.sh .gpudeps/pools", carry=[".gpudeps"], timeout_s=600)
+#   run(command="bench/gpu_pools.sh random:0.01:0 random:0.01:1 kherding:0.01:0",
+#       carry=[".gpudeps"], timeout_s=600)
 #
 # Environment: STEPS ("8000 16000"), BATCH (128), SAMPLES (10000), JOBS (4), FULL (1: also
 # the full training set), DEVICE (cuda; cpu for a local smoke run), POOLS_BUDGET (seconds,
-# 560: runs still going then are stopped, and what finished is reported).
+# 560: runs still going then are stopped, and what finished is reported); D2C_CUDA_* reach
+# every d2c run (docs/CUDA.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-pools=${1:?usage: bench/gpu_pools.sh POOL_FOLDER}
+[ $# -gt 0 ] || { echo "usage: bench/gpu_pools.sh METHOD:RATIO:SEED ..." >&2; exit 2; }
 out=${OUT:-out/gpu_pools}
 mkdir -p "$out"
 steps=${STEPS:-8000 16000}
@@ -73,8 +75,13 @@ export d2c device steps batch nsamples work out
 
 list=$work/list.txt
 : >"$list"
-for f in "$pools"/*.safetensors; do
-  [ -f "$f" ] && echo "$(basename "$f" .safetensors) $f" >>"$list"
+for spec in "$@"; do
+  IFS=: read -r method ratio seed <<<"$spec"
+  name=${method}_r${ratio}_s${seed}
+  say "condense $name"
+  "$d2c" condense --data fashion-mnist --method "$method" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
+    --quiet --out "$work/$name.pool.safetensors" || { say "condense $spec failed"; exit 1; }
+  echo "$name $work/$name.pool.safetensors" >>"$list"
 done
 [ "${FULL:-1}" = 1 ] && echo "full fashion-mnist" >>"$list"
 say "$(wc -l <"$list") runs, $jobs at a time, lengths: $steps, batch $batch, $nsamples samples, device $device"
