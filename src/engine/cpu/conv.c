@@ -1,5 +1,6 @@
 /* 2-D convolution as PyTorch's nn.Conv2d (k in {1, 3}, stride in {1, 2}, zero padding
- * k/2), by im2col and single-threaded sgemm calls spread over OpenMP threads.
+ * k/2), by im2col and single-threaded sgemm calls spread over OpenMP threads; the GEMMs
+ * are cut into the blocks of engine/cpu/gemm.h (OpenBLAS's small-matrix kernels).
  *
  * Shapes: x (B, Cin, H, W), y (B, Cout, Ho, Wo), No = Ho*Wo, w (Cout, K), K = Cin*k*k.
  * The batch is cut into chunks of consecutive images, enough per chunk that the GEMM
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "engine/cpu/gemm.h"
 #include "engine/cpu/vecmath.h"
 
 #define CONV_MIN_COLS 196
@@ -253,14 +255,19 @@ static void arrange_kernel(float *dst, const float *w, ConvShape s, int transpos
 }
 
 /* out (Co, N) = beta * out + sum over ky of kernel block ky (Co, Ci*3) @ xk shifted by ky
- * image rows; xk from kx_columns of Ci channels. */
+ * image rows; xk from kx_columns of Ci channels. In the blocks of gemm.h, all GEMMs of a
+ * column block one after the other while its part of out is in cache. */
 static void row_shift_gemms(float *out, float beta, const float *kernel, const float *xk, int Co,
                             int Ci, int H, int W) {
-    int N = H * W, ld = N + 2 * W;
-    for (int ky = 0; ky < 3; ky++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, N, Ci * 3, 1.0f,
-                    kernel + (size_t)ky * Co * Ci * 3, Ci * 3, xk + (size_t)ky * W, ld,
-                    ky == 0 ? beta : 1.0f, out, N);
+    int N = H * W, ld = N + 2 * W, K = Ci * 3;
+    GemmBlocks g = gemm_blocks(Co, N, K);
+    for (int j = 0; j < N; j += g.nb)
+        for (int ky = 0; ky < 3; ky++)
+            for (int k = 0; k < K; k += g.kb)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, D2C_MIN(g.nb, N - j),
+                            D2C_MIN(g.kb, K - k), 1.0f, kernel + (size_t)ky * Co * K + k, K,
+                            xk + (size_t)ky * W + (size_t)k * ld + j, ld,
+                            ky == 0 && k == 0 ? beta : 1.0f, out + j, N);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -298,8 +305,7 @@ static void forward_chunk(float *y, const float *x, const float *kernel, const f
     } else { /* out (Cout, n*No) = w (Cout, K) @ x_cols (K, n*No) */
         const float *x_cols = image_columns(t.col, t.planes, x + b0 * x_image, n, x_image, s.Cin,
                                             s.H, s.W, s.k, s.stride);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Cout, ld, p.K, 1.0f, kernel, p.K,
-                    x_cols, ld, 0.0f, out, ld);
+        gemm_nn(s.Cout, ld, p.K, 1.0f, kernel, p.K, x_cols, ld, 0.0f, out, ld);
     }
     if (n == 1 && !bias) return;
     for (int j = 0; j < n; j++) /* to y's layout, adding the bias (in place when n == 1) */
@@ -383,8 +389,8 @@ static void backward_chunk(float *dx, float *dwt, float dw_beta, float *dbias_ac
                                         : image_columns(t.col, t.planes, dy + b0 * y_image, n,
                                                         y_image, s.Cout, s.H, s.W, s.k, 1);
         float *out = n == 1 ? dx + b0 * x_image : t.out;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Cin, ld, s.Cout * kk, 1.0f, wt,
-                    s.Cout * kk, dy_cols, ld, n == 1 ? 1.0f : 0.0f, out, ld);
+        gemm_nn(s.Cin, ld, s.Cout * kk, 1.0f, wt, s.Cout * kk, dy_cols, ld, n == 1 ? 1.0f : 0.0f,
+                out, ld);
         if (n > 1)
             for (int j = 0; j < n; j++)
                 for (int ci = 0; ci < s.Cin; ci++) {
@@ -393,8 +399,7 @@ static void backward_chunk(float *dx, float *dwt, float dw_beta, float *dbias_ac
                     for (int i = 0; i < p.No; i++) dst[i] += src[i];
                 }
     } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.K, ld, s.Cout, 1.0f, w, p.K, dyc,
-                    ld, 0.0f, t.col, ld);
+        gemm_tn(p.K, ld, s.Cout, 1.0f, w, p.K, dyc, ld, 0.0f, t.col, ld);
         for (int j = 0; j < n; j++)
             col2im_add(dx + (b0 + j) * x_image, t.col + (size_t)j * p.No, ld, s.Cin, s.H, s.W, s.k,
                        s.stride, t.planes);
