@@ -255,19 +255,23 @@ static void arrange_kernel(float *dst, const float *w, ConvShape s, int transpos
 }
 
 /* out (Co, N) = beta * out + sum over ky of kernel block ky (Co, Ci*3) @ xk shifted by ky
- * image rows; xk from kx_columns of Ci channels. In the blocks of gemm.h, all GEMMs of a
- * column block one after the other while its part of out is in cache. */
-static void row_shift_gemms(float *out, float beta, const float *kernel, const float *xk, int Co,
-                            int Ci, int H, int W) {
+ * image rows (+ bias[co] if bias is not NULL); xk from kx_columns of Ci channels. In the
+ * blocks of gemm.h, all GEMMs of a column block and its bias one after the other while
+ * its part of out is in cache. */
+static void row_shift_gemms(float *out, float beta, const float *kernel, const float *xk,
+                            const float *bias, int Co, int Ci, int H, int W) {
     int N = H * W, ld = N + 2 * W, K = Ci * 3;
     GemmBlocks g = gemm_blocks(Co, N, K);
-    for (int j = 0; j < N; j += g.nb)
+    for (int j = 0; j < N; j += g.nb) {
+        int nb = D2C_MIN(g.nb, N - j);
         for (int ky = 0; ky < 3; ky++)
             for (int k = 0; k < K; k += g.kb)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, D2C_MIN(g.nb, N - j),
-                            D2C_MIN(g.kb, K - k), 1.0f, kernel + (size_t)ky * Co * K + k, K,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, nb, D2C_MIN(g.kb, K - k),
+                            1.0f, kernel + (size_t)ky * Co * K + k, K,
                             xk + (size_t)ky * W + (size_t)k * ld + j, ld,
                             ky == 0 && k == 0 ? beta : 1.0f, out + j, N);
+        if (bias) gemm_row_bias(out, N, Co, j, j + nb, bias);
+    }
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -298,17 +302,19 @@ static void forward_chunk(float *y, const float *x, const float *kernel, const f
     size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
     int b0 = chunk_start(c, s.B, p.chunks), n = chunk_start(c + 1, s.B, p.chunks) - b0;
     int ld = n * p.No;
-    float *out = n == 1 ? y + b0 * y_image : t.out; /* one image writes y directly */
+    /* one image writes y directly, adding the bias block by block */
+    float *out = n == 1 ? y + b0 * y_image : t.out;
+    const float *gemm_bias = n == 1 ? bias : NULL;
     if (p.row_shifts) {
         kx_columns(t.col, x + b0 * x_image, s.Cin, s.H, s.W);
-        row_shift_gemms(out, 0.0f, kernel, t.col, s.Cout, s.Cin, s.H, s.W);
+        row_shift_gemms(out, 0.0f, kernel, t.col, gemm_bias, s.Cout, s.Cin, s.H, s.W);
     } else { /* out (Cout, n*No) = w (Cout, K) @ x_cols (K, n*No) */
         const float *x_cols = image_columns(t.col, t.planes, x + b0 * x_image, n, x_image, s.Cin,
                                             s.H, s.W, s.k, s.stride);
-        gemm_nn(s.Cout, ld, p.K, 1.0f, kernel, p.K, x_cols, ld, 0.0f, out, ld);
+        gemm_nn(s.Cout, ld, p.K, 1.0f, kernel, p.K, x_cols, ld, 0.0f, out, ld, gemm_bias);
     }
-    if (n == 1 && !bias) return;
-    for (int j = 0; j < n; j++) /* to y's layout, adding the bias (in place when n == 1) */
+    if (n == 1) return;
+    for (int j = 0; j < n; j++) /* to y's layout, adding the bias */
         for (int co = 0; co < s.Cout; co++) {
             const float *src = out + (size_t)co * ld + (size_t)j * p.No;
             float *dst = y + (b0 + j) * y_image + (size_t)co * p.No;
@@ -383,14 +389,14 @@ static void backward_chunk(float *dx, float *dwt, float dw_beta, float *dbias_ac
     if (!dx) return;
     if (p.row_shifts) {
         kx_columns(t.col, dyc, s.Cout, s.H, s.W);
-        row_shift_gemms(dx + b0 * x_image, 1.0f, wt, t.col, s.Cin, s.Cout, s.H, s.W);
+        row_shift_gemms(dx + b0 * x_image, 1.0f, wt, t.col, NULL, s.Cin, s.Cout, s.H, s.W);
     } else if (s.stride == 1) {
         const float *dy_cols = s.k == 1 ? dyc
                                         : image_columns(t.col, t.planes, dy + b0 * y_image, n,
                                                         y_image, s.Cout, s.H, s.W, s.k, 1);
         float *out = n == 1 ? dx + b0 * x_image : t.out;
         gemm_nn(s.Cin, ld, s.Cout * kk, 1.0f, wt, s.Cout * kk, dy_cols, ld, n == 1 ? 1.0f : 0.0f,
-                out, ld);
+                out, ld, NULL);
         if (n > 1)
             for (int j = 0; j < n; j++)
                 for (int ci = 0; ci < s.Cin; ci++) {

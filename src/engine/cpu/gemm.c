@@ -41,24 +41,39 @@ GemmBlocks gemm_blocks(int M, int N, int K) {
     return b;
 }
 
+/* C[i][j0, j1) += row_bias[i]: a block just written, still in cache */
+static void add_row_bias(float *C, int ldc, int M, int j0, int j1, const float *row_bias) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc, b = row_bias[i];
+        for (int j = j0; j < j1; j++) c[j] += b;
+    }
+}
+
 static void gemm_blocked(enum CBLAS_TRANSPOSE ta, int M, int N, int K, float alpha, const float *A,
-                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                         const float *row_bias) {
     GemmBlocks g = gemm_blocks(M, N, K);
-    for (int j = 0; j < N; j += g.nb)
+    for (int j = 0; j < N; j += g.nb) {
+        int nb = N - j < g.nb ? N - j : g.nb;
         for (int k = 0; k < K; k += g.kb) {
             const float *a = ta == CblasNoTrans ? A + k : A + (size_t)k * lda;
-            cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, N - j < g.nb ? N - j : g.nb,
-                        K - k < g.kb ? K - k : g.kb, alpha, a, lda, B + (size_t)k * ldb + j, ldb,
-                        k ? 1.0f : beta, C + j, ldc);
+            cblas_sgemm(CblasRowMajor, ta, CblasNoTrans, M, nb, K - k < g.kb ? K - k : g.kb, alpha,
+                        a, lda, B + (size_t)k * ldb + j, ldb, k ? 1.0f : beta, C + j, ldc);
         }
+        if (row_bias) add_row_bias(C, ldc, M, j, j + nb, row_bias);
+    }
 }
 
 void gemm_nn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-             float beta, float *C, int ldc) {
-    gemm_blocked(CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+             float beta, float *C, int ldc, const float *row_bias) {
+    gemm_blocked(CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_bias);
 }
 
 void gemm_tn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc) {
-    gemm_blocked(CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_blocked(CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void gemm_row_bias(float *C, int ldc, int M, int j0, int j1, const float *row_bias) {
+    add_row_bias(C, ldc, M, j0, j1, row_bias);
 }

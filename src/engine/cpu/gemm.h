@@ -22,12 +22,16 @@ typedef struct {
 GemmBlocks gemm_blocks(int M, int N, int K);
 
 /* C (M, N; ldc) = alpha A (M, K; lda) @ B (K, N; ldb) + beta C, row-major, in the
- * blocks of gemm_blocks(M, N, K) (the depth parts after the first accumulate). */
+ * blocks of gemm_blocks(M, N, K) (the depth parts after the first accumulate); then, if
+ * row_bias (M) is not NULL, C[i][j] += row_bias[i], block by block while it is in cache. */
 void gemm_nn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-             float beta, float *C, int ldc);
+             float beta, float *C, int ldc, const float *row_bias);
 
-/* The same with A transposed: A^T (M, K) for A stored (K, M; lda). */
+/* The same with A transposed: A^T (M, K) for A stored (K, M; lda), no bias. */
 void gemm_tn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc);
+
+/* C[i][j0, j1) += row_bias[i] for i < M (for callers with their own block loop). */
+void gemm_row_bias(float *C, int ldc, int M, int j0, int j1, const float *row_bias);
 
 #endif
