@@ -45,15 +45,14 @@ static void load_params(const StFile *f, const UNetLayout *lay, float *params, c
     }
 }
 
-/* The inference forward (the sampler's) gives the training forward's eps bit for bit; a
- * training forward then restores what the checks below read (unet_mid). */
+/* The inference forward (the sampler's) gives the training forward's eps up to float
+ * rounding (its upsample + conv pairs run fused, with summed kernel taps); a training
+ * forward then restores what the checks below read (unet_mid). */
 static void check_infer_equal(UNet *net, const float *xt, const int64_t *t, const int64_t *y, int B, size_t D,
                               const float *eps) {
     float *eps2 = xmalloc_floats((size_t)B * D);
     unet_forward_infer(net, xt, t, y, NULL, B, eps2);
-    int same = memcmp(eps2, eps, (size_t)B * D * sizeof(float)) == 0;
-    printf("%s inference forward == training forward, bit for bit\n", same ? "ok  " : "FAIL");
-    CHECK(same);
+    check_close("inference forward eps vs training forward eps", eps2, eps, (size_t)B * D, 1e-5);
     unet_forward(net, xt, t, y, NULL, B, eps2);
     free(eps2);
 }

@@ -8,7 +8,8 @@
  * few reusable gradient buffers. The inference forward runs the same code on a second
  * plan of the same arena in which the block-internal tensors share five buffers (the
  * backward's), so the sampler writes into memory that is still in cache, and only the
- * skips keep their own. Shapes: see unet.h. */
+ * skips keep their own; there each upsampling and the conv after it are one fused op.
+ * Shapes: see unet.h. */
 #include "model/unet.h"
 
 #include <math.h>
@@ -71,6 +72,7 @@ struct UNetActivations {
     float *dep;                              /* (B, max cout) */
     size_t max_tensor;                       /* floats in the largest (B, C, N) tensor */
     int saved;                               /* 1: the last forward kept what backward needs */
+    int fused;                               /* upsample + conv as one op (inference plan) */
     struct UNetActivations *infer;           /* unet_forward_infer's plan (see plan_infer) */
 };
 
@@ -177,7 +179,9 @@ static void plan(UNetActivations *a, const UNetLayout *lay, int B, Bump *b) {
  * floats): inside a block x -> ta -> tb -> ta -> out (a1 = a2, h1 = the skip's scratch;
  * attention: n = o), the main path alternating between p and q, the concatenations and
  * the upsampled tensors in c. The down levels' outputs (the skips) keep their slots, as
- * do the small tensors (statistics, emb_proj, attention weights). */
+ * do the small tensors (statistics, emb_proj, attention weights). Upsampling and its conv
+ * run as the fused upsample2x_conv2d_forward (c its scratch), which nothing downstream of
+ * the inference forward can tell from the pair but by float rounding. */
 static void plan_resblock_infer(ResBlockActs *r, float *ta, float *tb, float *out) {
     r->a1 = r->a2 = ta;
     r->h1 = tb;
@@ -195,6 +199,7 @@ static void plan_infer(UNetActivations *v, const UNetActivations *a, const UNetC
     float *p = a->g[0], *q = a->g[1], *c = a->gt[0], *ta = a->gt[1], *tb = a->gt[2];
     *v = *a;
     v->infer = NULL;
+    v->fused = 1;
     v->scratch = tb; /* the class rows, then each skip conv's output (h1 is dead by then) */
     v->h0 = p;
     for (int l = 0; l < L; l++) { /* level input in p; output (the skip) in its own slot */
@@ -400,9 +405,14 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
         a->level_out_up[l] = (float *)h;
         cur = lay->ch[l];
         if (l > 0) {
-            e->ops->upsample2x_forward(e, a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
-            e->ops->conv2d_forward(e, a->upconv[l], a->upsampled[l], P + lay->upsample[l].w, P + lay->upsample[l].b,
-                           conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1));
+            const ConvShape us = conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1);
+            const float *uw = P + lay->upsample[l].w, *ub = P + lay->upsample[l].b;
+            if (a->fused) { /* upsampled[l] is only the composition's scratch */
+                e->ops->upsample2x_conv2d_forward(e, a->upconv[l], h, uw, ub, us, a->upsampled[l]);
+            } else {
+                e->ops->upsample2x_forward(e, a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
+                e->ops->conv2d_forward(e, a->upconv[l], a->upsampled[l], uw, ub, us);
+            }
             h = a->upconv[l];
         }
     }

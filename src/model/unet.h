@@ -111,10 +111,12 @@ void unet_destroy(UNet *net);
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
                   const float *cond, int B, float *eps);
 
-/* The same eps as unet_forward, bit for bit (the same ops in the same order), without
- * keeping what backward needs: the block-internal tensors share a few buffers, which
- * keeps the memory a sampling step writes in cache and untouched the rest of the arena.
- * For sampling and scoring; unet_backward and unet_mid's data need a unet_forward. */
+/* The eps of unet_forward up to float rounding, without keeping what backward needs: the
+ * block-internal tensors share a few buffers, which keeps the memory a sampling step
+ * writes in cache and the rest of the arena untouched, and each nearest upsampling runs
+ * fused with the conv after it (upsample2x_conv2d_forward: on the CPU 4/9 of that conv's
+ * multiply-adds; every other op is the same op on the same inputs). For sampling and
+ * scoring; unet_backward and unet_mid's data need a unet_forward. */
 void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y,
                         const float *cond, int B, float *eps);
 
