@@ -30,13 +30,16 @@ static int split(int n, int most, int align) { /* equal parts of at most `most`,
     return w < most ? w : most;
 }
 
+/* The depth parts depend on M and K only, never on N: a GEMM whose N is the images of a
+ * chunk then sums each output in the same order whatever the batch, and the small-matrix
+ * kernel's sum for one column does not depend on the other columns of its call. */
 GemmBlocks gemm_blocks(int M, int N, int K) {
     GemmBlocks b = {N, K};
-    if (!small_kernels() || (double)M * N * K <= SMALL_MNK) return b;
+    if (!small_kernels()) return b;
     int kb = K > KMAX ? split(K, KMAX, 1) : K;
     int widest = (int)(SMALL_MNK / ((double)M * kb)) / 16 * 16;
-    if (widest < MIN_BLOCK) return b;
-    b.nb = split(N, widest, 16);
+    if (widest < MIN_BLOCK) return b; /* OpenBLAS's own choice, as without the blocks */
+    b.nb = N <= widest ? N : split(N, widest, 16);
     b.kb = kb;
     return b;
 }

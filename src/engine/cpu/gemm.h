@@ -12,10 +12,12 @@
 #define D2C_ENGINE_CPU_GEMM_H
 
 /* Blocks of an M x N GEMM of depth K: nb columns and kb of depth per call. One block
- * (nb = N, kb = K) unless the small-matrix kernels are there and the GEMM is over their
- * size; then K in the fewest equal parts of at most 128 (a 64-row panel of the wide
- * operand then stays in L1) and N in the fewest equal blocks, multiples of 16 columns,
- * under the size (none narrower than 32: one block then). */
+ * (nb = N, kb = K) without the small-matrix kernels; with them K in the fewest equal
+ * parts of at most 128 (a 64-row panel of the wide operand then stays in L1) and N in the
+ * fewest equal blocks, multiples of 16 columns, that keep every call under their size
+ * (one block when that would take blocks narrower than 32). kb depends on M and K only,
+ * so each output's sum has the same order for any N (e.g. any number of images side by
+ * side in a chunk): results do not depend on the batch. */
 typedef struct {
     int nb, kb;
 } GemmBlocks;
