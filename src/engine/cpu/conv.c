@@ -276,6 +276,10 @@ static void row_shift_gemms(float *out, float beta, const float *kernel, const f
 
 /* ---------------------------------------------------------------- forward */
 
+/* Whether im2col or col2im_add will read planes (each thread zeroes its planes on every
+ * call): not for the row shifts, nor for 1x1 stride-1 convs (x is its own plane). */
+static int uses_planes(ConvShape s, ConvPlan p) { return !p.row_shifts && !(s.k == 1 && s.stride == 1); }
+
 /* Per-thread scratch, slices of the Workspace. */
 typedef struct {
     float *col;    /* (max(K, Cout*k*k), n*No): im2col of x or dy, dcol, or xk */
@@ -330,7 +334,7 @@ void conv2d_forward(float *y, const float *x, const float *w, const float *bias,
     size_t kernel_floats = p.row_shifts ? round16((size_t)s.Cout * p.K) : 0;
     size_t col_floats = round16((size_t)p.K * cols_max);
     size_t out_floats = p.max_images > 1 ? round16((size_t)s.Cout * cols_max) : 0;
-    size_t plane_floats = planes_floats(s.Cin, s.H, s.W, s.k, s.stride);
+    size_t plane_floats = uses_planes(s, p) ? planes_floats(s.Cin, s.H, s.W, s.k, s.stride) : 0;
     size_t per_thread = col_floats + out_floats + plane_floats;
     float *kernel = workspace_ensure(ws, kernel_floats + per_thread * omp_get_max_threads());
     float *scratch = kernel + kernel_floats;
@@ -427,7 +431,7 @@ void conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const 
     size_t col_floats = round16((size_t)D2C_MAX(p.K, s.Cout * kk) * cols_max);
     size_t dy_floats = p.max_images > 1 ? round16((size_t)s.Cout * cols_max) : 0;
     size_t out_floats = p.max_images > 1 ? round16((size_t)s.Cin * cols_max) : 0;
-    size_t plane_floats = planes_floats(D2C_MAX(s.Cin, s.Cout), s.H, s.W, s.k, s.stride);
+    size_t plane_floats = uses_planes(s, p) ? planes_floats(D2C_MAX(s.Cin, s.Cout), s.H, s.W, s.k, s.stride) : 0;
     size_t per_thread = col_floats + dy_floats + out_floats + plane_floats;
     float *partials = workspace_ensure(
         ws, partial_floats * slots + wt_floats + per_thread * omp_get_max_threads());
