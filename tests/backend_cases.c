@@ -103,6 +103,32 @@ static void case_conv_bwd(Engine *e, Vec *got, Vec *ref, int v) {
     free(x), free(w), free(g), free(gx), free(gw), free(gb);
 }
 
+/* the optional fused upsample2x + 3x3 conv against the naive conv of the upsampled x;
+ * the scratch starts as garbage (a fused backend need not touch it) */
+static void case_upsample_conv(Engine *e, Vec *got, Vec *ref, int v) {
+    static const ConvShape shapes[] = {{2, 3, 10, 8, 5, 3, 1}, {1, 6, 4, 14, 4, 3, 1}};
+    const ConvShape s = shapes[v];
+    const size_t nx = (size_t)s.B * s.Cin * (s.H / 2) * (s.W / 2), nu = 4 * nx, nw = (size_t)s.Cout * s.Cin * 9,
+                 ny = (size_t)s.B * s.Cout * s.H * s.W;
+    float *x = rand_host(nx, 1), *w = rand_host(nw, 0.3f), *b = rand_host((size_t)s.Cout, 1), *u = rand_host(nu, 1);
+    float *dx = to_dev(e, x, nx), *dw = to_dev(e, w, nw), *db = to_dev(e, b, (size_t)s.Cout), *du = to_dev(e, u, nu);
+    float *dy = engine_xalloc_floats(e, ny);
+    e->ops->upsample2x_conv2d_forward(e, dy, dx, dw, v == 0 ? db : NULL, s, du);
+    take(e, got, dy, ny);
+    if (ref) {
+        for (int p = 0; p < s.B * s.Cin; p++) /* u = upsample2x(x) */
+            for (int i = 0; i < s.H; i++)
+                for (int j = 0; j < s.W; j++)
+                    u[((size_t)p * s.H + i) * s.W + j] = x[((size_t)p * (s.H / 2) + i / 2) * (s.W / 2) + j / 2];
+        double *y = xmalloc(ny * sizeof *y);
+        ref_conv2d_forward(y, u, w, v == 0 ? b : NULL, s);
+        vec_put_d(ref, y, ny);
+        free(y);
+    }
+    engine_free(e, dx), engine_free(e, dw), engine_free(e, db), engine_free(e, du);
+    free(x), free(w), free(b), free(u);
+}
+
 static void case_linear(Engine *e, Vec *got, Vec *ref, int v) {
     const int B = 5, in = 37, out = 19, bias = v != 1, bwd = v >= 2;
     float *x = rand_host((size_t)B * in, 1), *w = rand_host((size_t)out * in, 0.2f), *b = rand_host((size_t)out, 1);
@@ -397,6 +423,8 @@ const Case LAYER_CASES[] = {
     {"add_channel_bias_backward", "add_channel_bias_backward", case_channel_bias, 1, 1e-6},
     {"upsample2x_forward", "upsample2x_forward", case_upsample, 0, 0},
     {"upsample2x_backward", "upsample2x_backward", case_upsample, 1, 1e-6},
+    {"upsample2x_conv2d_forward bias", "upsample2x_conv2d_forward", case_upsample_conv, 0, 1e-5},
+    {"upsample2x_conv2d_forward 4x14", "upsample2x_conv2d_forward", case_upsample_conv, 1, 1e-5},
     {"concat_channels_forward", "concat_channels_forward", case_concat, 0, 0},
     {"concat_channels_backward", "concat_channels_backward", case_concat, 1, 1e-6},
     {"attention_forward (out, attn)", "attention_forward", case_attention, 0, 1e-5},

@@ -85,8 +85,9 @@ static void run_train(Engine *e, Vec *out) {
     unet_destroy(&net);
 }
 
+/* the sampler's forward (the inference plan), as d2c sample runs it */
 static void denoise(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps) {
-    unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
+    unet_forward_infer((UNet *)ctx, x, t, y, NULL, B, eps);
 }
 
 /* a 4-step DDIM run with guidance 2 (both passes in one batch) */

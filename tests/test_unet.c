@@ -45,6 +45,18 @@ static void load_params(const StFile *f, const UNetLayout *lay, float *params, c
     }
 }
 
+/* The inference forward (the sampler's) gives the training forward's eps up to float
+ * rounding (its upsample + conv pairs run fused, with summed kernel taps); a training
+ * forward then restores what the checks below read (unet_mid). */
+static void check_infer_equal(UNet *net, const float *xt, const int64_t *t, const int64_t *y, int B, size_t D,
+                              const float *eps) {
+    float *eps2 = xmalloc_floats((size_t)B * D);
+    unet_forward_infer(net, xt, t, y, NULL, B, eps2);
+    check_close("inference forward eps vs training forward eps", eps2, eps, (size_t)B * D, 1e-5);
+    unet_forward(net, xt, t, y, NULL, B, eps2);
+    free(eps2);
+}
+
 static void check_reference(const char *path) {
     printf("== %s\n", path);
     StFile *f;
@@ -95,6 +107,7 @@ static void check_reference(const char *path) {
     float loss = ddpm_loss(&net, &sched, &w, x0, t, y, NULL, noise, B, 1, 1.0f, dx0, NULL);
 
     check_close("eps_pred", w.eps, f32(f, "eps_pred", 4, tx->shape), (size_t)B * D, TOL);
+    check_infer_equal(&net, w.xt, t, y, B, D, w.eps);
     int Cm, hm, wm;
     const float *mid = unet_mid(&net, &Cm, &hm, &wm);
     check_close("mid", mid, f32(f, "mid", 4, NULL), (size_t)B * Cm * hm * wm, TOL);

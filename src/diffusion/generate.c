@@ -9,7 +9,7 @@
 #include "core/util.h"
 
 static void unet_denoise(void *ctx, const float *x, const int64_t *t, const int64_t *y, int B, float *eps) {
-    unet_forward((UNet *)ctx, x, t, y, NULL, B, eps);
+    unet_forward_infer((UNet *)ctx, x, t, y, NULL, B, eps);
 }
 
 int generator_create(Generator *g, Engine *eng, const ModelInfo *info, int H, int W, int batch) {

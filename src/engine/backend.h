@@ -19,7 +19,8 @@
  * An Engine is used by one host thread at a time.
  *
  * Layer ops mirror src/engine/cpu/kernels.h argument for argument with a leading
- * Engine *; their conventions hold for every backend: forward overwrites its outputs,
+ * Engine * (the optional fused ops at the end add a scratch buffer for their default);
+ * their conventions hold for every backend: forward overwrites its outputs,
  * backward ACCUMULATES into every gradient it is given (dx += ...), a NULL gradient
  * pointer means "not wanted"; there is no Workspace argument: kernel scratch is the
  * backend's business (the CPU's Workspace lives in its Engine).
@@ -77,6 +78,7 @@ struct Engine {
     void *impl;         /* backend-private state (CPU: Workspace; CUDA: handles, stream) */
     double peak_gflops; /* the device's FP32 peak in GFLOP/s from its clock and lanes (0:
                          * not known; the CPU's is measured instead, bench's sgemm) */
+    EngineOps *own_ops; /* engine_complete_ops's copy of the table, if it made one (else NULL) */
 };
 
 struct EngineOps {
@@ -188,12 +190,26 @@ struct EngineOps {
      * (the evaluator's pool head); backward OVERWRITES dx (rows, N) = dy[r] / (float)N */
     void (*row_mean)(Engine *e, float *y, const float *x, size_t rows, size_t N);
     void (*row_mean_backward)(Engine *e, float *dx, const float *dy, size_t rows, size_t N);
+
+    /* ---- optional fused ops. A backend may leave these NULL: engine_create then puts in
+     * the composition of the entries above that the comment names (engine_complete_ops),
+     * so callers never see NULL. A fused entry equals its composition up to float rounding. */
+    /* y = conv2d(upsample2x(x)): s is the 3x3 stride-1 conv's shape on the upsampled grid
+     * (s.H, s.W even), x (B, Cin, H/2, W/2); scratch (B, Cin, H, W) is device memory the
+     * composition (upsample2x_forward into scratch, then conv2d_forward) writes and a fused
+     * implementation may leave alone. The CPU's does 4/9 of the multiply-adds. */
+    void (*upsample2x_conv2d_forward)(Engine *e, float *y, const float *x, const float *w, const float *bias,
+                                      ConvShape s, float *scratch);
 };
 
 /* The backend for dev: D2C_ERR_INPUT with a clear message when it is not built in or no
  * such device is present. engine_destroy(NULL) is a no-op. */
 int engine_create(Engine **out, EngineDevice dev);
 void engine_destroy(Engine *e);
+/* Points e->ops at a copy of its table with every optional entry the backend left NULL set
+ * to its composition (a no-op when none is NULL; engine_destroy frees the copy).
+ * engine_create calls it; a table put together by hand (tests) calls it itself. */
+void engine_complete_ops(Engine *e);
 /* The process-wide CPU engine (created on first use, never freed): for code paths and
  * tests that are given no engine. */
 Engine *engine_cpu_default(void);

@@ -1,5 +1,6 @@
 /* The backend-independent half of the engine seam: device names, engine_create's choice
- * of backend, the process-wide CPU engine and the allocation helpers over the table. */
+ * of backend (and the compositions standing in for optional entries it leaves NULL), the
+ * process-wide CPU engine and the allocation helpers over the table. */
 #include "engine/backend.h"
 
 #include <pthread.h>
@@ -16,8 +17,25 @@ int engine_device_parse(const char *name, EngineDevice *dev) {
     return D2C_OK;
 }
 
-int engine_create(Engine **out, EngineDevice dev) {
-    *out = NULL;
+/* ---------------------------------------------------------------- optional entries */
+
+/* The compositions that stand in for the optional fused entries a backend leaves NULL. */
+static void composed_upsample2x_conv2d_forward(Engine *e, float *y, const float *x, const float *w,
+                                               const float *bias, ConvShape s, float *scratch) {
+    e->ops->upsample2x_forward(e, scratch, x, s.B, s.Cin, s.H / 2, s.W / 2);
+    e->ops->conv2d_forward(e, y, scratch, w, bias, s);
+}
+
+void engine_complete_ops(Engine *e) {
+    if (e->ops->upsample2x_conv2d_forward) return;
+    EngineOps *full = xmalloc(sizeof *full);
+    *full = *e->ops;
+    full->upsample2x_conv2d_forward = composed_upsample2x_conv2d_forward;
+    e->ops = full;
+    e->own_ops = full;
+}
+
+static int create_backend(Engine **out, EngineDevice dev) {
     switch (dev) {
     case ENGINE_CPU: return engine_cpu_create(out);
     case ENGINE_CUDA: return engine_cuda_create(out);
@@ -26,15 +44,25 @@ int engine_create(Engine **out, EngineDevice dev) {
     return d2c_error(D2C_ERR_INPUT, "unknown engine device %d", (int)dev);
 }
 
+int engine_create(Engine **out, EngineDevice dev) {
+    *out = NULL;
+    int st = create_backend(out, dev);
+    if (st == D2C_OK) engine_complete_ops(*out);
+    return st;
+}
+
 void engine_destroy(Engine *e) {
-    if (e) e->ops->destroy(e);
+    if (!e) return;
+    EngineOps *own = e->own_ops;
+    e->ops->destroy(e); /* frees e */
+    free(own);
 }
 
 static Engine *g_cpu;
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 static void cpu_default_init(void) {
-    if (engine_cpu_create(&g_cpu) != D2C_OK) d2c_fatal("cannot create the CPU engine");
+    if (engine_create(&g_cpu, ENGINE_CPU) != D2C_OK) d2c_fatal("cannot create the CPU engine");
 }
 
 Engine *engine_cpu_default(void) {

@@ -5,7 +5,11 @@
  *   UNet:      conv_in, down levels (+ stride-2 convs), mid1/mid_attn/mid2, up levels on
  *              concat(h, skip) (+ nearest x2 then conv), out_norm, silu, conv_out.
  * Forward saves what backward needs; backward walks the same graph in reverse with a
- * few reusable gradient buffers. Shapes: see unet.h. */
+ * few reusable gradient buffers. The inference forward runs the same code on a second
+ * plan of the same arena in which the block-internal tensors share five buffers (the
+ * backward's), so the sampler writes into memory that is still in cache, and only the
+ * skips keep their own; there each upsampling and the conv after it are one fused op.
+ * Shapes: see unet.h. */
 #include "model/unet.h"
 
 #include <math.h>
@@ -67,6 +71,9 @@ struct UNetActivations {
     float *dsemb, *demb, *de1s, *de1;        /* (B, E) */
     float *dep;                              /* (B, max cout) */
     size_t max_tensor;                       /* floats in the largest (B, C, N) tensor */
+    int saved;                               /* 1: the last forward kept what backward needs */
+    int fused;                               /* upsample + conv as one op (inference plan) */
+    struct UNetActivations *infer;           /* unet_forward_infer's plan (see plan_infer) */
 };
 
 /* ---------------------------------------------------------------- arena planning */
@@ -167,6 +174,61 @@ static void plan(UNetActivations *a, const UNetLayout *lay, int B, Bump *b) {
     a->dep = bump(b, (size_t)B * maxc);
 }
 
+/* The inference plan v: a's plan with every tensor that is only read by the next op or
+ * two, and by backward, moved into five shared buffers (backward's own, each max_tensor
+ * floats): inside a block x -> ta -> tb -> ta -> out (a1 = a2, h1 = the skip's scratch;
+ * attention: n = o), the main path alternating between p and q, the concatenations and
+ * the upsampled tensors in c. The down levels' outputs (the skips) keep their slots, as
+ * do the small tensors (statistics, emb_proj, attention weights). Upsampling and its conv
+ * run as the fused upsample2x_conv2d_forward (c its scratch), which nothing downstream of
+ * the inference forward can tell from the pair but by float rounding. */
+static void plan_resblock_infer(ResBlockActs *r, float *ta, float *tb, float *out) {
+    r->a1 = r->a2 = ta;
+    r->h1 = tb;
+    r->out = out;
+}
+
+static void plan_attention_infer(AttentionActs *t, float *ta, float *tb, float *out) {
+    t->n = t->o = ta;
+    t->qkv = tb;
+    t->out = out;
+}
+
+static void plan_infer(UNetActivations *v, const UNetActivations *a, const UNetConfig *cfg) {
+    const int L = cfg->num_levels;
+    float *p = a->g[0], *q = a->g[1], *c = a->gt[0], *ta = a->gt[1], *tb = a->gt[2];
+    *v = *a;
+    v->infer = NULL;
+    v->fused = 1;
+    v->scratch = tb; /* the class rows, then each skip conv's output (h1 is dead by then) */
+    v->h0 = p;
+    for (int l = 0; l < L; l++) { /* level input in p; output (the skip) in its own slot */
+        float *skip = cfg->attn[l] ? a->down_attn[l].out : a->down[l].out;
+        plan_resblock_infer(&v->down[l], ta, tb, cfg->attn[l] ? q : skip);
+        if (cfg->attn[l]) plan_attention_infer(&v->down_attn[l], ta, tb, skip);
+        if (l < L - 1) v->downsampled[l] = p;
+    }
+    plan_resblock_infer(&v->mid1, ta, tb, p);
+    plan_attention_infer(&v->mid_attn, ta, tb, q);
+    plan_resblock_infer(&v->mid2, ta, tb, p);
+    float *h = p, *other = q; /* the up level's input: mid2's output, then each upconv */
+    for (int l = L - 1; l >= 0; l--) {
+        v->cat[l] = c;
+        plan_resblock_infer(&v->up[l], ta, tb, cfg->attn[l] ? h : other);
+        if (cfg->attn[l]) plan_attention_infer(&v->up_attn[l], ta, tb, other);
+        float *out = other; /* level_out_up[l]; the upconv goes to the other one */
+        other = h;
+        h = out;
+        if (l > 0) {
+            v->upsampled[l] = c;
+            v->upconv[l] = other;
+            other = h;
+            h = v->upconv[l];
+        }
+    }
+    v->on = ta;
+}
+
 int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int max_batch) {
     memset(net, 0, sizeof *net);
     net->eng = eng ? eng : engine_cpu_default();
@@ -206,6 +268,8 @@ int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int
     plan(a, &net->lay, max_batch, &real);
     a->t = xcalloc((size_t)max_batch, sizeof(int64_t));
     a->y = xcalloc((size_t)max_batch, sizeof(int64_t));
+    a->infer = xmalloc(sizeof *a->infer);
+    plan_infer(a->infer, a, cfg);
     return D2C_OK;
 }
 
@@ -214,6 +278,7 @@ void unet_destroy(UNet *net) {
         engine_free(net->eng, net->acts->arena);
         free(net->acts->t);
         free(net->acts->y);
+        free(net->acts->infer);
         free(net->acts);
     }
     if (net->eng) {
@@ -230,11 +295,10 @@ static ConvShape conv_shape(int B, int cin, int h, int w, int cout, int k, int s
     return s;
 }
 
-static void resblock_forward(UNet *net, const ResBlockOff *o, ResBlockActs *r, const float *x,
-                             int B, int h, int w) {
+static void resblock_forward(UNet *net, UNetActivations *a, const ResBlockOff *o, ResBlockActs *r,
+                             const float *x, int B, int h, int w) {
     Engine *e = net->eng;
     const float *P = net->params;
-    UNetActivations *a = net->acts;
     const int N = h * w, G = net->lay.cfg.groups, E = net->lay.E;
     r->x = x;
     e->ops->groupnorm_forward(e, r->a1, r->mean1, r->rstd1, x, P + o->norm1.w, P + o->norm1.b, B, o->cin, N, G, 1);
@@ -265,11 +329,11 @@ static void attention_block_forward(UNet *net, const AttentionOff *o, AttentionA
     e->ops->add(e, t->out, x, (size_t)B * C * N);
 }
 
-static void embed_forward(UNet *net, const int64_t *t, const int64_t *y, const float *cond, int B) {
+static void embed_forward(UNet *net, UNetActivations *a, const int64_t *t, const int64_t *y, const float *cond,
+                          int B) {
     Engine *e = net->eng;
     const float *P = net->params;
     const UNetLayout *lay = &net->lay;
-    UNetActivations *a = net->acts;
     const int C = lay->cfg.base_channels, E = lay->E;
     e->ops->timestep_embedding(e, a->temb, t, B, C);
     e->ops->linear_forward(e, a->e1, a->temb, P + lay->time1.w, P + lay->time1.b, B, C, E);
@@ -284,12 +348,12 @@ static void embed_forward(UNet *net, const int64_t *t, const int64_t *y, const f
     e->ops->silu_forward(e, a->semb, a->emb, (size_t)B * E);
 }
 
-void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
-                  int B, float *eps) {
+/* The forward pass on plan a: net->acts (unet_forward) or its inference plan. */
+static void forward_on(UNet *net, UNetActivations *a, const float *x, const int64_t *t, const int64_t *y,
+                       const float *cond, int B, float *eps) {
     Engine *e = net->eng;
     const UNetLayout *lay = &net->lay;
     const UNetConfig *cfg = &lay->cfg;
-    UNetActivations *a = net->acts;
     const float *P = net->params;
     const int L = cfg->num_levels, C = cfg->base_channels;
     D2C_CHECK(B >= 1 && B <= net->max_batch);
@@ -303,13 +367,13 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
     a->has_cond = cond != NULL;
     memcpy(a->t, t, (size_t)B * sizeof *t);
     if (y) memcpy(a->y, y, (size_t)B * sizeof *y);
-    embed_forward(net, t, y, cond, B);
+    embed_forward(net, a, t, y, cond, B);
 
     e->ops->conv2d_forward(e, a->h0, x, P + lay->conv_in.w, P + lay->conv_in.b,
                    conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1));
     const float *h = a->h0;
     for (int l = 0; l < L; l++) {
-        resblock_forward(net, &lay->down[l], &a->down[l], h, B, a->hs[l], a->ws[l]);
+        resblock_forward(net, a, &lay->down[l], &a->down[l], h, B, a->hs[l], a->ws[l]);
         h = a->down[l].out;
         if (cfg->attn[l]) {
             attention_block_forward(net, &lay->down_attn[l], &a->down_attn[l], h, B, a->hs[l], a->ws[l]);
@@ -323,16 +387,16 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
         }
     }
     const int hm = a->hs[L - 1], wm = a->ws[L - 1];
-    resblock_forward(net, &lay->mid1, &a->mid1, h, B, hm, wm);
+    resblock_forward(net, a, &lay->mid1, &a->mid1, h, B, hm, wm);
     attention_block_forward(net, &lay->mid_attn, &a->mid_attn, a->mid1.out, B, hm, wm);
-    resblock_forward(net, &lay->mid2, &a->mid2, a->mid_attn.out, B, hm, wm);
+    resblock_forward(net, a, &lay->mid2, &a->mid2, a->mid_attn.out, B, hm, wm);
     a->mid_out = a->mid2.out;
     h = a->mid_out;
     int cur = lay->mid2.cout;
     for (int l = L - 1; l >= 0; l--) {
         const int N = a->hs[l] * a->ws[l];
         e->ops->concat_channels_forward(e, a->cat[l], h, a->level_out_down[l], B, cur, lay->ch[l], N);
-        resblock_forward(net, &lay->up[l], &a->up[l], a->cat[l], B, a->hs[l], a->ws[l]);
+        resblock_forward(net, a, &lay->up[l], &a->up[l], a->cat[l], B, a->hs[l], a->ws[l]);
         h = a->up[l].out;
         if (cfg->attn[l]) {
             attention_block_forward(net, &lay->up_attn[l], &a->up_attn[l], h, B, a->hs[l], a->ws[l]);
@@ -341,9 +405,14 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
         a->level_out_up[l] = (float *)h;
         cur = lay->ch[l];
         if (l > 0) {
-            e->ops->upsample2x_forward(e, a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
-            e->ops->conv2d_forward(e, a->upconv[l], a->upsampled[l], P + lay->upsample[l].w, P + lay->upsample[l].b,
-                           conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1));
+            const ConvShape us = conv_shape(B, cur, a->hs[l - 1], a->ws[l - 1], cur, 3, 1);
+            const float *uw = P + lay->upsample[l].w, *ub = P + lay->upsample[l].b;
+            if (a->fused) { /* upsampled[l] is only the composition's scratch */
+                e->ops->upsample2x_conv2d_forward(e, a->upconv[l], h, uw, ub, us, a->upsampled[l]);
+            } else {
+                e->ops->upsample2x_forward(e, a->upsampled[l], h, B, cur, a->hs[l], a->ws[l]);
+                e->ops->conv2d_forward(e, a->upconv[l], a->upsampled[l], uw, ub, us);
+            }
             h = a->upconv[l];
         }
     }
@@ -351,6 +420,18 @@ void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
                       net->H * net->W, cfg->groups, 1);
     e->ops->conv2d_forward(e, eps, a->on, P + lay->conv_out.w, P + lay->conv_out.b,
                    conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1));
+}
+
+void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
+                  int B, float *eps) {
+    forward_on(net, net->acts, x, t, y, cond, B, eps);
+    net->acts->saved = 1;
+}
+
+void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
+                        int B, float *eps) {
+    forward_on(net, net->acts->infer, x, t, y, cond, B, eps);
+    net->acts->saved = 0;
 }
 
 const float *unet_mid(const UNet *net, int *Cmid, int *h, int *w) {
@@ -441,6 +522,7 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
     const float *P = net->params;
     const int B = a->B, L = cfg->num_levels, C = cfg->base_channels, E = lay->E;
     float *gA = a->g[0], *gB = a->g[1];
+    D2C_CHECK(a->saved); /* backward follows unet_forward, not unet_forward_infer */
 
     engine_zero_floats(e, a->dsemb, (size_t)B * E);
     for (int l = 0; l < L; l++) engine_zero_floats(e, a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);

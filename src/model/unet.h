@@ -111,7 +111,16 @@ void unet_destroy(UNet *net);
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,
                   const float *cond, int B, float *eps);
 
-/* Backward of the last forward. Accumulates d loss / d params into net->grads, and, where
+/* The eps of unet_forward up to float rounding, without keeping what backward needs: the
+ * block-internal tensors share a few buffers, which keeps the memory a sampling step
+ * writes in cache and the rest of the arena untouched, and each nearest upsampling runs
+ * fused with the conv after it (upsample2x_conv2d_forward: on the CPU 4/9 of that conv's
+ * multiply-adds; every other op is the same op on the same inputs). For sampling and
+ * scoring; unet_backward and unet_mid's data need a unet_forward. */
+void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y,
+                        const float *cond, int B, float *eps);
+
+/* Backward of the last forward (which must be unet_forward). Accumulates d loss / d params into net->grads, and, where
  * not NULL: dx (B, Cin, H, W) += d loss / d x, dcond (B, E) += d loss / d cond (or, with
  * class labels, the class_embed rows' gradient goes to grads as usual).
  * dmid, when not NULL, is an extra gradient (B, Cmid, h, w) arriving at the middle-block

@@ -160,6 +160,11 @@ static void cpu_row_mean_backward(Engine *e, float *dx, const float *dy, size_t 
     flat_row_mean_backward(dx, dy, rows, N);
 }
 
+static void cpu_upsample_conv_forward(Engine *e, float *y, const float *x, const float *w, const float *bias,
+                                      ConvShape s, float *scratch) {
+    upsample2x_conv2d_forward(y, x, w, bias, s, WS(e)); /* never builds the upsampled tensor */
+}
+
 static const EngineOps CPU_OPS = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
@@ -214,6 +219,7 @@ static const EngineOps CPU_OPS = {
     .channel_fill = cpu_channel_fill,
     .row_mean = cpu_row_mean,
     .row_mean_backward = cpu_row_mean_backward,
+    .upsample2x_conv2d_forward = cpu_upsample_conv_forward,
 };
 
 int engine_cpu_create(Engine **out) {

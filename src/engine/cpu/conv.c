@@ -1,5 +1,6 @@
 /* 2-D convolution as PyTorch's nn.Conv2d (k in {1, 3}, stride in {1, 2}, zero padding
- * k/2), by im2col and single-threaded sgemm calls spread over OpenMP threads.
+ * k/2), by im2col and single-threaded sgemm calls spread over OpenMP threads; the GEMMs
+ * are cut into the blocks of engine/cpu/gemm.h (OpenBLAS's small-matrix kernels).
  *
  * Shapes: x (B, Cin, H, W), y (B, Cout, Ho, Wo), No = Ho*Wo, w (Cout, K), K = Cin*k*k.
  * The batch is cut into chunks of consecutive images, enough per chunk that the GEMM
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "engine/cpu/gemm.h"
 #include "engine/cpu/vecmath.h"
 
 #define CONV_MIN_COLS 196
@@ -253,17 +255,30 @@ static void arrange_kernel(float *dst, const float *w, ConvShape s, int transpos
 }
 
 /* out (Co, N) = beta * out + sum over ky of kernel block ky (Co, Ci*3) @ xk shifted by ky
- * image rows; xk from kx_columns of Ci channels. */
-static void row_shift_gemms(float *out, float beta, const float *kernel, const float *xk, int Co,
-                            int Ci, int H, int W) {
-    int N = H * W, ld = N + 2 * W;
-    for (int ky = 0; ky < 3; ky++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, N, Ci * 3, 1.0f,
-                    kernel + (size_t)ky * Co * Ci * 3, Ci * 3, xk + (size_t)ky * W, ld,
-                    ky == 0 ? beta : 1.0f, out, N);
+ * image rows (+ bias[co] if bias is not NULL); xk from kx_columns of Ci channels. In the
+ * blocks of gemm.h, all GEMMs of a column block and its bias one after the other while
+ * its part of out is in cache. */
+static void row_shift_gemms(float *out, float beta, const float *kernel, const float *xk,
+                            const float *bias, int Co, int Ci, int H, int W) {
+    int N = H * W, ld = N + 2 * W, K = Ci * 3;
+    GemmBlocks g = gemm_blocks(Co, N, K);
+    for (int j = 0; j < N; j += g.nb) {
+        int nb = D2C_MIN(g.nb, N - j);
+        for (int ky = 0; ky < 3; ky++)
+            for (int k = 0; k < K; k += g.kb)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, nb, D2C_MIN(g.kb, K - k),
+                            1.0f, kernel + (size_t)ky * Co * K + k, K,
+                            xk + (size_t)ky * W + (size_t)k * ld + j, ld,
+                            ky == 0 && k == 0 ? beta : 1.0f, out + j, N);
+        if (bias) gemm_row_bias(out, N, Co, j, j + nb, bias);
+    }
 }
 
 /* ---------------------------------------------------------------- forward */
+
+/* Whether im2col or col2im_add will read planes (each thread zeroes its planes on every
+ * call): not for the row shifts, nor for 1x1 stride-1 convs (x is its own plane). */
+static int uses_planes(ConvShape s, ConvPlan p) { return !p.row_shifts && !(s.k == 1 && s.stride == 1); }
 
 /* Per-thread scratch, slices of the Workspace. */
 typedef struct {
@@ -291,18 +306,19 @@ static void forward_chunk(float *y, const float *x, const float *kernel, const f
     size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
     int b0 = chunk_start(c, s.B, p.chunks), n = chunk_start(c + 1, s.B, p.chunks) - b0;
     int ld = n * p.No;
-    float *out = n == 1 ? y + b0 * y_image : t.out; /* one image writes y directly */
+    /* one image writes y directly, adding the bias block by block */
+    float *out = n == 1 ? y + b0 * y_image : t.out;
+    const float *gemm_bias = n == 1 ? bias : NULL;
     if (p.row_shifts) {
         kx_columns(t.col, x + b0 * x_image, s.Cin, s.H, s.W);
-        row_shift_gemms(out, 0.0f, kernel, t.col, s.Cout, s.Cin, s.H, s.W);
+        row_shift_gemms(out, 0.0f, kernel, t.col, gemm_bias, s.Cout, s.Cin, s.H, s.W);
     } else { /* out (Cout, n*No) = w (Cout, K) @ x_cols (K, n*No) */
         const float *x_cols = image_columns(t.col, t.planes, x + b0 * x_image, n, x_image, s.Cin,
                                             s.H, s.W, s.k, s.stride);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Cout, ld, p.K, 1.0f, kernel, p.K,
-                    x_cols, ld, 0.0f, out, ld);
+        gemm_nn(s.Cout, ld, p.K, 1.0f, kernel, p.K, x_cols, ld, 0.0f, out, ld, gemm_bias);
     }
-    if (n == 1 && !bias) return;
-    for (int j = 0; j < n; j++) /* to y's layout, adding the bias (in place when n == 1) */
+    if (n == 1) return;
+    for (int j = 0; j < n; j++) /* to y's layout, adding the bias */
         for (int co = 0; co < s.Cout; co++) {
             const float *src = out + (size_t)co * ld + (size_t)j * p.No;
             float *dst = y + (b0 + j) * y_image + (size_t)co * p.No;
@@ -318,7 +334,7 @@ void conv2d_forward(float *y, const float *x, const float *w, const float *bias,
     size_t kernel_floats = p.row_shifts ? round16((size_t)s.Cout * p.K) : 0;
     size_t col_floats = round16((size_t)p.K * cols_max);
     size_t out_floats = p.max_images > 1 ? round16((size_t)s.Cout * cols_max) : 0;
-    size_t plane_floats = planes_floats(s.Cin, s.H, s.W, s.k, s.stride);
+    size_t plane_floats = uses_planes(s, p) ? planes_floats(s.Cin, s.H, s.W, s.k, s.stride) : 0;
     size_t per_thread = col_floats + out_floats + plane_floats;
     float *kernel = workspace_ensure(ws, kernel_floats + per_thread * omp_get_max_threads());
     float *scratch = kernel + kernel_floats;
@@ -377,14 +393,14 @@ static void backward_chunk(float *dx, float *dwt, float dw_beta, float *dbias_ac
     if (!dx) return;
     if (p.row_shifts) {
         kx_columns(t.col, dyc, s.Cout, s.H, s.W);
-        row_shift_gemms(dx + b0 * x_image, 1.0f, wt, t.col, s.Cin, s.Cout, s.H, s.W);
+        row_shift_gemms(dx + b0 * x_image, 1.0f, wt, t.col, NULL, s.Cin, s.Cout, s.H, s.W);
     } else if (s.stride == 1) {
         const float *dy_cols = s.k == 1 ? dyc
                                         : image_columns(t.col, t.planes, dy + b0 * y_image, n,
                                                         y_image, s.Cout, s.H, s.W, s.k, 1);
         float *out = n == 1 ? dx + b0 * x_image : t.out;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Cin, ld, s.Cout * kk, 1.0f, wt,
-                    s.Cout * kk, dy_cols, ld, n == 1 ? 1.0f : 0.0f, out, ld);
+        gemm_nn(s.Cin, ld, s.Cout * kk, 1.0f, wt, s.Cout * kk, dy_cols, ld, n == 1 ? 1.0f : 0.0f,
+                out, ld, NULL);
         if (n > 1)
             for (int j = 0; j < n; j++)
                 for (int ci = 0; ci < s.Cin; ci++) {
@@ -393,8 +409,7 @@ static void backward_chunk(float *dx, float *dwt, float dw_beta, float *dbias_ac
                     for (int i = 0; i < p.No; i++) dst[i] += src[i];
                 }
     } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.K, ld, s.Cout, 1.0f, w, p.K, dyc,
-                    ld, 0.0f, t.col, ld);
+        gemm_tn(p.K, ld, s.Cout, 1.0f, w, p.K, dyc, ld, 0.0f, t.col, ld);
         for (int j = 0; j < n; j++)
             col2im_add(dx + (b0 + j) * x_image, t.col + (size_t)j * p.No, ld, s.Cin, s.H, s.W, s.k,
                        s.stride, t.planes);
@@ -416,7 +431,7 @@ void conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const 
     size_t col_floats = round16((size_t)D2C_MAX(p.K, s.Cout * kk) * cols_max);
     size_t dy_floats = p.max_images > 1 ? round16((size_t)s.Cout * cols_max) : 0;
     size_t out_floats = p.max_images > 1 ? round16((size_t)s.Cin * cols_max) : 0;
-    size_t plane_floats = planes_floats(D2C_MAX(s.Cin, s.Cout), s.H, s.W, s.k, s.stride);
+    size_t plane_floats = uses_planes(s, p) ? planes_floats(D2C_MAX(s.Cin, s.Cout), s.H, s.W, s.k, s.stride) : 0;
     size_t per_thread = col_floats + dy_floats + out_floats + plane_floats;
     float *partials = workspace_ensure(
         ws, partial_floats * slots + wt_floats + per_thread * omp_get_max_threads());

@@ -41,6 +41,12 @@ void conv2d_forward(float *y, const float *x, const float *w, const float *bias,
 void conv2d_backward(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                      const float *w, ConvShape s, Workspace *ws);
 
+/* ---- y = conv2d(upsample2x(x)) for a 3x3 stride-1 conv of shape s on the upsampled grid:
+ * x (B, Cin, H/2, W/2) with s.H, s.W even, y (B, Cout, H, W); equal to upsample2x_forward
+ * then conv2d_forward up to float rounding, with 4/9 of the multiply-adds (upconv.c). */
+void upsample2x_conv2d_forward(float *y, const float *x, const float *w, const float *bias,
+                               ConvShape s, Workspace *ws);
+
 /* ---- Linear: y (B, out) = x (B, in) @ w^T (w is (out, in)) + bias (out) or NULL. */
 void linear_forward(float *y, const float *x, const float *w, const float *bias, int B, int in,
                     int out);

@@ -1,7 +1,9 @@
 /* Engine-internal inline maths: an exp that the compiler can vectorise (glibc's expf
  * is a call per value and dominated the cost of SiLU, GroupNorm+SiLU and softmax), and
  * float sums accumulated in double with fixed lanes, so they vectorise and give the
- * same bits whatever the thread count. Not part of the engine's public API. */
+ * same bits whatever the thread count. The CPU engine is compiled with
+ * -ffp-contract=fast (CMakeLists.txt), so a * b + c is one FMA where the CPU has one.
+ * Not part of the engine's public API. */
 #ifndef D2C_ENGINE_VECMATH_H
 #define D2C_ENGINE_VECMATH_H
 
@@ -37,43 +39,49 @@ static inline float fast_expf(float x_in) {
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 
-/* sum x[i] in double, eight independent partial sums added in a fixed order. */
+/* Float sums in double: VEC_LANES independent partial sums (lane l takes x[i] with
+ * i % VEC_LANES == l, the tail included), then added pairwise in a fixed tree. Enough
+ * lanes that the additions are not one dependency chain (32 doubles: four 512-bit
+ * accumulators); the order depends only on n, so the bits do not depend on threads. */
+#define VEC_LANES 32
+
+static inline double lanes_total(double *lane) {
+    for (int w = VEC_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+    return lane[0];
+}
+
+/* sum x[i] */
 static inline double sum_f64(const float *x, size_t n) {
-    double lane[8] = {0};
+    double lane[VEC_LANES] = {0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) lane[l] += (double)x[i + l];
-    double s = 0;
-    for (; i < n; i++) s += (double)x[i];
-    for (int l = 0; l < 8; l++) s += lane[l];
-    return s;
+    for (; i + VEC_LANES <= n; i += VEC_LANES)
+        for (int l = 0; l < VEC_LANES; l++) lane[l] += (double)x[i + l];
+    for (int l = 0; i + l < n; l++) lane[l] += (double)x[i + l];
+    return lanes_total(lane);
 }
 
-/* sum x[i] y[i] in double, same lanes. */
+/* sum x[i] y[i] */
 static inline double dot_f64(const float *x, const float *y, size_t n) {
-    double lane[8] = {0};
+    double lane[VEC_LANES] = {0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) lane[l] += (double)x[i + l] * (double)y[i + l];
-    double s = 0;
-    for (; i < n; i++) s += (double)x[i] * (double)y[i];
-    for (int l = 0; l < 8; l++) s += lane[l];
-    return s;
+    for (; i + VEC_LANES <= n; i += VEC_LANES)
+        for (int l = 0; l < VEC_LANES; l++) lane[l] += (double)x[i + l] * (double)y[i + l];
+    for (int l = 0; i + l < n; l++) lane[l] += (double)x[i + l] * (double)y[i + l];
+    return lanes_total(lane);
 }
 
-/* sum (x[i] - c)^2 in double, same lanes. */
+/* sum (x[i] - c)^2 */
 static inline double sum_sq_dev_f64(const float *x, double c, size_t n) {
-    double lane[8] = {0};
+    double lane[VEC_LANES] = {0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) {
+    for (; i + VEC_LANES <= n; i += VEC_LANES)
+        for (int l = 0; l < VEC_LANES; l++) {
             double d = (double)x[i + l] - c;
             lane[l] += d * d;
         }
-    double s = 0;
-    for (; i < n; i++) s += ((double)x[i] - c) * ((double)x[i] - c);
-    for (int l = 0; l < 8; l++) s += lane[l];
-    return s;
+    for (int l = 0; i + l < n; l++) lane[l] += ((double)x[i + l] - c) * ((double)x[i + l] - c);
+    return lanes_total(lane);
 }
 
 #endif
