@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for each
 # pool named on the command line as METHOD:RATIO:SEED (made there with `d2c condense` on
-# the training split; a few seconds each for the selections), and the full data, trains a
+# the training split; a few seconds each for the selections; METHOD `default` is what
+# `d2c condense` makes with no --method), and the full data, trains a
 # model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
 # checkpoint at each length: the same as an uninterrupted run), draws SAMPLES DDIM-50
 # samples at each length and scores them with `d2c eval` against the test split. JOBS runs
@@ -13,8 +14,11 @@
 #
 # Environment: STEPS ("8000 16000"), BATCH (128), SAMPLES (10000), JOBS (4), FULL (1: also
 # the full training set), DEVICE (cuda; cpu for a local smoke run), POOLS_BUDGET (seconds,
-# 560: runs still going then are stopped, and what finished is reported); D2C_CUDA_* reach
-# every d2c run (docs/CUDA.md).
+# 560: runs still going then are stopped, and what finished is reported), MPS (1: run the
+# JOBS concurrent runs through NVIDIA's Multi-Process Service, a user-space daemon started
+# in /tmp and stopped at the end, so that their kernels share the card's SMs instead of
+# taking turns; a 20-step probe must pass first, else the runs go without it); D2C_CUDA_*
+# reach every d2c run (docs/CUDA.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { echo "usage: bench/gpu_pools.sh METHOD:RATIO:SEED ..." >&2; exit 2; }
@@ -73,13 +77,31 @@ print(json.dumps({"pool": sys.argv[2], "source": sys.argv[3], "steps": int(sys.a
 export -f one
 export d2c device steps batch nsamples work out
 
+if [ "${MPS:-0}" = 1 ] && [ "$device" = cuda ]; then
+  if command -v nvidia-cuda-mps-control >/dev/null; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/d2c-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/d2c-mps/log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT
+    if timeout 60 "$d2c" train --device cuda --data fashion-mnist --steps 20 --batch 16 --quiet \
+      --out /tmp/d2c-mps/probe.safetensors >/tmp/d2c-mps/probe.log 2>&1; then
+      say "MPS on"
+    else
+      say "MPS probe failed ($(tail -1 /tmp/d2c-mps/probe.log)): the runs go without it"
+      echo quit | nvidia-cuda-mps-control; trap - EXIT; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    fi
+  else
+    say "no nvidia-cuda-mps-control: the runs go without MPS"
+  fi
+fi
+
 list=$work/list.txt
 : >"$list"
 for spec in "$@"; do
   IFS=: read -r method ratio seed <<<"$spec"
   name=${method}_r${ratio}_s${seed}
+  margs=(--method "$method"); [ "$method" = default ] && margs=()
   say "condense $name"
-  "$d2c" condense --data fashion-mnist --method "$method" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
+  "$d2c" condense --data fashion-mnist "${margs[@]}" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
     --quiet --out "$work/$name.pool.safetensors" || { say "condense $spec failed"; exit 1; }
   echo "$name $work/$name.pool.safetensors" >>"$list"
 done
