@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for each
-# pool named on the command line as METHOD:RATIO:SEED (made there with `d2c condense` on
+# pool named on the command line as METHOD:RATIO:SEED[:STEPS] (made there with `d2c condense` on
 # the training split; a few seconds each for the selections; METHOD `default` is what
 # `d2c condense` makes with no --method), and the full data, trains a
 # model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
-# checkpoint at each length: the same as an uninterrupted run), draws SAMPLES DDIM-50
+# checkpoint at each length: the same as an uninterrupted run; a spec's STEPS, lengths
+# joined by '/', overrides $STEPS for that pool), draws SAMPLES DDIM-50
 # samples at each length and scores them with `d2c eval` against the test split. JOBS runs
 # share the card at a time. One JSON line per (pool, length) goes to $OUT/pools.jsonl, with
 # the pool, the steps, the wall times and the metrics (every evaluator, consensus, CAS).
@@ -50,8 +51,8 @@ mkdir -p "$work"
 
 # one NAME SRC: trains on SRC to every length of $steps, sampling and scoring at each
 one() {
-  local name=$1 src=$2 model=$work/$1.safetensors s resume="" ts tt te
-  for s in $steps; do
+  local name=$1 src=$2 lengths=${3//\// } model=$work/$1.safetensors s resume="" ts tt te
+  for s in $lengths; do
     ts=$(date +%s%N)
     "$d2c" train --device "$device" --data "$src" --steps "$s" --batch "$batch" --ckpt-every 2000 --quiet $resume \
       --out "$model" >"$work/$name.train.log" 2>&1 || { echo "$name: train to $s failed: $(tail -1 "$work/$name.train.log")"; return 1; }
@@ -97,17 +98,17 @@ fi
 list=$work/list.txt
 : >"$list"
 for spec in "$@"; do
-  IFS=: read -r method ratio seed <<<"$spec"
+  IFS=: read -r method ratio seed lengths <<<"$spec"
   name=${method}_r${ratio}_s${seed}
   margs=(--method "$method"); [ "$method" = default ] && margs=()
   say "condense $name"
   "$d2c" condense --data fashion-mnist "${margs[@]}" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
     --quiet --out "$work/$name.pool.safetensors" || { say "condense $spec failed"; exit 1; }
-  echo "$name $work/$name.pool.safetensors" >>"$list"
+  echo "$name $work/$name.pool.safetensors ${lengths:-${steps// //}}" >>"$list"
 done
-[ "${FULL:-1}" = 1 ] && echo "full fashion-mnist" >>"$list"
+[ "${FULL:-1}" = 1 ] && echo "full fashion-mnist ${steps// //}" >>"$list"
 say "$(wc -l <"$list") runs, $jobs at a time, lengths: $steps, batch $batch, $nsamples samples, device $device"
-timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1"' <"$list"
+timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"' <"$list"
 say "done (xargs status $?)"
 python3 - "$out/pools.jsonl" <<'EOF'
 import json, sys
