@@ -6,24 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "condense/features.h"
 #include "core/rng.h"
 #include "core/util.h"
 #include "diffusion/ddpm.h"
 #include "model/adam.h"
 
-/* Every class must hold at least ipc images (checked before anything is allocated). */
-static int check_counts(const Dataset *d, const ClassIndex *ci, int ipc) {
-    for (int k = 0; k < ci->num_classes; k++) {
-        int n = class_index_count(ci, k);
-        if (n < ipc)
-            return d2c_error(D2C_ERR_INPUT, "class %d of %s has %d images, fewer than the %d per class asked for", k,
-                             d->source, n, ipc);
-    }
-    return D2C_OK;
-}
-
 int select_random(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
-    D2C_TRY(check_counts(d, ci, ipc));
+    D2C_TRY(features_check_counts(d, ci, ipc));
     for (int k = 0; k < ci->num_classes; k++) {
         int n = class_index_count(ci, k);
         int *perm = xcalloc((size_t)n, sizeof(int));
@@ -53,7 +43,7 @@ static void class_mean(const Dataset *d, const int *members, int n, size_t D, do
 }
 
 int select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t seed, int *idx) {
-    D2C_TRY(check_counts(d, ci, ipc));
+    D2C_TRY(features_check_counts(d, ci, ipc));
     (void)seed;
     const size_t D = (size_t)d->c * d->h * d->w;
     double *mean = xcalloc(D, sizeof(double));
@@ -92,7 +82,7 @@ int select_kcenter(const Dataset *d, const ClassIndex *ci, int ipc, uint64_t see
 }
 
 int select_herding(const Dataset *d, const ClassIndex *ci, int ipc, int *idx) {
-    D2C_TRY(check_counts(d, ci, ipc));
+    D2C_TRY(features_check_counts(d, ci, ipc));
     const size_t D = (size_t)d->c * d->h * d->w;
     double *mean = xcalloc(D, sizeof(double)), *sum = xcalloc(D, sizeof(double));
     for (int k = 0; k < ci->num_classes; k++) {
@@ -147,7 +137,7 @@ static int by_loss(const void *a, const void *b) {
 
 int select_difficulty(Engine *eng, const Dataset *d, const ClassIndex *ci, int ipc, const UNetConfig *cfg, int proxy_steps,
                        int hard, uint64_t seed, int *idx) {
-    D2C_TRY(check_counts(d, ci, ipc));
+    D2C_TRY(features_check_counts(d, ci, ipc));
     const int B = 64;
     const size_t D = (size_t)d->c * d->h * d->w;
     UNetConfig c = *cfg;

@@ -150,3 +150,36 @@ void features_random_positions(const ClassIndex *ci, int k, int m, uint64_t seed
     memcpy(pos, perm, (size_t)m * sizeof(int));
     free(perm);
 }
+
+int selection_space_open(SelectionSpace *s, const Dataset *data, const ClassIndex *ci, int ipc, int pca_dim,
+                         uint64_t seed) {
+    memset(s, 0, sizeof *s);
+    D2C_TRY(features_check_counts(data, ci, ipc));
+    D2C_TRY(features_pca(data, pca_dim, &s->pca, &s->feat));
+    s->ci = ci, s->ipc = ipc, s->seed = seed, s->d = s->pca.d;
+    s->nmax = 1;
+    for (int k = 0; k < ci->num_classes; k++) s->nmax = D2C_MAX(s->nmax, class_index_count(ci, k));
+    s->fc = xmalloc_floats((size_t)s->nmax * s->d);
+    s->pick = xcalloc((size_t)ipc, sizeof(int));
+    s->rnd = xcalloc((size_t)ipc, sizeof(int));
+    for (int j = 0; j < s->d; j++) s->explained += s->pca.eigenvalues[j];
+    s->explained = s->pca.total_variance > 0 ? s->explained / s->pca.total_variance : 1;
+    return D2C_OK;
+}
+
+int selection_space_class(SelectionSpace *s, int k) {
+    features_gather_class(s->feat, s->d, s->ci, k, s->fc);
+    return class_index_count(s->ci, k);
+}
+
+void selection_space_keep(SelectionSpace *s, int k, int *idx) {
+    const ClassIndex *ci = s->ci;
+    for (int p = 0; p < s->ipc; p++) idx[(size_t)k * s->ipc + p] = ci->index[ci->start[k] + s->pick[p]];
+    features_random_positions(ci, k, s->ipc, s->seed, s->rnd);
+}
+
+void selection_space_close(SelectionSpace *s) {
+    free(s->fc), free(s->pick), free(s->rnd), free(s->feat);
+    pca_free(&s->pca);
+    memset(s, 0, sizeof *s);
+}

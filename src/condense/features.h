@@ -42,4 +42,34 @@ void features_gather_class(const float *feat, int d, const ClassIndex *ci, int k
  * seed, in its order: the random subset the selections report their objective against. */
 void features_random_positions(const ClassIndex *ci, int k, int m, uint64_t seed, int *pos);
 
+/* What a class-by-class selection of ipc images per class works in: the PCA features of
+ * every image, one class's rows at a time, and the positions picked in it beside the random
+ * subset's. Both kherding and gadc run
+ *   selection_space_open; for each class k: n = selection_space_class(k), fill pick,
+ *   selection_space_keep(k, idx); selection_space_close. */
+typedef struct {
+    const ClassIndex *ci;
+    int ipc;
+    uint64_t seed;
+    Pca pca;
+    float *feat;      /* (N, d) every image's features */
+    int d;            /* PCA components */
+    int nmax;         /* the largest class's image count */
+    float *fc;        /* (n_max, d) the current class's rows, filled by selection_space_class */
+    int *pick;        /* (ipc) positions in the class picked by the method */
+    int *rnd;         /* (ipc) the random subset's positions, set by selection_space_keep */
+    double explained; /* fraction of the pixel variance the components hold */
+} SelectionSpace;
+
+/* Checks the class counts, fits the PCA (pca_dim components) and allocates the buffers.
+ * Errors as features_check_counts and features_pca; nothing to close on error. */
+int selection_space_open(SelectionSpace *s, const Dataset *data, const ClassIndex *ci, int ipc, int pca_dim,
+                         uint64_t seed);
+/* Gathers class k's feature rows into s->fc; returns its image count. */
+int selection_space_class(SelectionSpace *s, int k);
+/* Writes class k's picks into idx (class-major, data-set indices) and draws the random
+ * subset's positions into s->rnd for the report. */
+void selection_space_keep(SelectionSpace *s, int k, int *idx);
+void selection_space_close(SelectionSpace *s);
+
 #endif

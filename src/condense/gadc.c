@@ -308,35 +308,21 @@ double gadc_objective(const float *f, int n, int d, const int *pick, int m, doub
 
 int select_gadc(const Dataset *data, const ClassIndex *ci, int ipc, const DistMatchOptions *o, int *idx,
                 DistMatchReport *rep) {
-    D2C_TRY(features_check_counts(data, ci, ipc));
     if (!(o->lambda >= 0) || !isfinite(o->lambda))
         return d2c_error(D2C_ERR_INPUT, "--gadc-lambda must be >= 0, got %g", o->lambda);
     if (o->passes < 0) return d2c_error(D2C_ERR_INPUT, "--gadc-passes must be >= 0, got %d", o->passes);
-    Pca pca;
-    float *feat;
-    D2C_TRY(features_pca(data, o->pca_dim, &pca, &feat));
-    const int d = pca.d, K = ci->num_classes;
-    int nmax = 1;
-    for (int k = 0; k < K; k++) nmax = D2C_MAX(nmax, class_index_count(ci, k));
-    float *fc = xmalloc_floats((size_t)nmax * d);
-    int *pick = xcalloc((size_t)ipc, sizeof(int)), *rnd = xcalloc((size_t)ipc, sizeof(int));
-    DistMatchReport r = {0};
-    for (int j = 0; j < d; j++) r.explained += pca.eigenvalues[j];
-    r.explained = pca.total_variance > 0 ? r.explained / pca.total_variance : 1;
+    SelectionSpace s;
+    D2C_TRY(selection_space_open(&s, data, ci, ipc, o->pca_dim, o->seed));
+    const int d = s.d, K = ci->num_classes;
+    DistMatchReport r = {.explained = s.explained};
     for (int k = 0; k < K; k++) {
-        const int n = class_index_count(ci, k);
-        features_gather_class(feat, d, ci, k, fc);
-        gadc_select(fc, n, d, ipc, o->lambda, o->passes, pick, &r.swaps, &r.passes);
-        for (int p = 0; p < ipc; p++) idx[(size_t)k * ipc + p] = ci->index[ci->start[k] + pick[p]];
-        features_random_positions(ci, k, ipc, o->seed, rnd);
-        r.objective += gadc_objective(fc, n, d, pick, ipc, o->lambda) / K;
-        r.objective_random += gadc_objective(fc, n, d, rnd, ipc, o->lambda) / K;
+        const int n = selection_space_class(&s, k);
+        gadc_select(s.fc, n, d, ipc, o->lambda, o->passes, s.pick, &r.swaps, &r.passes);
+        selection_space_keep(&s, k, idx);
+        r.objective += gadc_objective(s.fc, n, d, s.pick, ipc, o->lambda) / K;
+        r.objective_random += gadc_objective(s.fc, n, d, s.rnd, ipc, o->lambda) / K;
     }
-    free(fc);
-    free(pick);
-    free(rnd);
-    free(feat);
-    pca_free(&pca);
+    selection_space_close(&s);
     if (rep) *rep = r;
     return D2C_OK;
 }

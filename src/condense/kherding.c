@@ -143,41 +143,27 @@ double kherding_mmd2(const float *f, int n, int d, double gamma, const double *m
 
 int select_kherding(const Dataset *data, const ClassIndex *ci, int ipc, const DistMatchOptions *o, int *idx,
                     DistMatchReport *rep) {
-    D2C_TRY(features_check_counts(data, ci, ipc));
     if (!(o->bandwidth > 0) || !isfinite(o->bandwidth))
         return d2c_error(D2C_ERR_INPUT, "--bandwidth must be positive, got %g", o->bandwidth);
-    Pca pca;
-    float *feat;
-    D2C_TRY(features_pca(data, o->pca_dim, &pca, &feat));
-    const int d = pca.d, K = ci->num_classes;
-    int nmax = 1;
-    for (int k = 0; k < K; k++) nmax = D2C_MAX(nmax, class_index_count(ci, k));
-    float *fc = xmalloc_floats((size_t)nmax * d);
-    double *mk = xcalloc((size_t)nmax, sizeof(double));
-    int *pick = xcalloc((size_t)ipc, sizeof(int)), *rnd = xcalloc((size_t)ipc, sizeof(int));
-    DistMatchReport r = {0};
-    for (int j = 0; j < d; j++) r.explained += pca.eigenvalues[j];
-    r.explained = pca.total_variance > 0 ? r.explained / pca.total_variance : 1;
+    SelectionSpace s;
+    D2C_TRY(selection_space_open(&s, data, ci, ipc, o->pca_dim, o->seed));
+    const int d = s.d, K = ci->num_classes;
+    double *mk = xcalloc((size_t)s.nmax, sizeof(double));
+    DistMatchReport r = {.explained = s.explained};
     for (int k = 0; k < K; k++) {
-        const int n = class_index_count(ci, k);
-        features_gather_class(feat, d, ci, k, fc);
-        const double med2 = kherding_median_sq_distance(fc, n, d);
+        const int n = selection_space_class(&s, k);
+        const double med2 = kherding_median_sq_distance(s.fc, n, d);
         const double sigma2 = o->bandwidth * o->bandwidth * (med2 > 0 ? med2 : 1);
         const double gamma = 1.0 / (2.0 * sigma2);
-        kherding_mean_kernel(fc, n, d, gamma, mk);
-        kherding_select(fc, n, d, gamma, mk, ipc, pick);
-        for (int p = 0; p < ipc; p++) idx[(size_t)k * ipc + p] = ci->index[ci->start[k] + pick[p]];
-        features_random_positions(ci, k, ipc, o->seed, rnd);
-        r.objective += kherding_mmd2(fc, n, d, gamma, mk, pick, ipc) / K;
-        r.objective_random += kherding_mmd2(fc, n, d, gamma, mk, rnd, ipc) / K;
+        kherding_mean_kernel(s.fc, n, d, gamma, mk);
+        kherding_select(s.fc, n, d, gamma, mk, ipc, s.pick);
+        selection_space_keep(&s, k, idx);
+        r.objective += kherding_mmd2(s.fc, n, d, gamma, mk, s.pick, ipc) / K;
+        r.objective_random += kherding_mmd2(s.fc, n, d, gamma, mk, s.rnd, ipc) / K;
         r.bandwidth += sqrt(sigma2) / K;
     }
-    free(fc);
     free(mk);
-    free(pick);
-    free(rnd);
-    free(feat);
-    pca_free(&pca);
+    selection_space_close(&s);
     if (rep) *rep = r;
     return D2C_OK;
 }
