@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Condensation's model-level comparison on the GPU machine (docs/CONDENSATION.md): for each
-# pool named on the command line as METHOD:RATIO:SEED[:STEPS] (made there with `d2c condense` on
-# the training split; a few seconds each for the selections; METHOD `default` is what
-# `d2c condense` makes with no --method), and the full data, trains a
-# model with `d2c train --device cuda` to each length of STEPS (one run, resumed from its
-# checkpoint at each length: the same as an uninterrupted run; a spec's STEPS, lengths
-# joined by '/', overrides $STEPS for that pool), draws SAMPLES DDIM-50
-# samples at each length and scores them with `d2c eval` against the test split. JOBS runs
-# share the card at a time. One JSON line per (pool, length) goes to $OUT/pools.jsonl, with
-# the pool, the steps, the wall times and the metrics (every evaluator, consensus, CAS).
+# pool named on the command line as METHOD:RATIO:SEED[:STEPS] (made there with `d2c condense`
+# from $DATA, a few seconds each for the selections; METHOD `default` is what `d2c condense`
+# makes with no --method; METHOD+OPTION+VALUE... adds condense options, e.g.
+# default+--bandwidth+0.5), and the full data, trains a model with `d2c train --device cuda`
+# to each length of STEPS (one run, resumed from its checkpoint at each length: the same as
+# an uninterrupted run; a spec's STEPS, lengths joined by '/', overrides $STEPS for that
+# pool), draws SAMPLES DDIM-50 samples at each length and scores them with `d2c eval` against
+# each reference of REFS. JOBS runs share the card at a time. One JSON line per (pool,
+# length, reference) goes to $OUT/pools.jsonl, with the pool, the steps, the wall times and
+# the metrics (every evaluator, consensus, CAS).
 #
 #   run(command="bench/gpu_pools.sh random:0.01:0 random:0.01:1 kherding:0.01:0",
 #       carry=[".gpudeps"], timeout_s=600)
 #
-# Environment: STEPS ("8000 16000"), BATCH (128), SAMPLES (10000), JOBS (4), FULL (1: also
-# the full training set), DEVICE (cuda; cpu for a local smoke run), POOLS_BUDGET (seconds,
+# Environment: DATA (fashion-mnist: the source condensed and the full-data run's), REFS
+# (fashion-mnist:test; several, space-separated), STEPS ("8000 16000"), BATCH (128), SAMPLES
+# (10000), JOBS (4), FULL (1: also the full training set), DEVICE (cuda; cpu for a local smoke run), POOLS_BUDGET (seconds,
 # 560: runs still going then are stopped, and what finished is reported), MPS (1: run the
 # JOBS concurrent runs through NVIDIA's Multi-Process Service, a user-space daemon started
 # in /tmp and stopped at the end, so that their kernels share the card's SMs instead of
@@ -29,6 +31,8 @@ steps=${STEPS:-8000 16000}
 batch=${BATCH:-128}
 nsamples=${SAMPLES:-10000}
 jobs=${JOBS:-4}
+data=${DATA:-fashion-mnist}
+refs=${REFS:-fashion-mnist:test}
 device=${DEVICE:-cuda}
 budget=${POOLS_BUDGET:-560}
 t0=$(date +%s)
@@ -61,22 +65,25 @@ one() {
       --out "$work/${name}_s$s.samples.safetensors" >"$work/$name.sample.log" 2>&1 ||
       { echo "$name: sample at $s failed: $(tail -1 "$work/$name.sample.log")"; return 1; }
     te=$(date +%s%N)
-    "$d2c" eval --device "$device" --samples "$work/${name}_s$s.samples.safetensors" --ref fashion-mnist:test \
-      --threads 2 --quiet --out "$work/${name}_s$s.metrics.json" >"$work/$name.eval.log" 2>&1 ||
-      { echo "$name: eval at $s failed: $(tail -1 "$work/$name.eval.log")"; return 1; }
-    python3 -c 'import json, sys
+    for ref in $refs; do
+      local mfile=$work/${name}_s${s}_${ref//:/_}.metrics.json
+      "$d2c" eval --device "$device" --samples "$work/${name}_s$s.samples.safetensors" --ref "$ref" \
+        --threads 2 --quiet --out "$mfile" >"$work/$name.eval.log" 2>&1 ||
+        { echo "$name: eval at $s against $ref failed: $(tail -1 "$work/$name.eval.log")"; return 1; }
+      python3 -c 'import json, sys
 m = json.load(open(sys.argv[1]))
 print(json.dumps({"pool": sys.argv[2], "source": sys.argv[3], "steps": int(sys.argv[4]), "batch": int(sys.argv[5]),
                   "train_seconds_cumulative_segment": float(sys.argv[6]), "sample_seconds": float(sys.argv[7]),
-                  "metrics": m}))' "$work/${name}_s$s.metrics.json" "$name" "$src" "$s" "$batch" \
-      "$(awk -v a="$ts" -v b="$tt" 'BEGIN { print (b - a) / 1e9 }')" \
-      "$(awk -v a="$tt" -v b="$te" 'BEGIN { print (b - a) / 1e9 }')" >>"$out/pools.jsonl"
+                  "ref": sys.argv[8], "metrics": m}))' "$mfile" "$name" "$src" "$s" "$batch" \
+        "$(awk -v a="$ts" -v b="$tt" 'BEGIN { print (b - a) / 1e9 }')" \
+        "$(awk -v a="$tt" -v b="$te" 'BEGIN { print (b - a) / 1e9 }')" "$ref" >>"$out/pools.jsonl"
+    done
     echo "$name: $s steps done"
     resume=--resume
   done
 }
 export -f one
-export d2c device steps batch nsamples work out
+export d2c device steps batch nsamples work out refs
 
 if [ "${MPS:-0}" = 1 ] && [ "$device" = cuda ]; then
   if command -v nvidia-cuda-mps-control >/dev/null; then
@@ -99,22 +106,25 @@ list=$work/list.txt
 : >"$list"
 for spec in "$@"; do
   IFS=: read -r method ratio seed lengths <<<"$spec"
-  name=${method}_r${ratio}_s${seed}
-  margs=(--method "$method"); [ "$method" = default ] && margs=()
-  say "condense $name"
-  "$d2c" condense --data fashion-mnist "${margs[@]}" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
+  IFS=+ read -r -a margs <<<"$method" # METHOD[+OPTION+VALUE...]: more condense options
+  method=${margs[0]}
+  name=$(echo "${margs[*]}" | tr -s ' -' '__')_r${ratio}_s${seed}
+  margs=(--method "${margs[@]}"); [ "$method" = default ] && margs=("${margs[@]:2}")
+  say "condense $name: ${margs[*]} from $data"
+  "$d2c" condense --data "$data" "${margs[@]}" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
     --quiet --out "$work/$name.pool.safetensors" || { say "condense $spec failed"; exit 1; }
   echo "$name $work/$name.pool.safetensors ${lengths:-${steps// //}}" >>"$list"
 done
-[ "${FULL:-1}" = 1 ] && echo "full fashion-mnist ${steps// //}" >>"$list"
+[ "${FULL:-1}" = 1 ] && echo "full $data ${steps// //}" >>"$list"
 say "$(wc -l <"$list") runs, $jobs at a time, lengths: $steps, batch $batch, $nsamples samples, device $device"
 timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"' <"$list"
 say "done (xargs status $?)"
 python3 - "$out/pools.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])] if __import__("os").path.exists(sys.argv[1]) else []
-print(f"{'pool':28s} {'steps':>6s} {'FID':>8s} {'KID':>9s} {'consensus':>9s} {'CAS':>6s} {'recall':>6s}")
-for r in sorted(rows, key=lambda r: (r["steps"], r["pool"])):
+print(f"{'pool':36s} {'ref':18s} {'steps':>6s} {'FID':>8s} {'KID':>9s} {'consensus':>9s} {'CAS':>6s} {'recall':>6s}")
+for r in sorted(rows, key=lambda r: (r.get("ref", ""), r["steps"], r["pool"])):
     m = r["metrics"]
-    print(f"{r['pool']:28s} {r['steps']:6d} {m['fid']:8.4f} {m['kid']:9.5f} {m['consensus']:9.4f} {m['cas']:6.3f} {m['recall']:6.3f}")
+    print(f"{r['pool']:36s} {r.get('ref', '?'):18s} {r['steps']:6d} {m['fid']:8.4f} {m['kid']:9.5f} {m['consensus']:9.4f} "
+          f"{m['cas']:6.3f} {m['recall']:6.3f}")
 EOF

@@ -32,16 +32,18 @@ def measures(metrics):
 
 def main(paths):
     rows = [json.loads(line) for p in paths for line in open(p) if line.strip()]
-    full = {r["steps"]: r for r in rows if r["pool"] == "full"}
+    full_all = {(r.get("ref", "fashion-mnist:test"), r["steps"]): r for r in rows if r["pool"] == "full"}
     groups = {}
     for r in rows:
         m = NAME.match(r["pool"])
         if m:
-            groups.setdefault((float(m["ratio"]), r["steps"]), []).append((m["method"], int(m["seed"]), r))
-    for (ratio, steps), entries in sorted(groups.items()):
+            key = (r.get("ref", "fashion-mnist:test"), float(m["ratio"]), r["steps"])
+            groups.setdefault(key, []).append((m["method"], int(m["seed"]), r))
+    for (ref, ratio, steps), entries in sorted(groups.items()):
         randoms = [r for method, _, r in entries if method == "random"]
         others = [(method, seed, r) for method, seed, r in entries if method != "random"]
-        print(f"\n### {ratio:g} of the data, {steps} steps: {len(randoms)} random subset(s)\n")
+        print(f"\n### {ratio:g} of the data, {steps} steps, against {ref}: {len(randoms)} random subset(s)\n")
+        full = {st: r for (rf, st), r in full_all.items() if rf == ref}
         head = "| measure | random mean +- SD | best random |"
         for method, seed, _ in others:
             head += f" {method} | vs mean | beats best |"
@@ -58,13 +60,15 @@ def main(paths):
             for _, _, r in others:
                 v = measures(r["metrics"])[i][1]
                 beats = (v < best) if lower else (v > best)
-                line += f" {v:.4g} | {100 * (v - mean) / mean:+.1f}% | {'yes' if beats and vals else 'no'} |"
+                rel = f"{100 * (v - mean) / mean:+.1f}%" if vals else "-"
+                line += f" {v:.4g} | {rel} | {('yes' if beats else 'no') if vals else '-'} |"
             if steps in full:
                 line += f" {measures(full[steps]['metrics'])[i][1]:.4g} |"
             print(line)
-    if full:
+    if full_all:
         print("\nFull-data model: " + ", ".join(
-            f"{s} steps in {full[s]['train_seconds_cumulative_segment']:.0f} s (segment)" for s in sorted(full)))
+            f"{s} steps in {r['train_seconds_cumulative_segment']:.0f} s (segment)"
+            for (rf, s), r in sorted(full_all.items()) if rf == "fashion-mnist:test"))
 
 
 if __name__ == "__main__":
