@@ -125,6 +125,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])] if __import__("os").path.exist
 print(f"{'pool':36s} {'ref':18s} {'steps':>6s} {'FID':>8s} {'KID':>9s} {'consensus':>9s} {'CAS':>6s} {'recall':>6s}")
 for r in sorted(rows, key=lambda r: (r.get("ref", ""), r["steps"], r["pool"])):
     m = r["metrics"]
+    cas = f"{m['cas']:6.3f}" if m.get("cas") is not None else f"{'-':>6s}"  # no CAS against :val
     print(f"{r['pool']:36s} {r.get('ref', '?'):18s} {r['steps']:6d} {m['fid']:8.4f} {m['kid']:9.5f} {m['consensus']:9.4f} "
-          f"{m['cas']:6.3f} {m['recall']:6.3f}")
+          f"{cas} {m['recall']:6.3f}")
 EOF

@@ -26,7 +26,7 @@ def measures(metrics):
         out.append((f"FID {e['evaluator'].split(':')[0]}", e["fid"], True))
     out.append(("KID (default evaluator)", metrics["kid"], True))
     out.append(("consensus", metrics["consensus"], True))
-    out.append(("CAS", metrics["cas"], False))
+    out.append(("CAS", metrics["cas"] if metrics.get("cas") is not None else float("nan"), False))
     return out
 
 
