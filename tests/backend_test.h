@@ -49,5 +49,10 @@ extern const int N_FLAT_CASES;
 /* The whole-model checks (a train step, a DDIM run, the hypergradient): returns the number
  * of failures. cuda may be NULL. */
 int backend_model_checks(Engine *cpu, Engine *cuda);
+/* The algorithm cache checks (backend_algo.c): setup points D2C_CUDA_ALGO_CACHE at a
+ * temporary folder (before the CUDA engine is made; NULL when it cannot); the checks return
+ * the number of failures and remove the folder. cuda may be NULL. */
+const char *backend_algo_setup(void);
+int backend_algo_checks(Engine *cpu, Engine *cuda);
 
 #endif

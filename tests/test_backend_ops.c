@@ -11,7 +11,8 @@
  * build until it is listed in OPS below). The cases are in backend_cases.c and
  * backend_flat.c, the naive
  * references in backend_ref.c; the whole-model checks (a train step, a DDIM run, the
- * hypergradient) in backend_model.c.
+ * hypergradient) in backend_model.c; the algorithm cache (CPU: the file; CUDA: the cached
+ * convolution choices) in backend_algo.c.
  * Without a GPU (or in a build without CUDA) the CUDA half prints "cuda: not available"
  * and is skipped; D2C_REQUIRE_CUDA=1 turns that into a failure. The optional fused entries
  * are also checked in their composed form ("cpu~", see make_composed). */
@@ -149,6 +150,7 @@ int main(int argc, char **argv) {
         }
         backends[nb++] = &g_dropped;
     }
+    backend_algo_setup(); /* the CUDA engine's algorithm cache in a temporary folder */
     if (engine_create(&cuda, ENGINE_CUDA) == D2C_OK) {
         backends[nb++] = cuda;
     } else {
@@ -182,6 +184,7 @@ int main(int argc, char **argv) {
     /* the whole-model checks: backend_model.c */
     if (cuda_missing) printf("cuda  model checks skipped: the backend lacks %d op(s)\n", cuda_missing);
     g_failures += backend_model_checks(cpu, cuda_missing ? NULL : cuda);
+    g_failures += backend_algo_checks(cpu, cuda_missing ? NULL : cuda);
     engine_destroy(cuda);
     engine_destroy(cpu);
     free(g_composed.own_ops);

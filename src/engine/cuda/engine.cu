@@ -13,7 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "engine/cuda/cuda_private.cuh"
+
+extern "C" {
+#include "engine/algo_cache.h"
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -97,11 +103,22 @@ extern "C" int cu_create(CudaEngine **out) {
              prop.multiProcessorCount);
     e->peak_gflops = fp32_peak_gflops(e->device, prop.major, prop.minor, prop.multiProcessorCount);
     const char *algo = getenv("D2C_CUDA_CONV_ALGO");
-    if (algo && *algo && strcmp(algo, "heuristic") != 0 && strcmp(algo, "find") != 0) {
+    if (algo && *algo && strcmp(algo, "heuristic") != 0 && strcmp(algo, "find") != 0 && strcmp(algo, "cached") != 0) {
         cu_destroy(e);
-        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV_ALGO=%s: must be heuristic (the default) or find", algo);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV_ALGO=%s: must be cached (the default), heuristic or find", algo);
     }
-    e->conv_find = algo && strcmp(algo, "find") == 0;
+    e->conv_algo = !algo || !*algo || strcmp(algo, "cached") == 0 ? CU_ALGO_CACHED
+                   : strcmp(algo, "find") == 0                    ? CU_ALGO_FIND
+                                                                  : CU_ALGO_HEURISTIC;
+    /* the cached mode's file: D2C_CUDA_ALGO_CACHE (empty: none, measure every run), else the
+     * user's cache folder; an existing folder of that name is refused */
+    const char *cache = getenv("D2C_CUDA_ALGO_CACHE");
+    if (!algo_cache_path(cache, "conv_algos.txt", e->algo_path, sizeof e->algo_path)) e->algo_path[0] = 0;
+    struct stat st_path;
+    if (cache && *cache && (!e->algo_path[0] || (stat(e->algo_path, &st_path) == 0 && S_ISDIR(st_path.st_mode)))) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_ALGO_CACHE=%s: must name a file (it is a folder, or too long)", cache);
+    }
     const char *tf32 = getenv("D2C_CUDA_TF32"), *conv = getenv("D2C_CUDA_CONV");
     e->tf32 = tf32 && strcmp(tf32, "1") == 0;
     if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0 && strcmp(conv, "auto") != 0) {
@@ -136,6 +153,7 @@ extern "C" void cu_destroy(CudaEngine *e) {
     if (e->stream) cudaStreamSynchronize(e->stream);
     cu_prof_report(e);
     cu_prof_free(e);
+    cu_conv_choice_destroy(e);
     cu_cudnn_destroy(e);
     for (int k = 0; k < CU_STAGE_SLOTS; k++) {
         cudaFreeHost(e->stage[k].buf);
