@@ -138,13 +138,14 @@ static const struct {
     const char *label;
     void (*run)(Engine *e, Vec *out);
     double tol_cuda;
+    int graphs; /* 1: also on the CUDA engine with graphs (the sampler's forward is graph_run) */
 } MODEL_CHECKS[] = {
-    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4},
-    {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4},
-    {"model: matching loss + hypergradient", run_hypergrad, 1e-2},
+    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4, 0},
+    {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4, 1},
+    {"model: matching loss + hypergradient", run_hypergrad, 1e-2, 0},
 };
 
-int backend_model_checks(Engine *cpu, Engine *cuda) {
+int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph) {
     int failures = 0;
     Vec a = {0}, b = {0};
     for (size_t i = 0; i < sizeof MODEL_CHECKS / sizeof MODEL_CHECKS[0]; i++) {
@@ -176,6 +177,13 @@ int backend_model_checks(Engine *cpu, Engine *cuda) {
         MODEL_CHECKS[i].run(cuda, &c);
         g_one_clear = -1;
         failures += report(cuda->name, "cuda", "  the same, a clear per buffer", nerr(&c, &a), 1e-6);
+        /* with CUDA graphs (4 DDIM steps: warm-up, recording, capture, one replay), against
+         * the eager CUDA run (expected: 0) */
+        if (MODEL_CHECKS[i].graphs && cuda_graph) {
+            c.n = 0;
+            MODEL_CHECKS[i].run(cuda_graph, &c);
+            failures += report(cuda_graph->name, "cuda", "  the same, CUDA graphs", nerr(&c, &a), 1e-6);
+        }
         free(c.v);
     }
     free(a.v);

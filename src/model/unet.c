@@ -285,6 +285,7 @@ int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int
 }
 
 void unet_destroy(UNet *net) {
+    if (net->eng && net->acts) net->eng->ops->graph_reset(net->eng); /* records that name this net's buffers */
     if (net->acts) {
         engine_free(net->eng, net->acts->ga.base);
         engine_free(net->eng, net->acts->arena);
@@ -360,6 +361,15 @@ static void embed_forward(UNet *net, UNetActivations *a, const int64_t *t, const
     e->ops->silu_forward(e, a->semb, a->emb, (size_t)B * E);
 }
 
+static void check_inputs(const UNet *net, const int64_t *t, const int64_t *y, const float *cond, int B) {
+    D2C_CHECK(B >= 1 && B <= net->max_batch);
+    D2C_CHECK(cond != NULL || y != NULL);
+    for (int b = 0; b < B; b++) {
+        D2C_CHECK(t[b] >= 0);
+        if (!cond) D2C_CHECK(y[b] >= 0 && y[b] <= net->lay.cfg.num_classes);
+    }
+}
+
 /* The forward pass on plan a: net->acts (unet_forward) or its inference plan. */
 static void forward_on(UNet *net, UNetActivations *a, const float *x, const int64_t *t, const int64_t *y,
                        const float *cond, int B, float *eps) {
@@ -368,12 +378,6 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
     const UNetConfig *cfg = &lay->cfg;
     const float *P = net->params;
     const int L = cfg->num_levels, C = cfg->base_channels;
-    D2C_CHECK(B >= 1 && B <= net->max_batch);
-    D2C_CHECK(cond != NULL || y != NULL);
-    for (int b = 0; b < B; b++) {
-        D2C_CHECK(t[b] >= 0);
-        if (!cond) D2C_CHECK(y[b] >= 0 && y[b] <= cfg->num_classes);
-    }
     a->B = B;
     a->x_in = x;
     a->has_cond = cond != NULL;
@@ -436,13 +440,39 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
 
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                   int B, float *eps) {
+    check_inputs(net, t, y, cond, B);
     forward_on(net, net->acts, x, t, y, cond, B, eps);
     net->acts->saved = 1;
 }
 
+typedef struct {
+    UNet *net;
+    const float *x, *cond;
+    const int64_t *t, *y;
+    int B;
+    float *eps;
+} InferCall;
+
+static void infer_call(void *ctx) {
+    InferCall *c = ctx;
+    forward_on(c->net, c->net->acts->infer, c->x, c->t, c->y, c->cond, c->B, c->eps);
+}
+
+/* Through the table's graph_run: a backend may replay the ops of earlier calls with the same
+ * buffers (CUDA graphs); the key names every buffer and host array the forward uses (the
+ * weights' values and t's and y's may change; unet_destroy forgets the records). The
+ * forward's host work (copies of t and y, the batch size) is what the inference plan's
+ * backward-less callers never read. */
 void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                         int B, float *eps) {
-    forward_on(net, net->acts->infer, x, t, y, cond, B, eps);
+    check_inputs(net, t, y, cond, B);
+    Engine *e = net->eng;
+    InferCall c = {net, x, cond, t, y, B, eps};
+    const uint64_t key[9] = {(uint64_t)(uintptr_t)net->acts, (uint64_t)(uintptr_t)net->acts->arena,
+                             (uint64_t)(uintptr_t)net->params, (uint64_t)(uintptr_t)x, (uint64_t)(uintptr_t)t,
+                             (uint64_t)(uintptr_t)y, (uint64_t)(uintptr_t)cond, (uint64_t)B,
+                             (uint64_t)(uintptr_t)eps};
+    e->ops->graph_run(e, key, 9, infer_call, &c);
     net->acts->saved = 0;
 }
 

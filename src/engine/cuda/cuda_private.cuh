@@ -47,6 +47,11 @@ struct CudaEngine {
     char algo_path[1024]; /* the cache file of CU_ALGO_CACHED ("": none; D2C_CUDA_ALGO_CACHE) */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
     void *choices;        /* CU_ALGO_CACHED's choices per shape and direction (conv_choice.cu) */
+    int graph_on;         /* D2C_CUDA_GRAPH=1 (and not profiling): graph_run captures (graph.cu) */
+    void *graphs;         /* graph.cu's keys and graphs, made on first use */
+    void *graph_cur;      /* the key whose uploads are being recorded (graph_mode 1) or captured (2) */
+    int graph_mode;
+    unsigned buf_gen;     /* bumped when a scratch buffer moves: graphs captured before are stale */
     CuProfile *prof;      /* D2C_CUDA_PROFILE=1: the op timings (profile.cu), made on first use */
     int prof_off;         /* 1: not profiling (the variable is not set, or the events failed) */
 };
@@ -171,6 +176,11 @@ size_t cu_cudnn_version(void);
  * read from the cache file, or measured (and written) on first use. */
 void cu_conv_choice_run(CudaEngine *e, int dir, ConvShape s, float *out, const float *a, const float *b);
 void cu_conv_choice_destroy(CudaEngine *e);
+
+/* graph.cu: stage_upload's hook while a key records or captures (1: handled there), and
+ * the engine's teardown */
+int cu_graph_upload(CudaEngine *e, void *dst, const void *src, size_t bytes);
+void cu_graph_destroy(CudaEngine *e);
 
 /* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
  * the result lands in *out (device). */

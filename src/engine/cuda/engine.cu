@@ -137,6 +137,12 @@ extern "C" int cu_create(CudaEngine **out) {
     } else {
         e->conv_mode = cu_cudnn_built() ? CU_CONV_AUTO : CU_CONV_GEMM;
     }
+    const char *graph = getenv("D2C_CUDA_GRAPH"), *prof = getenv("D2C_CUDA_PROFILE");
+    if (graph && *graph && strcmp(graph, "0") != 0 && strcmp(graph, "1") != 0) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_GRAPH=%s: must be 0 (the default) or 1", graph);
+    }
+    e->graph_on = graph && strcmp(graph, "1") == 0 && !(prof && strcmp(prof, "1") == 0);
     cublasMath_t math = e->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     if (cu_check_blas(e, cublasSetMathMode(e->blas, math), "setting the math mode") ||
         cu_check_blas(e, cublasSetAtomicsMode(e->blas, CUBLAS_ATOMICS_NOT_ALLOWED), "disallowing atomics")) {
@@ -153,6 +159,7 @@ extern "C" void cu_destroy(CudaEngine *e) {
     if (e->stream) cudaStreamSynchronize(e->stream);
     cu_prof_report(e);
     cu_prof_free(e);
+    cu_graph_destroy(e);
     cu_conv_choice_destroy(e);
     cu_cudnn_destroy(e);
     for (int k = 0; k < CU_STAGE_SLOTS; k++) {
@@ -207,6 +214,7 @@ extern "C" void cu_host_free(CudaEngine *e, void *p) {
  * after its previous copy has passed, so the host rarely waits and never drains the
  * stream. Larger uploads are copied directly and waited for. */
 static int stage_upload(CudaEngine *e, void *dst, const void *src, size_t bytes, const char *what) {
+    if (e->graph_mode && cu_graph_upload(e, dst, src, bytes)) return e->status ? -1 : 0;
     if (bytes > CU_STAGE_MAX) {
         if (cu_check(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, e->stream), what)) return -1;
         return cu_check(e, cudaStreamSynchronize(e->stream), what) ? -1 : 0;
@@ -262,6 +270,7 @@ static void *grow(CudaEngine *e, void **buf, size_t *cap, size_t want, size_t el
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
+    e->buf_gen++; /* graphs that captured the old address are stale (graph.cu) */
     cudaError_t err = cudaMalloc(buf, n * elem);
     if (err != cudaSuccess) {
         *buf = NULL;
