@@ -155,7 +155,7 @@ static int edit_file(const char *path, const char *other_value, const char *filt
     size_t len = 0;
     while (fgets(line, sizeof line, f)) {
         char *t = strrchr(line, '\t');
-        if (line[0] != '#' && t) {
+        if (other_value && line[0] != '#' && t) {
             const int filter = t - line >= 10 && strncmp(t - 10, "bwd_filter", 10) == 0;
             snprintf(t + 1, sizeof line - (size_t)(t + 1 - line), "%s\n", filter ? filter_value : other_value);
         }
