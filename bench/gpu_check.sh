@@ -6,9 +6,12 @@
 #   2. gpu_ops: the CUDA ops one by one at the UNet's shapes (B 256, C 32, 28x28), for the
 #      default convolutions (auto: cuDNN for 3x3 when built, fp32), with D2C_CUDA_TF32=1 and
 #      with cuDNN for every convolution; and the device Philox against the host's;
-#   3. d2c bench --device cuda at C 32, 28x28, batch 256 and at 3x32x32: as built, with
-#      D2C_CUDA_CONV_ALGO=find and with D2C_CUDA_TF32=1 (the train step also with
-#      D2C_CUDA_CONV=gemm), and bench_torch.py --device cuda at the same shapes (when carried):
+#   3. d2c bench --device cuda at C 32, 28x28, batch 256 and at 3x32x32: as built (the
+#      cached convolution choice, measured in the first run into $OUT/conv_algos.txt), again
+#      (read from that file), with D2C_CUDA_CONV_ALGO=heuristic (the earlier default) and
+#      =find, and with D2C_CUDA_TF32=1 (the train step also with
+#      D2C_CUDA_CONV=gemm; the sampling step also with D2C_CUDA_GRAPH=1), and bench_torch.py
+#      --device cuda at the same shapes (when carried):
 #      PyTorch's defaults, and with TF32 off (d2c's precision); the ratios side by side;
 #   4. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
 # GPU_CHECK_QUICK=1 leaves out the gemm-only test_backend_ops run, gpu_ops and the gemm bench.
@@ -25,6 +28,8 @@ cd "$(dirname "$0")/.."
 . bench/gpu_env.sh
 out=${OUT:-out/gpu_check}
 mkdir -p "$out"
+# the cached convolution choices of every d2c run here (test_backend_ops uses its own file)
+export D2C_CUDA_ALGO_CACHE=${D2C_CUDA_ALGO_CACHE:-$out/conv_algos.txt}
 t0=$(date +%s)
 budget=${GPU_CHECK_BUDGET:-330} # seconds for the whole script; each step's limit is cut to what is left
 quick=${GPU_CHECK_QUICK:-0}     # 1: leaves out the gemm-only test_backend_ops run, gpu_ops and the gemm bench
@@ -116,8 +121,16 @@ d2c_bench "$out/bench_d2c.txt"
 # d2c's default is full FP32: PyTorch with TF32 off is the comparison at equal precision
 [ -f .gpudeps/bench_torch.py ] && torch_bench "$out/bench_torch_fp32.txt" \
   "torch.backends.cudnn.allow_tf32 = False; torch.backends.cuda.matmul.allow_tf32 = False"
+d2c_bench "$out/bench_d2c_again.txt"
+d2c_bench "$out/bench_d2c_heuristic.txt" D2C_CUDA_CONV_ALGO=heuristic
 d2c_bench "$out/bench_d2c_find.txt" D2C_CUDA_CONV_ALGO=find
 d2c_bench "$out/bench_d2c_tf32.txt" D2C_CUDA_TF32=1
+for s in "${shapes[@]}"; do
+  say "D2C_CUDA_GRAPH=1 d2c bench --device cuda --what sample $s (the forward as a CUDA graph)"
+  # shellcheck disable=SC2086
+  D2C_CUDA_GRAPH=1 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what sample $s --iters 20 2>&1 |
+    tee -a "$out/bench_d2c_graph.txt"
+done
 if [ "$quick" = 0 ]; then
   say "D2C_CUDA_CONV=gemm d2c bench --device cuda --what train ${shapes[0]}"
   # shellcheck disable=SC2086
@@ -135,9 +148,12 @@ done
 if [ -s "$out/bench_torch.txt" ]; then
   ratios "$out/bench_d2c.txt" "$out/bench_torch.txt"
   ratios "$out/bench_d2c.txt" "$out/bench_torch_fp32.txt"
+  ratios "$out/bench_d2c_again.txt" "$out/bench_torch.txt"
+  ratios "$out/bench_d2c_heuristic.txt" "$out/bench_torch.txt"
   ratios "$out/bench_d2c_find.txt" "$out/bench_torch.txt"
   ratios "$out/bench_d2c_tf32.txt" "$out/bench_torch.txt"
 fi
+[ -f "$D2C_CUDA_ALGO_CACHE" ] && say "the cached convolution choices ($D2C_CUDA_ALGO_CACHE)" && cat "$D2C_CUDA_ALGO_CACHE"
 say "done; test_backend_ops exit status $rc${rc_gemm:+ (with gemm: $rc_gemm)}"
 [ "$rc" = 0 ] && return "${rc_gemm:-0}"
 return "$rc"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_ref.h"
 #include "backend_test.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -221,6 +222,53 @@ static void case_fill_normal(Engine *e, Vec *got, Vec *ref, int v) {
     }
 }
 
+/* graph_run: five calls of the same ops (timestep_embedding of a host t whose values change,
+ * then acc += 0.5 y) under one key, graph_reset, a sixth call: acc and y after each. A backend
+ * that replays recorded ops must upload each call's t (CUDA with D2C_CUDA_GRAPH=1: calls 3-5
+ * are a capture and two replays). */
+typedef struct {
+    Engine *e;
+    float *y, *acc;
+    const int64_t *t;
+    int B, dim;
+} GraphCtx;
+
+static void graph_ops(void *p) {
+    GraphCtx *c = p;
+    c->e->ops->timestep_embedding(c->e, c->y, c->t, c->B, c->dim);
+    c->e->ops->axpy(c->e, c->acc, 0.5f, c->y, (size_t)c->B * c->dim);
+}
+
+static void case_graph(Engine *e, Vec *got, Vec *ref, int v) {
+    (void)v;
+    enum { B = 3, DIM = 16 };
+    const size_t n = (size_t)B * DIM;
+    int64_t t[B];
+    GraphCtx c = {e, engine_xalloc_floats(e, n), engine_xalloc_floats(e, n), t, B, DIM};
+    const uint64_t key[5] = {(uint64_t)(uintptr_t)c.y, (uint64_t)(uintptr_t)c.acc, (uint64_t)(uintptr_t)t, B, DIM};
+    double racc[B * DIM] = {0}, ry[B * DIM];
+    float *h = xmalloc_floats(n);
+    for (int call = 0; call < 6; call++) {
+        for (int b = 0; b < B; b++) t[b] = 37 * call + 11 * b + 1;
+        if (call == 5) e->ops->graph_reset(e);
+        e->ops->graph_run(e, key, 5, graph_ops, &c);
+        engine_download_floats(e, h, c.acc, n);
+        vec_put_f(got, h, n);
+        engine_download_floats(e, h, c.y, n);
+        vec_put_f(got, h, n);
+        if (ref) {
+            ref_timestep_embedding(ry, t, B, DIM);
+            for (size_t i = 0; i < n; i++) racc[i] += 0.5 * ry[i];
+            vec_put_d(ref, racc, n);
+            vec_put_d(ref, ry, n);
+        }
+    }
+    e->ops->graph_reset(e);
+    free(h);
+    engine_free(e, c.y);
+    engine_free(e, c.acc);
+}
+
 const Case FLAT_CASES[] = {
     {"fill_normal (fresh stream)", "fill_normal", case_fill_normal, 0, 1e-6},
     {"fill_normal (two words in)", "fill_normal", case_fill_normal, 1, 1e-6},
@@ -247,5 +295,6 @@ const Case FLAT_CASES[] = {
     {"channel_fill", "channel_fill", case_pooling, 1, 0},
     {"row_mean", "row_mean", case_pooling, 2, 1e-6},
     {"row_mean_backward", "row_mean_backward", case_pooling, 3, 1e-6},
+    {"graph_run x5, graph_reset, x1", "graph_run,graph_reset,timestep_embedding,axpy", case_graph, 0, 2e-4},
 };
 const int N_FLAT_CASES = (int)(sizeof FLAT_CASES / sizeof FLAT_CASES[0]);

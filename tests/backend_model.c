@@ -31,9 +31,12 @@ static UNetConfig tiny_config(void) {
     return c;
 }
 
+static int g_one_clear = -1; /* >= 0: net->one_clear_backward forced to it */
+
 static void new_net(UNet *net, Engine *e, int max_batch) {
     UNetConfig c = tiny_config();
     test_require_ok(unet_create(net, e, &c, HW, HW, max_batch));
+    if (g_one_clear >= 0) net->one_clear_backward = g_one_clear;
     unet_init_weights(net, 3);
 }
 
@@ -135,13 +138,14 @@ static const struct {
     const char *label;
     void (*run)(Engine *e, Vec *out);
     double tol_cuda;
+    int graphs; /* 1: also on the CUDA engine with graphs (the sampler's forward is graph_run) */
 } MODEL_CHECKS[] = {
-    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4},
-    {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4},
-    {"model: matching loss + hypergradient", run_hypergrad, 1e-2},
+    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4, 0},
+    {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4, 1},
+    {"model: matching loss + hypergradient", run_hypergrad, 1e-2, 0},
 };
 
-int backend_model_checks(Engine *cpu, Engine *cuda) {
+int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph) {
     int failures = 0;
     Vec a = {0}, b = {0};
     for (size_t i = 0; i < sizeof MODEL_CHECKS / sizeof MODEL_CHECKS[0]; i++) {
@@ -154,10 +158,33 @@ int backend_model_checks(Engine *cpu, Engine *cuda) {
         size_t ndiff = a.n == b.n ? 0 : 1;
         for (size_t k = 0; k < a.n && k < b.n; k++) ndiff += memcmp(&a.v[k], &b.v[k], sizeof(double)) != 0 || !isfinite(a.v[k]);
         failures += report(cpu->name, "1 thr", MODEL_CHECKS[i].label, ndiff ? fmax(nerr(&b, &a), 1e-300) : 0.0, 0);
+        /* the backward's one-clear gradient arena (the GPU's default) against the CPU's
+         * per-buffer clears: the same sums into zeroed memory, so bit for bit */
+        a.n = 0;
+        g_one_clear = 1;
+        MODEL_CHECKS[i].run(cpu, &a);
+        g_one_clear = -1;
+        ndiff = a.n == b.n ? 0 : 1;
+        for (size_t k = 0; k < a.n && k < b.n; k++) ndiff += memcmp(&a.v[k], &b.v[k], sizeof(double)) != 0 || !isfinite(a.v[k]);
+        failures += report(cpu->name, "cpu", "  the same, one clear per backward", ndiff ? fmax(nerr(&a, &b), 1e-300) : 0.0, 0);
         if (!cuda) continue;
         a.n = 0;
         MODEL_CHECKS[i].run(cuda, &a);
         failures += report(cuda->name, "cpu", MODEL_CHECKS[i].label, nerr(&a, &b), MODEL_CHECKS[i].tol_cuda);
+        /* and on CUDA the per-buffer clears against its default (expected: 0) */
+        Vec c = {0};
+        g_one_clear = 0;
+        MODEL_CHECKS[i].run(cuda, &c);
+        g_one_clear = -1;
+        failures += report(cuda->name, "cuda", "  the same, a clear per buffer", nerr(&c, &a), 1e-6);
+        /* with CUDA graphs (4 DDIM steps: warm-up, recording, capture, one replay), against
+         * the eager CUDA run (expected: 0) */
+        if (MODEL_CHECKS[i].graphs && cuda_graph) {
+            c.n = 0;
+            MODEL_CHECKS[i].run(cuda_graph, &c);
+            failures += report(cuda_graph->name, "cuda", "  the same, CUDA graphs", nerr(&c, &a), 1e-6);
+        }
+        free(c.v);
     }
     free(a.v);
     free(b.v);

@@ -47,7 +47,13 @@ extern const Case FLAT_CASES[];  /* backend_flat.c */
 extern const int N_FLAT_CASES;
 
 /* The whole-model checks (a train step, a DDIM run, the hypergradient): returns the number
- * of failures. cuda may be NULL. */
-int backend_model_checks(Engine *cpu, Engine *cuda);
+ * of failures. cuda may be NULL; cuda_graph (a CUDA engine with D2C_CUDA_GRAPH=1, or NULL)
+ * runs the checks that go through graph_run (the sampler's). */
+int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph);
+/* The algorithm cache checks (backend_algo.c): setup points D2C_CUDA_ALGO_CACHE at a
+ * temporary folder (before the CUDA engine is made; NULL when it cannot); the checks return
+ * the number of failures and remove the folder. cuda may be NULL. */
+const char *backend_algo_setup(void);
+int backend_algo_checks(Engine *cpu, Engine *cuda);
 
 #endif

@@ -11,10 +11,12 @@
  * build until it is listed in OPS below). The cases are in backend_cases.c and
  * backend_flat.c, the naive
  * references in backend_ref.c; the whole-model checks (a train step, a DDIM run, the
- * hypergradient) in backend_model.c.
+ * hypergradient) in backend_model.c; the algorithm cache (CPU: the file; CUDA: the cached
+ * convolution choices) in backend_algo.c.
  * Without a GPU (or in a build without CUDA) the CUDA half prints "cuda: not available"
  * and is skipped; D2C_REQUIRE_CUDA=1 turns that into a failure. The optional fused entries
  * are also checked in their composed form ("cpu~", see make_composed). */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -37,7 +39,7 @@
     X(mse_forward) X(mse_backward) X(softmax_rows) X(add) X(axpy) X(axpby) X(waxpy) X(scale) X(clamp) X(sum_sq)     \
     X(clip_grad_norm) X(adam_step) X(ema_update) X(q_sample) X(q_sample_backward) X(guidance) X(ddim_step)          \
     X(ddpm_step) X(layerwise_distance) X(channel_mean) X(fill_normal) X(channel_fill) X(row_mean) X(row_mean_backward) \
-    X(upsample2x_conv2d_forward)
+    X(upsample2x_conv2d_forward) X(graph_run) X(graph_reset)
 #define COUNT_OP(name) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
 _Static_assert(sizeof(EngineOps) == N_OPS * sizeof(void (*)(void)),
@@ -112,13 +114,15 @@ static int make_dropped(const Engine *cpu, const char *name) {
 /* "cpu~": the CPU table with its optional fused entries set to NULL and completed by
  * engine_complete_ops, so the compositions that stand in for them on backends without
  * the fused ops (engine.c) are checked too; it runs the cases of those entries only. */
-static const char *const OPTIONAL_OPS[] = {"upsample2x_conv2d_forward"};
+static const char *const OPTIONAL_OPS[] = {"upsample2x_conv2d_forward", "graph_run"};
 static EngineOps g_composed_ops;
 static Engine g_composed;
 
 static void make_composed(const Engine *cpu) {
     g_composed_ops = *cpu->ops;
     g_composed_ops.upsample2x_conv2d_forward = NULL;
+    g_composed_ops.graph_run = NULL;
+    g_composed_ops.graph_reset = NULL;
     g_composed = *cpu;
     g_composed.ops = &g_composed_ops;
     g_composed.own_ops = NULL;
@@ -134,13 +138,13 @@ static int uses_optional_op(const Case *c) {
 
 int main(int argc, char **argv) {
     engine_set_num_threads(2);
-    Engine *cpu = NULL, *cuda = NULL;
+    Engine *cpu = NULL, *cuda = NULL, *cuda_graph = NULL;
     if (engine_create(&cpu, ENGINE_CPU) != D2C_OK) {
         printf("FAIL cpu engine: %s\n", d2c_last_error());
         return 1;
     }
     make_composed(cpu);
-    Engine *backends[4] = {cpu, &g_composed, NULL, NULL};
+    Engine *backends[5] = {cpu, &g_composed, NULL, NULL, NULL};
     int nb = 2;
     if (argc == 3 && strcmp(argv[1], "--drop") == 0) {
         if (!make_dropped(cpu, argv[2])) {
@@ -149,8 +153,23 @@ int main(int argc, char **argv) {
         }
         backends[nb++] = &g_dropped;
     }
+    backend_algo_setup(); /* the CUDA engine's algorithm cache in a temporary folder */
     if (engine_create(&cuda, ENGINE_CUDA) == D2C_OK) {
         backends[nb++] = cuda;
+        /* "cuda+g": a second CUDA engine with D2C_CUDA_GRAPH=1, for the cases that use
+         * graph_run and the sampler's model check (CUDA graphs: capture and replay) */
+        const char *was = getenv("D2C_CUDA_GRAPH");
+        char *keep = was ? xstrdup(was) : NULL;
+        setenv("D2C_CUDA_GRAPH", "1", 1);
+        if (engine_create(&cuda_graph, ENGINE_CUDA) == D2C_OK) {
+            cuda_graph->name = "cuda+g";
+            backends[nb++] = cuda_graph;
+        } else {
+            printf("FAIL cuda with D2C_CUDA_GRAPH=1: %s\n", d2c_last_error());
+            g_failures++;
+        }
+        if (keep) setenv("D2C_CUDA_GRAPH", keep, 1); else unsetenv("D2C_CUDA_GRAPH");
+        free(keep);
     } else {
         printf("cuda: not available (%s)\n", d2c_last_error());
         const char *req = getenv("D2C_REQUIRE_CUDA");
@@ -167,9 +186,10 @@ int main(int argc, char **argv) {
             const int n = set ? N_FLAT_CASES : N_LAYER_CASES;
             for (int i = 0; i < n; i++) {
                 if (backends[b] == &g_composed && !uses_optional_op(&cases[i])) continue;
+                if (backends[b] == cuda_graph && !strstr(cases[i].ops, "graph_run")) continue;
                 const int before = g_missing;
                 if (case_runnable(backends[b], &cases[i])) run_case(backends[b], cpu, &cases[i], &got, &ref);
-                if (backends[b] == cuda) cuda_missing += g_missing - before;
+                if (backends[b] == cuda || backends[b] == cuda_graph) cuda_missing += g_missing - before;
             }
         }
     for (int i = 0; i < N_OPS; i++)
@@ -181,7 +201,9 @@ int main(int argc, char **argv) {
     free(ref.v);
     /* the whole-model checks: backend_model.c */
     if (cuda_missing) printf("cuda  model checks skipped: the backend lacks %d op(s)\n", cuda_missing);
-    g_failures += backend_model_checks(cpu, cuda_missing ? NULL : cuda);
+    g_failures += backend_model_checks(cpu, cuda_missing ? NULL : cuda, cuda_missing ? NULL : cuda_graph);
+    g_failures += backend_algo_checks(cpu, cuda_missing ? NULL : cuda);
+    engine_destroy(cuda_graph);
     engine_destroy(cuda);
     engine_destroy(cpu);
     free(g_composed.own_ops);

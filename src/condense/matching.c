@@ -161,10 +161,9 @@ static void syn_input_pass(UNet *net, const Schedule *s, MatchWork *w, const flo
     const size_t D = sc->D, n = (size_t)Bs * D;
     e->ops->q_sample(e, sc->xt, x_syn, noise, w->t_syn, s->alpha_bar, Bs, D);
     unet_forward(net, sc->xt, w->t_syn, y_syn, cond_syn, Bs, sc->eps);
-    engine_zero_floats(e, sc->deps, n);
+    ddpm_scratch_zero(sc, n, 1); /* deps and dxt */
     e->ops->mse_backward(e, sc->deps, sc->eps, noise, n, scale);
     if (dm_weight > 0) dm_mid_gradient(net, w, Bs, dm_weight, dm_scale);
-    engine_zero_floats(e, sc->dxt, n);
     unet_backward(net, sc->deps, dm_weight > 0 ? w->dmid : NULL, sc->dxt, cond_syn ? grad_cond : NULL);
     e->ops->q_sample_backward(e, grad_syn, sc->dxt, w->t_syn, s->alpha_bar, Bs, D);
 }
@@ -184,15 +183,19 @@ double matching_loss_grad(UNet *net, const Schedule *s, MatchWork *w, const floa
         for (int b = 0; b < Bs; b++) w->t_syn[b] = timesteps[k];
         const float *nr = noise_real + (size_t)k * Br * D, *ns = noise_syn + (size_t)k * Bs * D;
 
+        /* the two weight gradients straight into g_real and g_syn (net->grads pointed at
+         * each in turn: no copies); net->grads is scratch to every caller */
         const int gm = !w->no_gradient_matching;
-        engine_zero_floats(e, net->grads, P);
+        float *const grads = net->grads;
+        net->grads = w->g_real;
+        engine_zero_floats(e, w->g_real, P);
         ddpm_loss(net, s, &w->real, x_real, w->t_real, y_real, NULL, nr, Br, gm, 1.0f, NULL, NULL);
-        e->ops->copy(e, w->g_real, net->grads, P * sizeof(float));
         if (dm_weight > 0) mid_mean(net, Br, w->feat_real);
 
-        engine_zero_floats(e, net->grads, P);
+        net->grads = w->g_syn;
+        engine_zero_floats(e, w->g_syn, P);
         ddpm_loss(net, s, &w->syn, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, gm, 1.0f, NULL, NULL);
-        e->ops->copy(e, w->g_syn, net->grads, P * sizeof(float));
+        net->grads = grads;
         double dm = 0;
         if (dm_weight > 0) {
             mid_mean(net, Bs, w->feat_syn);

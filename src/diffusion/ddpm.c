@@ -13,16 +13,20 @@ void ddpm_scratch_create(DdpmScratch *w, Engine *eng, int cap, size_t D) {
     w->D = D;
     w->xt = engine_xalloc_floats_raw(w->eng, (size_t)cap * D); /* written before read */
     w->eps = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
-    w->deps = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
-    w->dxt = engine_xalloc_floats_raw(w->eng, (size_t)cap * D);
+    w->deps = engine_xalloc_floats_raw(w->eng, 2 * (size_t)cap * D); /* deps, then dxt: one clear for both */
+    w->dxt = w->deps + (size_t)cap * D;
+}
+
+void ddpm_scratch_zero(DdpmScratch *w, size_t n, int with_dxt) {
+    /* dxt follows deps' cap * D floats: one memzero covers deps[0, n) and dxt[0, n) */
+    engine_zero_floats(w->eng, w->deps, with_dxt ? (size_t)(w->dxt - w->deps) + n : n);
 }
 
 void ddpm_scratch_free(DdpmScratch *w) {
     if (w->eng) {
         engine_free(w->eng, w->xt);
         engine_free(w->eng, w->eps);
-        engine_free(w->eng, w->deps);
-        engine_free(w->eng, w->dxt);
+        engine_free(w->eng, w->deps); /* dxt included */
     }
     memset(w, 0, sizeof *w);
 }
@@ -36,9 +40,8 @@ float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, c
     e->ops->q_sample(e, w->xt, x0, noise, t, s->alpha_bar, B, D);
     unet_forward(net, w->xt, t, y, cond, B, w->eps);
     if (!backward) return e->ops->mse_forward(e, w->eps, noise, n);
-    engine_zero_floats(e, w->deps, n);
+    ddpm_scratch_zero(w, n, dx0 != NULL);
     e->ops->mse_backward(e, w->deps, w->eps, noise, n, scale);
-    if (dx0) engine_zero_floats(e, w->dxt, n);
     unet_backward(net, w->deps, NULL, dx0 ? w->dxt : NULL, dcond);
     if (dx0) e->ops->q_sample_backward(e, dx0, w->dxt, t, s->alpha_bar, B, D);
     /* the loss last: on an asynchronous backend its read-back then waits for the whole

@@ -20,6 +20,8 @@ typedef struct {
 /* eng NULL: engine_cpu_default(). */
 void ddpm_scratch_create(DdpmScratch *w, Engine *eng, int cap, size_t D);
 void ddpm_scratch_free(DdpmScratch *w);
+/* deps[0, n) = 0 and, with with_dxt, dxt[0, n) = 0: one memzero (dxt follows deps). */
+void ddpm_scratch_zero(DdpmScratch *w, size_t n, int with_dxt);
 
 /* Returns the loss (host). x0, noise, cond, dx0, dcond: device memory of net->eng (the
  * scratch's engine); t, y: host. With backward != 0, runs the backward pass with d loss scaled by

@@ -200,6 +200,18 @@ struct EngineOps {
      * implementation may leave alone. The CPU's does 4/9 of the multiply-adds. */
     void (*upsample2x_conv2d_forward)(Engine *e, float *y, const float *x, const float *w, const float *bias,
                                       ConvShape s, float *scratch);
+    /* graph_run: runs fn(ctx), which issues ops on e (and may do host work), and returns once
+     * they are queued. A backend may record the ops of a key's first calls and replay the
+     * record for later calls with the same key instead of calling fn (CUDA graphs with
+     * D2C_CUDA_GRAPH=1), so: the key (nkey words, at most 16) must name every pointer, size
+     * and host array the ops depend on, the same key must mean the same ops on the same
+     * buffers, host arrays given to uploading ops (t, idx) must stay at the addresses the key
+     * names (their values may change from call to call), fn's host work must not matter on a
+     * replay, and fn must neither synchronise nor return host values (no mse_forward,
+     * sum_sq, download). graph_reset forgets every record (call it before freeing buffers a
+     * key names). The composition: fn(ctx); nothing. */
+    void (*graph_run)(Engine *e, const uint64_t *key, int nkey, void (*fn)(void *ctx), void *ctx);
+    void (*graph_reset)(Engine *e);
 };
 
 /* The backend for dev: D2C_ERR_INPUT with a clear message when it is not built in or no

@@ -70,6 +70,16 @@ struct UNetActivations {
     float *gskip[UNET_MAX_LEVELS];           /* gradients of the skips */
     float *dsemb, *demb, *de1s, *de1;        /* (B, E) */
     float *dep;                              /* (B, max cout) */
+    float *cur_dsemb, *cur_gskip[UNET_MAX_LEVELS]; /* this pass's dsemb and gskip (grad_buf) */
+    struct {                                 /* net->one_clear_backward's arena (grad_buf) */
+        float *base;
+        size_t cap, used;                    /* floats */
+        size_t zeroed;                       /* [0, zeroed) is zero in this pass */
+        size_t per_image, slots;             /* the first pass's requests, counted */
+        int counted, failed;
+        int hint_B[4];                       /* the floats a pass of batch hint_B[i] used */
+        size_t hint_used[4];
+    } ga;
     size_t max_tensor;                       /* floats in the largest (B, C, N) tensor */
     int saved;                               /* 1: the last forward kept what backward needs */
     int fused;                               /* upsample + conv as one op (inference plan) */
@@ -270,11 +280,14 @@ int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int
     a->y = xcalloc((size_t)max_batch, sizeof(int64_t));
     a->infer = xmalloc(sizeof *a->infer);
     plan_infer(a->infer, a, cfg);
+    net->one_clear_backward = !e->host_memory;
     return D2C_OK;
 }
 
 void unet_destroy(UNet *net) {
+    if (net->eng && net->acts) net->eng->ops->graph_reset(net->eng); /* records that name this net's buffers */
     if (net->acts) {
+        engine_free(net->eng, net->acts->ga.base);
         engine_free(net->eng, net->acts->arena);
         free(net->acts->t);
         free(net->acts->y);
@@ -348,6 +361,15 @@ static void embed_forward(UNet *net, UNetActivations *a, const int64_t *t, const
     e->ops->silu_forward(e, a->semb, a->emb, (size_t)B * E);
 }
 
+static void check_inputs(const UNet *net, const int64_t *t, const int64_t *y, const float *cond, int B) {
+    D2C_CHECK(B >= 1 && B <= net->max_batch);
+    D2C_CHECK(cond != NULL || y != NULL);
+    for (int b = 0; b < B; b++) {
+        D2C_CHECK(t[b] >= 0);
+        if (!cond) D2C_CHECK(y[b] >= 0 && y[b] <= net->lay.cfg.num_classes);
+    }
+}
+
 /* The forward pass on plan a: net->acts (unet_forward) or its inference plan. */
 static void forward_on(UNet *net, UNetActivations *a, const float *x, const int64_t *t, const int64_t *y,
                        const float *cond, int B, float *eps) {
@@ -356,12 +378,6 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
     const UNetConfig *cfg = &lay->cfg;
     const float *P = net->params;
     const int L = cfg->num_levels, C = cfg->base_channels;
-    D2C_CHECK(B >= 1 && B <= net->max_batch);
-    D2C_CHECK(cond != NULL || y != NULL);
-    for (int b = 0; b < B; b++) {
-        D2C_CHECK(t[b] >= 0);
-        if (!cond) D2C_CHECK(y[b] >= 0 && y[b] <= cfg->num_classes);
-    }
     a->B = B;
     a->x_in = x;
     a->has_cond = cond != NULL;
@@ -424,13 +440,39 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
 
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                   int B, float *eps) {
+    check_inputs(net, t, y, cond, B);
     forward_on(net, net->acts, x, t, y, cond, B, eps);
     net->acts->saved = 1;
 }
 
+typedef struct {
+    UNet *net;
+    const float *x, *cond;
+    const int64_t *t, *y;
+    int B;
+    float *eps;
+} InferCall;
+
+static void infer_call(void *ctx) {
+    InferCall *c = ctx;
+    forward_on(c->net, c->net->acts->infer, c->x, c->t, c->y, c->cond, c->B, c->eps);
+}
+
+/* Through the table's graph_run: a backend may replay the ops of earlier calls with the same
+ * buffers (CUDA graphs); the key names every buffer and host array the forward uses (the
+ * weights' values and t's and y's may change; unet_destroy forgets the records). The
+ * forward's host work (copies of t and y, the batch size) is what the inference plan's
+ * backward-less callers never read. */
 void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                         int B, float *eps) {
-    forward_on(net, net->acts->infer, x, t, y, cond, B, eps);
+    check_inputs(net, t, y, cond, B);
+    Engine *e = net->eng;
+    InferCall c = {net, x, cond, t, y, B, eps};
+    const uint64_t key[9] = {(uint64_t)(uintptr_t)net->acts, (uint64_t)(uintptr_t)net->acts->arena,
+                             (uint64_t)(uintptr_t)net->params, (uint64_t)(uintptr_t)x, (uint64_t)(uintptr_t)t,
+                             (uint64_t)(uintptr_t)y, (uint64_t)(uintptr_t)cond, (uint64_t)B,
+                             (uint64_t)(uintptr_t)eps};
+    e->ops->graph_run(e, key, 9, infer_call, &c);
     net->acts->saved = 0;
 }
 
@@ -448,6 +490,75 @@ const float *unet_mid(const UNet *net, int *Cmid, int *h, int *w) {
  * wants gradients to the inputs (the kernels then skip the weight-gradient work). */
 static float *PG(const UNet *net, size_t offset) { return net->input_grads_only ? NULL : net->grads + offset; }
 
+/* A zeroed gradient buffer of n floats (n a multiple of the batch) for one use in this
+ * backward pass. Per-buffer mode: reuse, cleared now (the planned buffer whose previous
+ * contents are dead by now). One-clear mode (net->one_clear_backward, once the first pass
+ * has counted the requests and the arena is there): the next slot of the arena, which the
+ * pass's one memzero cleared (a slot past what it cleared is cleared here). Both give the
+ * same values: every gradient op accumulates into zeros either way. */
+static float *grad_buf(UNet *net, float *reuse, size_t n) {
+    UNetActivations *a = net->acts;
+    Engine *e = net->eng;
+    const size_t r = (n + 15) & ~(size_t)15;
+    if (a->ga.base && a->ga.used + r <= a->ga.cap) {
+        float *p = a->ga.base + a->ga.used;
+        const size_t end = a->ga.used + r;
+        if (end > a->ga.zeroed) {
+            const size_t from = a->ga.used > a->ga.zeroed ? a->ga.used : a->ga.zeroed;
+            engine_zero_floats(e, a->ga.base + from, end - from);
+            a->ga.zeroed = end;
+        }
+        a->ga.used = end;
+        return p;
+    }
+    if (!a->ga.counted) {
+        a->ga.per_image += n / (size_t)a->B;
+        a->ga.slots++;
+        a->ga.used += r; /* what the arena would have used */
+    }
+    engine_zero_floats(e, reuse, n);
+    return reuse;
+}
+
+/* The start of a backward pass: one memzero over what the last pass of this batch size
+ * used (one-clear mode). */
+static void grad_pass_begin(UNet *net) {
+    UNetActivations *a = net->acts;
+    a->ga.used = a->ga.zeroed = 0;
+    if (!a->ga.base) return;
+    for (int i = 0; i < 4; i++)
+        if (a->ga.hint_B[i] == a->B) a->ga.zeroed = a->ga.hint_used[i];
+    if (a->ga.zeroed) engine_zero_floats(net->eng, a->ga.base, a->ga.zeroed);
+}
+
+/* The end of a pass: the first one sizes the arena (for the largest batch) from its
+ * counted requests; later ones record what they used for their batch size. */
+static void grad_pass_end(UNet *net) {
+    UNetActivations *a = net->acts;
+    if (!a->ga.counted) {
+        a->ga.counted = 1;
+        const size_t cap = (size_t)net->max_batch * a->ga.per_image + 16 * a->ga.slots;
+        if (net->one_clear_backward && !a->ga.failed) {
+            a->ga.base = net->eng->ops->alloc(net->eng, cap * sizeof(float));
+            a->ga.cap = a->ga.base ? cap : 0;
+            a->ga.failed = !a->ga.base; /* then the per-buffer mode stays */
+        }
+    }
+    if (!a->ga.base) return;
+    int slot = -1;
+    for (int i = 0; i < 4 && slot < 0; i++)
+        if (a->ga.hint_B[i] == a->B || a->ga.hint_B[i] == 0) slot = i;
+    if (slot < 0) { /* more batch sizes than slots: the oldest goes */
+        memmove(a->ga.hint_B, a->ga.hint_B + 1, 3 * sizeof a->ga.hint_B[0]);
+        memmove(a->ga.hint_used, a->ga.hint_used + 1, 3 * sizeof a->ga.hint_used[0]);
+        slot = 3;
+        a->ga.hint_used[3] = 0;
+    }
+    if (a->ga.hint_B[slot] != a->B) a->ga.hint_used[slot] = 0;
+    a->ga.hint_B[slot] = a->B;
+    if (a->ga.used > a->ga.hint_used[slot]) a->ga.hint_used[slot] = a->ga.used;
+}
+
 /* dx += d/dx of the block, given dout. Uses gt[0..2] as temporaries. */
 static void resblock_backward(UNet *net, const ResBlockOff *o, const ResBlockActs *r, const float *dout,
                               float *dx, int B, int h, int w) {
@@ -461,17 +572,17 @@ static void resblock_backward(UNet *net, const ResBlockOff *o, const ResBlockAct
                         conv_shape(B, o->cin, h, w, o->cout, 1, 1));
     else
         e->ops->add(e, dx, dout, (size_t)B * o->cout * N);
-    engine_zero_floats(e, da2, (size_t)B * o->cout * N);
+    da2 = grad_buf(net, da2, (size_t)B * o->cout * N);
     e->ops->conv2d_backward(e, da2, PG(net, o->conv2.w), PG(net, o->conv2.b), dout, r->a2, P + o->conv2.w,
                     conv_shape(B, o->cout, h, w, o->cout, 3, 1));
-    engine_zero_floats(e, dh1, (size_t)B * o->cout * N);
+    dh1 = grad_buf(net, dh1, (size_t)B * o->cout * N);
     e->ops->groupnorm_backward(e, dh1, PG(net, o->norm2.w), PG(net, o->norm2.b), da2, r->h1, r->mean2, r->rstd2,
                        P + o->norm2.w, P + o->norm2.b, B, o->cout, N, G, 1);
-    engine_zero_floats(e, a->dep, (size_t)B * o->cout);
-    e->ops->add_channel_bias_backward(e, a->dep, dh1, B, o->cout, N);
-    e->ops->linear_backward(e, a->dsemb, PG(net, o->emb_proj.w), PG(net, o->emb_proj.b), a->dep, a->semb, P + o->emb_proj.w,
-                    B, E, o->cout);
-    engine_zero_floats(e, da1, (size_t)B * o->cin * N);
+    float *dep = grad_buf(net, a->dep, (size_t)B * o->cout);
+    e->ops->add_channel_bias_backward(e, dep, dh1, B, o->cout, N);
+    e->ops->linear_backward(e, a->cur_dsemb, PG(net, o->emb_proj.w), PG(net, o->emb_proj.b), dep, a->semb,
+                            P + o->emb_proj.w, B, E, o->cout);
+    da1 = grad_buf(net, da1, (size_t)B * o->cin * N);
     e->ops->conv2d_backward(e, da1, PG(net, o->conv1.w), PG(net, o->conv1.b), dh1, r->a1, P + o->conv1.w,
                     conv_shape(B, o->cin, h, w, o->cout, 3, 1));
     e->ops->groupnorm_backward(e, dx, PG(net, o->norm1.w), PG(net, o->norm1.b), da1, r->x, r->mean1, r->rstd1,
@@ -486,12 +597,12 @@ static void attention_block_backward(UNet *net, const AttentionOff *o, const Att
     const int N = h * w, C = o->ch, G = net->lay.cfg.groups;
     float *dob = a->gt[0], *dqkv = a->gt[1], *dn = a->gt[2];
     e->ops->add(e, dx, dout, (size_t)B * C * N);
-    engine_zero_floats(e, dob, (size_t)B * C * N);
+    dob = grad_buf(net, dob, (size_t)B * C * N);
     e->ops->conv2d_backward(e, dob, PG(net, o->proj.w), PG(net, o->proj.b), dout, t->o, P + o->proj.w,
                     conv_shape(B, C, h, w, C, 1, 1));
-    engine_zero_floats(e, dqkv, (size_t)B * 3 * C * N);
+    dqkv = grad_buf(net, dqkv, (size_t)B * 3 * C * N);
     e->ops->attention_backward(e, dqkv, dob, t->qkv, t->attn, B, C, N);
-    engine_zero_floats(e, dn, (size_t)B * C * N);
+    dn = grad_buf(net, dn, (size_t)B * C * N);
     e->ops->conv2d_backward(e, dn, PG(net, o->qkv.w), PG(net, o->qkv.b), dqkv, t->n, P + o->qkv.w,
                     conv_shape(B, C, h, w, 3 * C, 1, 1));
     e->ops->groupnorm_backward(e, dx, PG(net, o->norm.w), PG(net, o->norm.b), dn, t->x, t->mean, t->rstd, P + o->norm.w,
@@ -504,17 +615,16 @@ static void attention_block_backward(UNet *net, const AttentionOff *o, const Att
 static void level_backward(UNet *net, const ResBlockOff *ro, const ResBlockActs *ra, const AttentionOff *ao,
                            const AttentionActs *aa, int has_attn, const float *gout, float *gmid,
                            float *gin, int B, int h, int w) {
-    Engine *e = net->eng;
     const float *g = gout;
     if (has_attn) {
-        engine_zero_floats(e, gmid, (size_t)B * ao->ch * h * w);
+        gmid = grad_buf(net, gmid, (size_t)B * ao->ch * h * w);
         attention_block_backward(net, ao, aa, gout, gmid, B, h, w);
         g = gmid;
     }
     resblock_backward(net, ro, ra, g, gin, B, h, w);
 }
 
-void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, float *dcond) {
+static void backward_body(UNet *net, const float *deps, const float *dmid, float *dx, float *dcond) {
     Engine *e = net->eng;
     const UNetLayout *lay = &net->lay;
     const UNetConfig *cfg = &lay->cfg;
@@ -522,18 +632,18 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
     const float *P = net->params;
     const int B = a->B, L = cfg->num_levels, C = cfg->base_channels, E = lay->E;
     float *gA = a->g[0], *gB = a->g[1];
-    D2C_CHECK(a->saved); /* backward follows unet_forward, not unet_forward_infer */
 
-    engine_zero_floats(e, a->dsemb, (size_t)B * E);
-    for (int l = 0; l < L; l++) engine_zero_floats(e, a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
+    a->cur_dsemb = grad_buf(net, a->dsemb, (size_t)B * E);
+    for (int l = 0; l < L; l++)
+        a->cur_gskip[l] = grad_buf(net, a->gskip[l], (size_t)B * lay->ch[l] * a->hs[l] * a->ws[l]);
+    float *const *gskip = a->cur_gskip;
 
     /* out: conv_out <- silu(out_norm(h)) */
     const int N0 = net->H * net->W;
-    float *don = a->gt[0];
-    engine_zero_floats(e, don, (size_t)B * C * N0);
+    float *don = grad_buf(net, a->gt[0], (size_t)B * C * N0);
     e->ops->conv2d_backward(e, don, PG(net, lay->conv_out.w), PG(net, lay->conv_out.b), deps, a->on, P + lay->conv_out.w,
                     conv_shape(B, C, net->H, net->W, cfg->in_channels, 3, 1));
-    engine_zero_floats(e, gA, (size_t)B * C * N0);
+    gA = grad_buf(net, gA, (size_t)B * C * N0);
     e->ops->groupnorm_backward(e, gA, PG(net, lay->out_norm.w), PG(net, lay->out_norm.b), don, a->level_out_up[0], a->on_mean, a->on_rstd,
                        P + lay->out_norm.w, P + lay->out_norm.b, B, C, N0, cfg->groups, 1);
     /* gA now holds d level_out_up[0] */
@@ -544,22 +654,21 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
         const int cur = lay->up[l].cin - ch;
         if (l > 0) {
             /* gA holds d upconv[l] (B, ch, 2h, 2w) */
-            float *dups = a->gt[0];
             size_t n2 = (size_t)B * ch * a->hs[l - 1] * a->ws[l - 1];
-            engine_zero_floats(e, dups, n2);
+            float *dups = grad_buf(net, a->gt[0], n2);
             e->ops->conv2d_backward(e, dups, PG(net, lay->upsample[l].w), PG(net, lay->upsample[l].b), gA, a->upsampled[l],
                             P + lay->upsample[l].w, conv_shape(B, ch, a->hs[l - 1], a->ws[l - 1], ch, 3, 1));
-            engine_zero_floats(e, gB, (size_t)B * ch * N);
+            gB = grad_buf(net, gB, (size_t)B * ch * N);
             e->ops->upsample2x_backward(e, gB, dups, B, ch, h, w);
             float *tmp = gA; gA = gB; gB = tmp;
         }
         /* gA: d level_out_up[l]; -> d cat[l] in gB */
-        engine_zero_floats(e, gB, (size_t)B * lay->up[l].cin * N);
+        gB = grad_buf(net, gB, (size_t)B * lay->up[l].cin * N);
         level_backward(net, &lay->up[l], &a->up[l], &lay->up_attn[l], &a->up_attn[l], cfg->attn[l], gA,
                        a->scratch, gB, B, h, w);
         /* split d cat[l] into d h_in (gA) and d skip_l */
-        engine_zero_floats(e, gA, (size_t)B * cur * N);
-        e->ops->concat_channels_backward(e, gA, a->gskip[l], gB, B, cur, ch, N);
+        gA = grad_buf(net, gA, (size_t)B * cur * N);
+        e->ops->concat_channels_backward(e, gA, gskip[l], gB, B, cur, ch, N);
         /* gA: d of the up level's input: upconv[l+1] or, for l = L-1, the mid output */
     }
 
@@ -567,24 +676,23 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
     const int hm = a->hs[L - 1], wm = a->ws[L - 1], Cm = lay->mid2.cout;
     const size_t nm = (size_t)B * Cm * hm * wm;
     if (dmid) e->ops->add(e, gA, dmid, nm);
-    engine_zero_floats(e, gB, nm);
+    gB = grad_buf(net, gB, nm);
     resblock_backward(net, &lay->mid2, &a->mid2, gA, gB, B, hm, wm);
-    engine_zero_floats(e, gA, nm);
+    gA = grad_buf(net, gA, nm);
     attention_block_backward(net, &lay->mid_attn, &a->mid_attn, gB, gA, B, hm, wm);
     /* mid1's input is the last down level's output = skip L-1 */
-    resblock_backward(net, &lay->mid1, &a->mid1, gA, a->gskip[L - 1], B, hm, wm);
+    resblock_backward(net, &lay->mid1, &a->mid1, gA, gskip[L - 1], B, hm, wm);
 
     /* down path: l = L-1 .. 0; gskip[l] collects d level_out_down[l] */
     for (int l = L - 1; l >= 0; l--) {
         const int h = a->hs[l], w = a->ws[l];
-        float *gin = gA;
         size_t nin = (size_t)B * lay->down[l].cin * h * w;
-        engine_zero_floats(e, gin, nin);
+        float *gin = gA = grad_buf(net, gA, nin);
         level_backward(net, &lay->down[l], &a->down[l], &lay->down_attn[l], &a->down_attn[l], cfg->attn[l],
-                       a->gskip[l], a->scratch, gin, B, h, w);
+                       gskip[l], a->scratch, gin, B, h, w);
         if (l > 0) {
             /* gin = d downsampled[l-1]; push through the stride-2 conv into gskip[l-1] */
-            e->ops->conv2d_backward(e, a->gskip[l - 1], PG(net, lay->downsample[l - 1].w), PG(net, lay->downsample[l - 1].b), gin,
+            e->ops->conv2d_backward(e, gskip[l - 1], PG(net, lay->downsample[l - 1].w), PG(net, lay->downsample[l - 1].b), gin,
                             a->level_out_down[l - 1], P + lay->downsample[l - 1].w,
                             conv_shape(B, lay->ch[l - 1], a->hs[l - 1], a->ws[l - 1], lay->ch[l - 1], 3, 2));
         }
@@ -594,16 +702,23 @@ void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, f
                     conv_shape(B, cfg->in_channels, net->H, net->W, C, 3, 1));
 
     /* embedding: semb = silu(emb); emb = time2(silu(time1(temb))) + class_embed[y] or cond */
-    engine_zero_floats(e, a->demb, (size_t)B * E);
-    e->ops->silu_backward(e, a->demb, a->dsemb, a->emb, (size_t)B * E);
-    if (a->has_cond && dcond) e->ops->add(e, dcond, a->demb, (size_t)B * E);
+    float *demb = grad_buf(net, a->demb, (size_t)B * E);
+    e->ops->silu_backward(e, demb, a->cur_dsemb, a->emb, (size_t)B * E);
+    if (a->has_cond && dcond) e->ops->add(e, dcond, demb, (size_t)B * E);
     if (net->input_grads_only) return;
-    if (!a->has_cond) e->ops->embedding_backward(e, PG(net, lay->class_embed), a->demb, a->y, B, E);
-    engine_zero_floats(e, a->de1s, (size_t)B * E);
-    e->ops->linear_backward(e, a->de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), a->demb, a->e1s, P + lay->time2.w, B, E, E);
-    engine_zero_floats(e, a->de1, (size_t)B * E);
-    e->ops->silu_backward(e, a->de1, a->de1s, a->e1, (size_t)B * E);
-    e->ops->linear_backward(e, NULL, PG(net, lay->time1.w), PG(net, lay->time1.b), a->de1, a->temb, P + lay->time1.w, B, C, E);
+    if (!a->has_cond) e->ops->embedding_backward(e, PG(net, lay->class_embed), demb, a->y, B, E);
+    float *de1s = grad_buf(net, a->de1s, (size_t)B * E);
+    e->ops->linear_backward(e, de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), demb, a->e1s, P + lay->time2.w, B, E, E);
+    float *de1 = grad_buf(net, a->de1, (size_t)B * E);
+    e->ops->silu_backward(e, de1, de1s, a->e1, (size_t)B * E);
+    e->ops->linear_backward(e, NULL, PG(net, lay->time1.w), PG(net, lay->time1.b), de1, a->temb, P + lay->time1.w, B, C, E);
+}
+
+void unet_backward(UNet *net, const float *deps, const float *dmid, float *dx, float *dcond) {
+    D2C_CHECK(net->acts->saved); /* backward follows unet_forward, not unet_forward_infer */
+    grad_pass_begin(net);
+    backward_body(net, deps, dmid, dx, dcond);
+    grad_pass_end(net);
 }
 
 /* ---------------------------------------------------------------- FLOP count */

@@ -94,6 +94,13 @@ typedef struct {
     float *grads;          /* (n_params) backward accumulates here (device memory) */
     UNetActivations *acts; /* saved by forward for backward (a device arena) */
     int input_grads_only;  /* backward skips the parameter gradients (hypergradient passes) */
+    /* 1: each backward pass gives every activation gradient its own slot of one arena,
+     * cleared by one memzero at the start, instead of clearing a few reusable buffers
+     * before each use (about 70 memzeros a pass); more memory, fewer ops. unet_create sets
+     * it on engines whose memory is not the host's (a GPU, where every op is a launch); the
+     * results are the same bits either way (the same sums into zeroed memory). Set it
+     * before the first backward. */
+    int one_clear_backward;
 } UNet;
 
 /* Allocates parameters (zeroed), gradients and the activation arena for batches of up to

@@ -3,7 +3,8 @@
 # against the CPU), then a train step, a DDIM run and the hypergradient on a tiny UNet.
 # Label `engine`. D2C_REQUIRE_CUDA=1 in the environment makes a missing GPU a failure.
 target_sources(test_backend_ops PRIVATE ${D2C_TEST_DIR}/backend_util.c ${D2C_TEST_DIR}/backend_ref.c
-  ${D2C_TEST_DIR}/backend_cases.c ${D2C_TEST_DIR}/backend_flat.c ${D2C_TEST_DIR}/backend_model.c)
+  ${D2C_TEST_DIR}/backend_cases.c ${D2C_TEST_DIR}/backend_flat.c ${D2C_TEST_DIR}/backend_model.c
+  ${D2C_TEST_DIR}/backend_algo.c)
 target_include_directories(test_backend_ops PRIVATE ${D2C_TEST_DIR})
 add_test(NAME test_backend_ops COMMAND test_backend_ops)
 set_tests_properties(test_backend_ops PROPERTIES LABELS "engine" TIMEOUT 600 PROCESSORS 2

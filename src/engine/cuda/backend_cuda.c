@@ -212,6 +212,12 @@ static void op_row_mean_backward(Engine *e, float *dx, const float *dy, size_t r
     PROFILED(e, "row_mean_backward", cu_row_mean_backward(CU(e), dx, dy, rows, N));
 }
 
+/* not profiled as one op: the ops fn issues are (graphs are off while profiling) */
+static void op_graph_run(Engine *e, const uint64_t *key, int nkey, void (*fn)(void *ctx), void *ctx) {
+    cu_graph_run(CU(e), key, nkey, fn, ctx);
+}
+static void op_graph_reset(Engine *e) { cu_graph_reset(CU(e)); }
+
 static const EngineOps CUDA_OPS = {
     .destroy = op_destroy,
     .alloc = op_alloc,
@@ -266,6 +272,8 @@ static const EngineOps CUDA_OPS = {
     .channel_fill = op_channel_fill,
     .row_mean = op_row_mean,
     .row_mean_backward = op_row_mean_backward,
+    .graph_run = op_graph_run,
+    .graph_reset = op_graph_reset,
 };
 
 int engine_cuda_create(Engine **out) {

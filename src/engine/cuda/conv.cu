@@ -12,7 +12,10 @@
  * dbias is a fixed-order reduction in double. Chunks run in order on one stream, so every
  * gradient has the same bits run to run. cuDNN (cudnn/conv_cudnn.cu, deterministic algorithms
  * only; the bias stays here) runs the 3x3 convolutions by default when it is built, every
- * convolution with D2C_CUDA_CONV=cudnn, none with D2C_CUDA_CONV=gemm (cuda_private.cuh). */
+ * convolution with D2C_CUDA_CONV=cudnn, none with D2C_CUDA_CONV=gemm (cuda_private.cuh);
+ * with D2C_CUDA_CONV_ALGO=cached (the default) conv_choice.cu picks per shape and direction
+ * among cuDNN's deterministic algorithms and the paths here (cu_conv_gemm_dir), including
+ * a second weight gradient: per-image GEMMs, then a fixed-order sum over the images. */
 #include "engine/cuda/cuda_private.cuh"
 
 #define CONV_SCRATCH_FLOATS ((size_t)256 << 20) /* 1 GiB of im2col scratch at most */
@@ -23,16 +26,21 @@ typedef struct {
     int Ho, Wo, No, K, per_chunk;
 } Plan;
 
-static Plan plan_for(ConvShape s, int per_image_rows) {
+/* per_image: the floats of scratch one image of a chunk needs */
+static Plan plan_for(ConvShape s, size_t per_image) {
     Plan p;
     p.Ho = out_size(s.H, s.k, s.stride);
     p.Wo = out_size(s.W, s.k, s.stride);
     p.No = p.Ho * p.Wo;
     p.K = s.Cin * s.k * s.k;
-    size_t per_image = (size_t)per_image_rows * p.No;
     size_t n = CONV_SCRATCH_FLOATS / (per_image ? per_image : 1);
     p.per_chunk = (int)(n < 1 ? 1 : n > (size_t)s.B ? (size_t)s.B : n);
     return p;
+}
+
+static Plan plan_rows(ConvShape s, int per_image_rows) {
+    Plan p = plan_for(s, 1);
+    return plan_for(s, (size_t)per_image_rows * p.No);
 }
 
 /* col[(ci*k + ky)*k + kx][j*No + oy*Wo + ox] = x_j[ci][oy*st + ky - pad][ox*st + kx - pad]
@@ -149,64 +157,132 @@ static void im2col(CudaEngine *e, float *col, const float *x, int n, ConvShape s
     CU_LAUNCHED(e, "im2col");
 }
 
+/* dw (CK) += sum over the n images of part (n, CK), in image order, in double */
+__global__ void k_sum_images(float *dw, const float *part, int n, size_t CK) {
+    CU_FOR(i, CK) {
+        double acc = 0;
+        for (int j = 0; j < n; j++) acc += (double)part[(size_t)j * CK + i];
+        dw[i] += (float)acc;
+    }
+}
+
+/* y = conv(x, w), no bias */
+static void gemm_forward(CudaEngine *e, float *y, const float *x, const float *w, ConvShape s) {
+    Plan p = plan_rows(s, s.Cin * s.k * s.k);
+    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
+    if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
+        cu_gemm_batched(e, 0, 0, s.Cout, p.No, s.Cin, 1.0f, w, s.Cin, 0, x, p.No, (long long)x_image, 0.0f, y,
+                        p.No, (long long)y_image, s.B);
+        return;
+    }
+    float *col = cu_scratch(e, (size_t)p.K * p.per_chunk * p.No);
+    if (!col) return;
+    for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
+        int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
+        im2col(e, col, x + b0 * x_image, n, s, p);
+        cu_gemm_batched(e, 0, 0, s.Cout, p.No, p.K, 1.0f, w, p.K, 0, col, L, p.No, 0.0f, y + b0 * y_image, p.No,
+                        (long long)y_image, n);
+    }
+}
+
+/* dx += d/dx */
+static void gemm_backward_data(CudaEngine *e, float *dx, const float *dy, const float *w, ConvShape s) {
+    Plan p = plan_rows(s, s.Cin * s.k * s.k);
+    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
+    if (s.k == 1 && s.stride == 1) { /* dx_b (Cin, N) += w^T (Cin, Cout) @ dy_b (Cout, N) */
+        cu_gemm_batched(e, 1, 0, s.Cin, p.No, s.Cout, 1.0f, w, s.Cin, 0, dy, p.No, (long long)y_image, 1.0f, dx,
+                        p.No, (long long)x_image, s.B);
+        return;
+    }
+    float *col = cu_scratch(e, (size_t)p.K * p.per_chunk * p.No);
+    if (!col) return;
+    for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
+        int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
+        /* dcol_j (K, No) = w^T (K, Cout) @ dy_j (Cout, No), into col */
+        cu_gemm_batched(e, 1, 0, p.K, p.No, s.Cout, 1.0f, w, p.K, 0, dy + b0 * y_image, p.No, (long long)y_image,
+                        0.0f, col, L, p.No, n);
+        CuLaunch l = cu_rows((size_t)n * s.Cin, (size_t)s.H * s.W);
+        k_col2im_add CU_LAUNCH(l)(dx + b0 * x_image, col, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
+        CU_LAUNCHED(e, "col2im");
+    }
+}
+
+/* dw += d/dw: dw (Cout, K) += dyc (Cout, n*No) @ col^T per chunk (one GEMM over the
+ * chunk), or with split, part_j (Cout, K) = dy_j (Cout, No) @ col_j^T (one strided-batched
+ * GEMM over the chunk's images, no atomics) and dw += the sum of the part_j in image order */
+static void gemm_backward_filter(CudaEngine *e, float *dw, const float *dy, const float *x, ConvShape s, int split) {
+    const int direct = s.k == 1 && s.stride == 1;
+    Plan q = plan_for(s, 1);
+    const size_t CK = (size_t)s.Cout * q.K;
+    /* scratch per image: col (K, No) unless direct, then dyc (Cout, No) or part (Cout, K) */
+    Plan p = plan_for(s, (split && direct ? 0 : (size_t)q.K * q.No) + (split ? CK : (size_t)s.Cout * q.No));
+    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
+    const size_t col_floats = split && direct ? 0 : (size_t)p.K * p.per_chunk * p.No;
+    float *col = cu_scratch(e, col_floats + (split ? CK * p.per_chunk : (size_t)s.Cout * p.per_chunk * p.No));
+    if (!col) return;
+    float *rest = col + col_floats; /* dyc or part */
+    for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
+        int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
+        if (!split) {
+            im2col(e, col, x + b0 * x_image, n, s, p);
+            CuLaunch l = cu_rows((size_t)s.Cout, (size_t)L);
+            k_side_by_side CU_LAUNCH(l)(rest, dy + b0 * y_image, n, s.Cout, p.No);
+            CU_LAUNCHED(e, "conv backward");
+            cu_gemm(e, 0, 1, s.Cout, p.K, L, 1.0f, rest, L, col, L, 1.0f, dw, p.K);
+            continue;
+        }
+        const float *cj = x + b0 * x_image; /* col_j (K, No): x_j itself when direct */
+        int ldc = p.No;
+        long long sc = (long long)x_image;
+        if (!direct) {
+            im2col(e, col, x + b0 * x_image, n, s, p);
+            cj = col;
+            ldc = L;
+            sc = p.No;
+        }
+        cu_gemm_batched(e, 0, 1, s.Cout, p.K, p.No, 1.0f, dy + b0 * y_image, p.No, (long long)y_image, cj, ldc, sc,
+                        0.0f, rest, p.K, (long long)CK, n);
+        if (e->status) return;
+        k_sum_images<<<cu_blocks(CK), CU_THREADS, 0, e->stream>>>(dw, rest, n, CK);
+        CU_LAUNCHED(e, "conv weight gradient sum");
+    }
+}
+
+void cu_conv_gemm_dir(CudaEngine *e, int dir, int split, ConvShape s, float *out, const float *a,
+                                 const float *b) {
+    if (e->status) return;
+    if (dir == CU_DIR_FWD)
+        gemm_forward(e, out, a, b, s);
+    else if (dir == CU_DIR_DATA)
+        gemm_backward_data(e, out, a, b, s);
+    else
+        gemm_backward_filter(e, out, a, b, s, split);
+}
+
 extern "C" void cu_conv2d_forward(CudaEngine *e, float *y, const float *x, const float *w, const float *bias,
                                   ConvShape s) {
     if (e->status) return;
-    Plan p = plan_for(s, s.Cin * s.k * s.k);
-    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
-    if (cu_conv_uses_cudnn(e, s.k)) {
+    if (cu_conv_cached(e))
+        cu_conv_choice_run(e, CU_DIR_FWD, s, y, x, w);
+    else if (cu_conv_uses_cudnn(e, s.k))
         cu_cudnn_conv_forward(e, y, x, w, s);
-    } else if (s.k == 1 && s.stride == 1) { /* y_b (Cout, N) = w (Cout, Cin) @ x_b (Cin, N) */
-        cu_gemm_batched(e, 0, 0, s.Cout, p.No, s.Cin, 1.0f, w, s.Cin, 0, x, p.No, (long long)x_image, 0.0f, y,
-                        p.No, (long long)y_image, s.B);
-    } else {
-        float *col = cu_scratch(e, (size_t)p.K * p.per_chunk * p.No);
-        if (!col) return;
-        for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
-            int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
-            im2col(e, col, x + b0 * x_image, n, s, p);
-            cu_gemm_batched(e, 0, 0, s.Cout, p.No, p.K, 1.0f, w, p.K, 0, col, L, p.No, 0.0f, y + b0 * y_image,
-                            p.No, (long long)y_image, n);
-        }
-    }
-    if (bias) add_bias(e, y, bias, s.B, s.Cout, p.No);
+    else
+        gemm_forward(e, y, x, w, s);
+    if (bias) add_bias(e, y, bias, s.B, s.Cout, out_size(s.H, s.k, s.stride) * out_size(s.W, s.k, s.stride));
 }
 
 extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *dbias, const float *dy,
                                    const float *x, const float *w, ConvShape s) {
     if (e->status) return;
-    const int direct = s.k == 1 && s.stride == 1;
-    Plan p = plan_for(s, s.Cin * s.k * s.k + s.Cout);
-    const size_t x_image = (size_t)s.Cin * s.H * s.W, y_image = (size_t)s.Cout * p.No;
-    if (dbias) dbias_sum(e, dbias, dy, s.B, s.Cout, p.No);
-    if (cu_conv_uses_cudnn(e, s.k)) {
+    if (dbias) dbias_sum(e, dbias, dy, s.B, s.Cout, out_size(s.H, s.k, s.stride) * out_size(s.W, s.k, s.stride));
+    if (cu_conv_cached(e)) {
+        if (dw) cu_conv_choice_run(e, CU_DIR_FILTER, s, dw, dy, x);
+        if (dx) cu_conv_choice_run(e, CU_DIR_DATA, s, dx, dy, w);
+    } else if (cu_conv_uses_cudnn(e, s.k)) {
         if (dx || dw) cu_cudnn_conv_backward(e, dx, dw, dy, x, w, s);
-        return;
-    }
-    if (dx && direct) /* dx_b (Cin, N) += w^T (Cin, Cout) @ dy_b (Cout, N) */
-        cu_gemm_batched(e, 1, 0, s.Cin, p.No, s.Cout, 1.0f, w, s.Cin, 0, dy, p.No, (long long)y_image, 1.0f, dx,
-                        p.No, (long long)x_image, s.B);
-    if (!dw && !(dx && !direct)) return;
-    /* scratch: col (K, n*No), then dyc (Cout, n*No) */
-    float *col = cu_scratch(e, ((size_t)p.K + s.Cout) * p.per_chunk * p.No);
-    if (!col) return;
-    float *dyc = col + (size_t)p.K * p.per_chunk * p.No;
-    for (int b0 = 0; b0 < s.B; b0 += p.per_chunk) {
-        int n = s.B - b0 < p.per_chunk ? s.B - b0 : p.per_chunk, L = n * p.No;
-        if (dw) {
-            im2col(e, col, x + b0 * x_image, n, s, p);
-            CuLaunch l = cu_rows((size_t)s.Cout, (size_t)L);
-            k_side_by_side CU_LAUNCH(l)(dyc, dy + b0 * y_image, n, s.Cout, p.No);
-            CU_LAUNCHED(e, "conv backward");
-            cu_gemm(e, 0, 1, s.Cout, p.K, L, 1.0f, dyc, L, col, L, 1.0f, dw, p.K);
-        }
-        if (dx && !direct) { /* dcol_j (K, No) = w^T (K, Cout) @ dy_j (Cout, No), into col */
-            cu_gemm_batched(e, 1, 0, p.K, p.No, s.Cout, 1.0f, w, p.K, 0, dy + b0 * y_image, p.No,
-                            (long long)y_image, 0.0f, col, L, p.No, n);
-            CuLaunch l = cu_rows((size_t)n * s.Cin, (size_t)s.H * s.W);
-            k_col2im_add CU_LAUNCH(l)(dx + b0 * x_image, col, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
-            CU_LAUNCHED(e, "col2im");
-        }
+    } else {
+        if (dw) gemm_backward_filter(e, dw, dy, x, s, 0);
+        if (dx) gemm_backward_data(e, dx, dy, w, s);
     }
 }
 

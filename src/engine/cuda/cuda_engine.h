@@ -129,6 +129,10 @@ void cu_row_mean_backward(CudaEngine *e, float *dx, const float *dy, size_t rows
  * pair boundary (has_spare 0, avail even): the table's fill_normal. */
 void cu_fill_normal(CudaEngine *e, float *x, size_t n, const Rng *r);
 
+/* the table's graph_run / graph_reset (graph.cu; D2C_CUDA_GRAPH=1, else fn runs eagerly) */
+void cu_graph_run(CudaEngine *e, const uint64_t *key, int nkey, void (*fn)(void *ctx), void *ctx);
+void cu_graph_reset(CudaEngine *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -43,8 +43,15 @@ struct CudaEngine {
     int stage_next;
     int tf32;             /* D2C_CUDA_TF32=1: cuBLAS (and cuDNN) may use TF32 tensor cores */
     int conv_mode;        /* CU_CONV_*: which convolutions go through cuDNN (D2C_CUDA_CONV) */
-    int conv_find;        /* D2C_CUDA_CONV_ALGO=find: cuDNN's algorithms by timing, not heuristics */
+    int conv_algo;        /* CU_ALGO_*: how the convolution algorithms are chosen (D2C_CUDA_CONV_ALGO) */
+    char algo_path[1024]; /* the cache file of CU_ALGO_CACHED ("": none; D2C_CUDA_ALGO_CACHE) */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
+    void *choices;        /* CU_ALGO_CACHED's choices per shape and direction (conv_choice.cu) */
+    int graph_on;         /* D2C_CUDA_GRAPH=1 (and not profiling): graph_run captures (graph.cu) */
+    void *graphs;         /* graph.cu's keys and graphs, made on first use */
+    void *graph_cur;      /* the key whose uploads are being recorded (graph_mode 1) or captured (2) */
+    int graph_mode;
+    unsigned buf_gen;     /* bumped when a scratch buffer moves: graphs captured before are stale */
     CuProfile *prof;      /* D2C_CUDA_PROFILE=1: the op timings (profile.cu), made on first use */
     int prof_off;         /* 1: not profiling (the variable is not set, or the events failed) */
 };
@@ -55,6 +62,19 @@ struct CudaEngine {
 enum { CU_CONV_GEMM = 0, CU_CONV_CUDNN = 1, CU_CONV_AUTO = 2 };
 static inline int cu_conv_uses_cudnn(const CudaEngine *e, int k) {
     return e->conv_mode == CU_CONV_CUDNN || (e->conv_mode == CU_CONV_AUTO && k == 3);
+}
+
+/* D2C_CUDA_CONV_ALGO: heuristic = cuDNN's heuristics (conv_mode decides cuDNN or cuBLAS by
+ * kernel size); find = cuDNN's cudnnFind* timing, every run again; cached (the default) =
+ * per shape and direction the fastest of cuDNN's deterministic algorithms and d2c's own
+ * im2col + cuBLAS paths, measured once and kept in a file (conv_choice.cu). */
+enum { CU_ALGO_HEURISTIC = 0, CU_ALGO_FIND = 1, CU_ALGO_CACHED = 2 };
+/* A convolution's three directions; the operands of each (conv_choice.cu, cudnn/):
+ * FWD: out = y (overwritten), a = x, b = w; DATA: out = dx (+=), a = dy, b = w;
+ * FILTER: out = dw (+=), a = dy, b = x. */
+enum { CU_DIR_FWD = 0, CU_DIR_DATA = 1, CU_DIR_FILTER = 2 };
+static inline int cu_conv_cached(const CudaEngine *e) {
+    return e->conv_algo == CU_ALGO_CACHED && e->conv_mode != CU_CONV_GEMM;
 }
 
 /* Records a failure (the first one wins) and returns its status. */
@@ -139,6 +159,28 @@ void cu_cudnn_destroy(CudaEngine *e);
 void cu_cudnn_conv_forward(CudaEngine *e, float *y, const float *x, const float *w, ConvShape s);
 void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy, const float *x, const float *w,
                             ConvShape s);
+
+/* Direction dir of the convolution s (operands as for CU_DIR_*) by im2col + cuBLAS (conv.cu);
+ * split (FILTER only): per-image weight gradients by one strided-batched GEMM, then a
+ * fixed-order sum over the images, instead of one GEMM over the whole chunk. */
+void cu_conv_gemm_dir(CudaEngine *e, int dir, int split, ConvShape s, float *out, const float *a, const float *b);
+/* cuDNN by algorithm (cudnn/): the deterministic algorithms of direction dir for s within
+ * the workspace limit, at most cap of them into algos (-1 after a failure); one direction
+ * with algorithm algo (trial: a failure returns -1 without being recorded); the version
+ * (0 without cuDNN). */
+int cu_cudnn_candidates(CudaEngine *e, int dir, ConvShape s, int *algos, int cap);
+int cu_cudnn_dir(CudaEngine *e, int dir, int algo, int trial, ConvShape s, float *out, const float *a,
+                 const float *b);
+size_t cu_cudnn_version(void);
+/* CU_ALGO_CACHED (conv_choice.cu): direction dir of s by the choice for its shape, looked up,
+ * read from the cache file, or measured (and written) on first use. */
+void cu_conv_choice_run(CudaEngine *e, int dir, ConvShape s, float *out, const float *a, const float *b);
+void cu_conv_choice_destroy(CudaEngine *e);
+
+/* graph.cu: stage_upload's hook while a key records or captures (1: handled there), and
+ * the engine's teardown */
+int cu_graph_upload(CudaEngine *e, void *dst, const void *src, size_t bytes);
+void cu_graph_destroy(CudaEngine *e);
 
 /* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
  * the result lands in *out (device). */

@@ -13,7 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "engine/cuda/cuda_private.cuh"
+
+extern "C" {
+#include "engine/algo_cache.h"
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -97,11 +103,22 @@ extern "C" int cu_create(CudaEngine **out) {
              prop.multiProcessorCount);
     e->peak_gflops = fp32_peak_gflops(e->device, prop.major, prop.minor, prop.multiProcessorCount);
     const char *algo = getenv("D2C_CUDA_CONV_ALGO");
-    if (algo && *algo && strcmp(algo, "heuristic") != 0 && strcmp(algo, "find") != 0) {
+    if (algo && *algo && strcmp(algo, "heuristic") != 0 && strcmp(algo, "find") != 0 && strcmp(algo, "cached") != 0) {
         cu_destroy(e);
-        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV_ALGO=%s: must be heuristic (the default) or find", algo);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_CONV_ALGO=%s: must be cached (the default), heuristic or find", algo);
     }
-    e->conv_find = algo && strcmp(algo, "find") == 0;
+    e->conv_algo = !algo || !*algo || strcmp(algo, "cached") == 0 ? CU_ALGO_CACHED
+                   : strcmp(algo, "find") == 0                    ? CU_ALGO_FIND
+                                                                  : CU_ALGO_HEURISTIC;
+    /* the cached mode's file: D2C_CUDA_ALGO_CACHE (empty: none, measure every run), else the
+     * user's cache folder; an existing folder of that name is refused */
+    const char *cache = getenv("D2C_CUDA_ALGO_CACHE");
+    if (!algo_cache_path(cache, "conv_algos.txt", e->algo_path, sizeof e->algo_path)) e->algo_path[0] = 0;
+    struct stat st_path;
+    if (cache && *cache && (!e->algo_path[0] || (stat(e->algo_path, &st_path) == 0 && S_ISDIR(st_path.st_mode)))) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_ALGO_CACHE=%s: must name a file (it is a folder, or too long)", cache);
+    }
     const char *tf32 = getenv("D2C_CUDA_TF32"), *conv = getenv("D2C_CUDA_CONV");
     e->tf32 = tf32 && strcmp(tf32, "1") == 0;
     if (conv && *conv && strcmp(conv, "gemm") != 0 && strcmp(conv, "cudnn") != 0 && strcmp(conv, "auto") != 0) {
@@ -120,6 +137,12 @@ extern "C" int cu_create(CudaEngine **out) {
     } else {
         e->conv_mode = cu_cudnn_built() ? CU_CONV_AUTO : CU_CONV_GEMM;
     }
+    const char *graph = getenv("D2C_CUDA_GRAPH"), *prof = getenv("D2C_CUDA_PROFILE");
+    if (graph && *graph && strcmp(graph, "0") != 0 && strcmp(graph, "1") != 0) {
+        cu_destroy(e);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_GRAPH=%s: must be 0 (the default) or 1", graph);
+    }
+    e->graph_on = graph && strcmp(graph, "1") == 0 && !(prof && strcmp(prof, "1") == 0);
     cublasMath_t math = e->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     if (cu_check_blas(e, cublasSetMathMode(e->blas, math), "setting the math mode") ||
         cu_check_blas(e, cublasSetAtomicsMode(e->blas, CUBLAS_ATOMICS_NOT_ALLOWED), "disallowing atomics")) {
@@ -136,6 +159,8 @@ extern "C" void cu_destroy(CudaEngine *e) {
     if (e->stream) cudaStreamSynchronize(e->stream);
     cu_prof_report(e);
     cu_prof_free(e);
+    cu_graph_destroy(e);
+    cu_conv_choice_destroy(e);
     cu_cudnn_destroy(e);
     for (int k = 0; k < CU_STAGE_SLOTS; k++) {
         cudaFreeHost(e->stage[k].buf);
@@ -189,6 +214,7 @@ extern "C" void cu_host_free(CudaEngine *e, void *p) {
  * after its previous copy has passed, so the host rarely waits and never drains the
  * stream. Larger uploads are copied directly and waited for. */
 static int stage_upload(CudaEngine *e, void *dst, const void *src, size_t bytes, const char *what) {
+    if (e->graph_mode && cu_graph_upload(e, dst, src, bytes)) return e->status ? -1 : 0;
     if (bytes > CU_STAGE_MAX) {
         if (cu_check(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, e->stream), what)) return -1;
         return cu_check(e, cudaStreamSynchronize(e->stream), what) ? -1 : 0;
@@ -244,6 +270,7 @@ static void *grow(CudaEngine *e, void **buf, size_t *cap, size_t want, size_t el
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
+    e->buf_gen++; /* graphs that captured the old address are stale (graph.cu) */
     cudaError_t err = cudaMalloc(buf, n * elem);
     if (err != cudaSuccess) {
         *buf = NULL;

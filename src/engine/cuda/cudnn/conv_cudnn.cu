@@ -11,7 +11,9 @@
  * (cudnnFind*, on buffers cuDNN allocates itself), under the same restrictions: the fastest
  * deterministic one as measured. Each algorithm is deterministic, but which one wins can
  * change with timing noise from run to run, and with it the last bits of the results, so
- * the heuristic stays the default. */
+ * neither is the default: D2C_CUDA_CONV_ALGO=cached (conv_choice.cu) measures per shape and
+ * direction once, among the algorithms cu_cudnn_candidates lists and d2c's own GEMM paths,
+ * keeps the winner in a file, and runs it through cu_cudnn_dir. */
 #include <cudnn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +116,7 @@ static const Algos *algos_for(CudaEngine *e, ConvShape s, Cudnn **out) {
     cudnnConvolutionBwdDataAlgoPerf_t pd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     cudnnConvolutionBwdFilterAlgoPerf_t pw[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int nf = 0, nd = 0, nw = 0;
-    if (e->conv_find) {
+    if (e->conv_algo == CU_ALGO_FIND) {
         if (check(e, cudnnFindConvolutionForwardAlgorithm(c->h, c->x, c->w, c->conv, c->y,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &nf, pf),
                   "timing the forward algorithms") ||
@@ -186,4 +188,99 @@ void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy
         check(e, cudnnConvolutionBackwardData(c->h, &one, c->w, w, c->y, dy, c->conv, a->data, ws, a->ws_data, &one, c->x,
                                               dx),
               "convolution backward (data)");
+}
+
+/* ---------------------------------------------------------------- by algorithm (cached mode) */
+
+size_t cu_cudnn_version(void) { return cudnnGetVersion(); }
+
+/* cuDNN's _v7 listing of every algorithm of the direction (status, determinism, memory),
+ * filtered: ran, deterministic, within WS_LIMIT; each algorithm once, in cuDNN's order. */
+int cu_cudnn_candidates(CudaEngine *e, int dir, ConvShape s, int *algos, int cap) {
+    Cudnn *c = state(e);
+    if (!c || describe(e, c, s)) return -1;
+    int n = 0, out = 0, ids[32], ok[32];
+    if (dir == CU_DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        if (check(e, cudnnGetConvolutionForwardAlgorithm_v7(c->h, c->x, c->w, c->conv, c->y,
+                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, p),
+                  "listing the forward algorithms"))
+            return -1;
+        for (int i = 0; i < n && i < 32; i++) {
+            ids[i] = (int)p[i].algo;
+            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
+                    p[i].memory <= WS_LIMIT;
+        }
+    } else if (dir == CU_DIR_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        if (check(e, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->h, c->w, c->y, c->conv, c->x,
+                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p),
+                  "listing the backward-data algorithms"))
+            return -1;
+        for (int i = 0; i < n && i < 32; i++) {
+            ids[i] = (int)p[i].algo;
+            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
+                    p[i].memory <= WS_LIMIT;
+        }
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        if (check(e, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->h, c->x, c->y, c->conv, c->w,
+                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p),
+                  "listing the backward-filter algorithms"))
+            return -1;
+        for (int i = 0; i < n && i < 32; i++) {
+            ids[i] = (int)p[i].algo;
+            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
+                    p[i].memory <= WS_LIMIT;
+        }
+    }
+    if (n > 32) n = 32;
+    for (int i = 0; i < n && out < cap; i++) {
+        if (!ok[i]) continue;
+        int seen = 0;
+        for (int j = 0; j < out; j++) seen |= algos[j] == ids[i];
+        if (!seen) algos[out++] = ids[i];
+    }
+    return out;
+}
+
+/* A failure of a trial run is not recorded: the candidate is dropped instead. */
+static int check_dir(CudaEngine *e, int trial, cudnnStatus_t st, const char *what) {
+    if (st == CUDNN_STATUS_SUCCESS) return 0;
+    if (trial) return -1;
+    return check(e, st, what) ? -1 : 0;
+}
+
+int cu_cudnn_dir(CudaEngine *e, int dir, int algo, int trial, ConvShape s, float *out, const float *a,
+                 const float *b) {
+    Cudnn *c = state(e);
+    if (!c || describe(e, c, s)) return -1;
+    size_t ws_bytes = 0;
+    cudnnStatus_t st;
+    if (dir == CU_DIR_FWD)
+        st = cudnnGetConvolutionForwardWorkspaceSize(c->h, c->x, c->w, c->conv, c->y, (cudnnConvolutionFwdAlgo_t)algo,
+                                                     &ws_bytes);
+    else if (dir == CU_DIR_DATA)
+        st = cudnnGetConvolutionBackwardDataWorkspaceSize(c->h, c->w, c->y, c->conv, c->x,
+                                                          (cudnnConvolutionBwdDataAlgo_t)algo, &ws_bytes);
+    else
+        st = cudnnGetConvolutionBackwardFilterWorkspaceSize(c->h, c->x, c->y, c->conv, c->w,
+                                                            (cudnnConvolutionBwdFilterAlgo_t)algo, &ws_bytes);
+    if (check_dir(e, trial, st, "workspace")) return -1;
+    float *ws = workspace(e, ws_bytes);
+    if (!ws) return -1;
+    const float one = 1.0f, zero = 0.0f;
+    if (dir == CU_DIR_FWD)
+        st = cudnnConvolutionForward(c->h, &one, c->x, a, c->w, b, c->conv, (cudnnConvolutionFwdAlgo_t)algo, ws,
+                                     ws_bytes, &zero, c->y, out);
+    else if (dir == CU_DIR_DATA)
+        st = cudnnConvolutionBackwardData(c->h, &one, c->w, b, c->y, a, c->conv, (cudnnConvolutionBwdDataAlgo_t)algo,
+                                          ws, ws_bytes, &one, c->x, out);
+    else
+        st = cudnnConvolutionBackwardFilter(c->h, &one, c->x, b, c->y, a, c->conv,
+                                            (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes, &one, c->w, out);
+    return check_dir(e, trial, st,
+                     dir == CU_DIR_FWD    ? "convolution forward"
+                     : dir == CU_DIR_DATA ? "convolution backward (data)"
+                                          : "convolution backward (filter)");
 }
