@@ -14,7 +14,9 @@
 #      --device cuda at the same shapes (when carried):
 #      PyTorch's defaults, and with TF32 off (d2c's precision); the ratios side by side;
 #   4. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
-# GPU_CHECK_QUICK=1 leaves out the gemm-only test_backend_ops run, gpu_ops and the gemm bench.
+# GPU_CHECK_QUICK=1 leaves out the gemm-only test_backend_ops run, gpu_ops, the gemm bench,
+# PyTorch with TF32 off, the second, heuristic and find benches, and all profiles but the
+# hypergradient's at 28x28.
 # Everything goes to $OUT (out/gpu_check without it).
 #
 # The machine has no network and no Debian packages of d2c's C libraries: run
@@ -32,7 +34,7 @@ mkdir -p "$out"
 export D2C_CUDA_ALGO_CACHE=${D2C_CUDA_ALGO_CACHE:-$out/conv_algos.txt}
 t0=$(date +%s)
 budget=${GPU_CHECK_BUDGET:-330} # seconds for the whole script; each step's limit is cut to what is left
-quick=${GPU_CHECK_QUICK:-0}     # 1: leaves out the gemm-only test_backend_ops run, gpu_ops and the gemm bench
+quick=${GPU_CHECK_QUICK:-0}     # 1: the short version (above)
 say() { echo "== gpu_check [$(($(date +%s) - t0)) s]: $*"; }
 tl() { # tl SECONDS: that limit, or what is left of the budget (at least 5 s)
   local want=$1 rest=$((budget - ($(date +%s) - t0)))
@@ -119,11 +121,13 @@ d2c_bench "$out/bench_d2c.txt"
 [ -f .gpudeps/bench_torch.py ] && torch_bench "$out/bench_torch.txt"
 # PyTorch's default lets cuDNN's convolutions use TF32 (torch.backends.cudnn.allow_tf32 is True);
 # d2c's default is full FP32: PyTorch with TF32 off is the comparison at equal precision
-[ -f .gpudeps/bench_torch.py ] && torch_bench "$out/bench_torch_fp32.txt" \
-  "torch.backends.cudnn.allow_tf32 = False; torch.backends.cuda.matmul.allow_tf32 = False"
-d2c_bench "$out/bench_d2c_again.txt"
-d2c_bench "$out/bench_d2c_heuristic.txt" D2C_CUDA_CONV_ALGO=heuristic
-d2c_bench "$out/bench_d2c_find.txt" D2C_CUDA_CONV_ALGO=find
+if [ "$quick" = 0 ]; then
+  [ -f .gpudeps/bench_torch.py ] && torch_bench "$out/bench_torch_fp32.txt" \
+    "torch.backends.cudnn.allow_tf32 = False; torch.backends.cuda.matmul.allow_tf32 = False"
+  d2c_bench "$out/bench_d2c_again.txt"
+  d2c_bench "$out/bench_d2c_heuristic.txt" D2C_CUDA_CONV_ALGO=heuristic
+  d2c_bench "$out/bench_d2c_find.txt" D2C_CUDA_CONV_ALGO=find
+fi
 d2c_bench "$out/bench_d2c_tf32.txt" D2C_CUDA_TF32=1
 for s in "${shapes[@]}"; do
   say "D2C_CUDA_GRAPH=1 d2c bench --device cuda --what sample $s (the forward as a CUDA graph)"
@@ -137,8 +141,10 @@ if [ "$quick" = 0 ]; then
   D2C_CUDA_CONV=gemm timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what train ${shapes[0]} --iters 20 2>&1 |
     tee -a "$out/bench_variants.txt"
 fi
-for w in train hypergrad sample; do
-  for s in "${shapes[@]}"; do
+profiled=(train hypergrad sample) profiled_shapes=("${shapes[@]}")
+[ "$quick" = 1 ] && profiled=(hypergrad) profiled_shapes=("${shapes[0]}")
+for w in "${profiled[@]}"; do
+  for s in "${profiled_shapes[@]}"; do
     say "D2C_CUDA_PROFILE=1 d2c bench --device cuda --what $w $s (the ops' GPU time)"
     # shellcheck disable=SC2086
     D2C_CUDA_PROFILE=1 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what $w $s --iters 20 2>&1 |
@@ -147,11 +153,10 @@ for w in train hypergrad sample; do
 done
 if [ -s "$out/bench_torch.txt" ]; then
   ratios "$out/bench_d2c.txt" "$out/bench_torch.txt"
-  ratios "$out/bench_d2c.txt" "$out/bench_torch_fp32.txt"
-  ratios "$out/bench_d2c_again.txt" "$out/bench_torch.txt"
-  ratios "$out/bench_d2c_heuristic.txt" "$out/bench_torch.txt"
-  ratios "$out/bench_d2c_find.txt" "$out/bench_torch.txt"
-  ratios "$out/bench_d2c_tf32.txt" "$out/bench_torch.txt"
+  for f in bench_torch_fp32; do [ -s "$out/$f.txt" ] && ratios "$out/bench_d2c.txt" "$out/$f.txt"; done
+  for f in bench_d2c_again bench_d2c_heuristic bench_d2c_find bench_d2c_tf32 bench_d2c_graph; do
+    [ -s "$out/$f.txt" ] && ratios "$out/$f.txt" "$out/bench_torch.txt"
+  done
 fi
 [ -f "$D2C_CUDA_ALGO_CACHE" ] && say "the cached convolution choices ($D2C_CUDA_ALGO_CACHE)" && cat "$D2C_CUDA_ALGO_CACHE"
 say "done; test_backend_ops exit status $rc${rc_gemm:+ (with gemm: $rc_gemm)}"
