@@ -36,8 +36,11 @@ strict="-std=c11 -Wall -Wextra -Werror -pedantic"
 "$cc" $strict $extra $cflags "$src/examples/train_and_sample.c" $libs -Wl,-rpath,"$libdir" -o "$work/ex_shared"
 # shellcheck disable=SC2086
 "$cc" $strict $extra $cflags "$src/examples/train_and_sample.c" $static_libs -o "$work/ex_static"
-ldd "$work/ex_shared" | grep -q "$libdir/libd2c.so.0.1" || fail "ex_shared does not load the installed libd2c.so.0.1"
-! ldd "$work/ex_static" | grep -q libd2c || fail "ex_static loads a shared libd2c"
+# (each tool's output is taken whole before grep reads it: with pipefail, `ldd | grep -q` fails
+# at random when grep's early exit stops ldd with SIGPIPE)
+deps_shared=$(ldd "$work/ex_shared") deps_static=$(ldd "$work/ex_static" 2>&1 || true)
+grep -qF "$libdir/libd2c.so.0.1" <<<"$deps_shared" || fail "ex_shared does not load the installed libd2c.so.0.1: $deps_shared"
+! grep -q libd2c <<<"$deps_static" || fail "ex_static loads a shared libd2c: $deps_static"
 # the header in C++ (extern "C"), linked and called
 printf '#include <d2c.h>\n#include <cstring>\nint main() { return std::strcmp(d2c_version(), D2C_VERSION) != 0; }\n' >"$work/cxx.cc"
 # shellcheck disable=SC2086
@@ -49,7 +52,8 @@ nm -D --defined-only "$libdir/libd2c.so" | awk '{print $3}' | sort >"$work/expor
 grep -E '^D2C_API' "$prefix/include/d2c.h" | grep -oE 'd2c_[a-z0-9_]+\(' | tr -d '(' | sort >"$work/declared"
 diff "$work/declared" "$work/exported" >"$work/exports.diff" || { cat "$work/exports.diff"; fail "exports differ from d2c.h (< declared, > exported)"; }
 echo "exports: $(wc -l <"$work/exported") functions, all declared in d2c.h"
-readelf -d "$libdir/libd2c.so" | grep -q 'SONAME.*\[libd2c.so.0.1\]' || fail "SONAME is not libd2c.so.0.1"
+dynamic=$(readelf -d "$libdir/libd2c.so")
+grep -q 'SONAME.*\[libd2c.so.0.1\]' <<<"$dynamic" || fail "SONAME is not libd2c.so.0.1"
 
 # run both; the same program on the same library code gives the same output
 cd "$work"
