@@ -93,13 +93,28 @@ static int describe(CudaEngine *e, Cudnn *c, ConvShape s) {
  * reports FMA maths; failing that, the first deterministic one (the descriptor's math type,
  * CUDNN_FMA_MATH without TF32, governs how it runs); -1 when there is none (P: any of
  * cuDNN's three perf-result types) */
+/* an algorithm d2c may run: it ran, is deterministic and fits WS_LIMIT */
+template <typename P> static bool usable(const P &perf) {
+    return perf.status == CUDNN_STATUS_SUCCESS && perf.determinism == CUDNN_DETERMINISTIC && perf.memory <= WS_LIMIT;
+}
+
 template <typename P> static int pick(const P *perf, int n, int tf32) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-                perf[i].memory <= WS_LIMIT && (tf32 || pass == 1 || perf[i].mathType == CUDNN_FMA_MATH))
-                return i;
+            if (usable(perf[i]) && (tf32 || pass == 1 || perf[i].mathType == CUDNN_FMA_MATH)) return i;
     return -1;
+}
+
+/* the usable algorithms of a listing, each once, in cuDNN's order, at most cap */
+template <typename P> static int keep_usable(const P *perf, int n, int *algos, int cap) {
+    int out = 0;
+    for (int i = 0; i < n && out < cap; i++) {
+        if (!usable(perf[i])) continue;
+        int seen = 0;
+        for (int j = 0; j < out; j++) seen |= algos[j] == (int)perf[i].algo;
+        if (!seen) algos[out++] = (int)perf[i].algo;
+    }
+    return out;
 }
 
 /* The cached algorithms of shape s (descriptors set for it), or NULL after a failure. */
@@ -199,49 +214,29 @@ size_t cu_cudnn_version(void) { return cudnnGetVersion(); }
 int cu_cudnn_candidates(CudaEngine *e, int dir, ConvShape s, int *algos, int cap) {
     Cudnn *c = state(e);
     if (!c || describe(e, c, s)) return -1;
-    int n = 0, out = 0, ids[32], ok[32];
+    int n = 0;
     if (dir == CU_DIR_FWD) {
         cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         if (check(e, cudnnGetConvolutionForwardAlgorithm_v7(c->h, c->x, c->w, c->conv, c->y,
                                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, p),
                   "listing the forward algorithms"))
             return -1;
-        for (int i = 0; i < n && i < 32; i++) {
-            ids[i] = (int)p[i].algo;
-            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
-                    p[i].memory <= WS_LIMIT;
-        }
-    } else if (dir == CU_DIR_DATA) {
+        return keep_usable(p, n, algos, cap);
+    }
+    if (dir == CU_DIR_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         if (check(e, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->h, c->w, c->y, c->conv, c->x,
                                                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, p),
                   "listing the backward-data algorithms"))
             return -1;
-        for (int i = 0; i < n && i < 32; i++) {
-            ids[i] = (int)p[i].algo;
-            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
-                    p[i].memory <= WS_LIMIT;
-        }
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        if (check(e, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->h, c->x, c->y, c->conv, c->w,
-                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p),
-                  "listing the backward-filter algorithms"))
-            return -1;
-        for (int i = 0; i < n && i < 32; i++) {
-            ids[i] = (int)p[i].algo;
-            ok[i] = p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
-                    p[i].memory <= WS_LIMIT;
-        }
+        return keep_usable(p, n, algos, cap);
     }
-    if (n > 32) n = 32;
-    for (int i = 0; i < n && out < cap; i++) {
-        if (!ok[i]) continue;
-        int seen = 0;
-        for (int j = 0; j < out; j++) seen |= algos[j] == ids[i];
-        if (!seen) algos[out++] = ids[i];
-    }
-    return out;
+    cudnnConvolutionBwdFilterAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    if (check(e, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->h, c->x, c->y, c->conv, c->w,
+                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, p),
+              "listing the backward-filter algorithms"))
+        return -1;
+    return keep_usable(p, n, algos, cap);
 }
 
 /* A failure of a trial run is not recorded: the candidate is dropped instead. */
