@@ -6,7 +6,8 @@
 # default+--bandwidth+0.5), and the full data, trains a model with `d2c train --device cuda`
 # to each length of STEPS (one run, resumed from its checkpoint at each length: the same as
 # an uninterrupted run; a spec's STEPS, lengths joined by '/', overrides $STEPS for that
-# pool), draws SAMPLES DDIM-50 samples at each length and scores them with `d2c eval` against
+# pool; a fifth field adds `d2c train` options joined by '+', e.g. kherding:0.01:0::--seed+1
+# for a second training seed of the same pool), draws SAMPLES DDIM-50 samples at each length and scores them with `d2c eval` against
 # each reference of REFS. JOBS runs share the card at a time. One JSON line per (pool,
 # length, reference) goes to $OUT/pools.jsonl, with the pool, the steps, the wall times and
 # the metrics (every evaluator, consensus, CAS).
@@ -56,9 +57,11 @@ mkdir -p "$work"
 # one NAME SRC: trains on SRC to every length of $steps, sampling and scoring at each
 one() {
   local name=$1 src=$2 lengths=${3//\// } model=$work/$1.safetensors s resume="" ts tt te
+  local -a targs=()
+  [ -n "${4:-}" ] && IFS=+ read -r -a targs <<<"$4"
   for s in $lengths; do
     ts=$(date +%s%N)
-    "$d2c" train --device "$device" --data "$src" --steps "$s" --batch "$batch" --ckpt-every 2000 --quiet $resume \
+    "$d2c" train --device "$device" --data "$src" --steps "$s" --batch "$batch" --ckpt-every 2000 --quiet $resume "${targs[@]}" \
       --out "$model" >"$work/$name.train.log" 2>&1 || { echo "$name: train to $s failed: $(tail -1 "$work/$name.train.log")"; return 1; }
     tt=$(date +%s%N)
     "$d2c" sample --device "$device" --model "$model" --n "$nsamples" --steps 50 --batch 1000 --quiet \
@@ -70,13 +73,18 @@ one() {
       "$d2c" eval --device "$device" --samples "$work/${name}_s$s.samples.safetensors" --ref "$ref" \
         --threads 2 --quiet --out "$mfile" >"$work/$name.eval.log" 2>&1 ||
         { echo "$name: eval at $s against $ref failed: $(tail -1 "$work/$name.eval.log")"; return 1; }
-      python3 -c 'import json, sys
+      # JOBS runs append to one file: one locked write per line, so that lines never interleave
+      python3 -c 'import fcntl, json, os, sys
 m = json.load(open(sys.argv[1]))
-print(json.dumps({"pool": sys.argv[2], "source": sys.argv[3], "steps": int(sys.argv[4]), "batch": int(sys.argv[5]),
-                  "train_seconds_cumulative_segment": float(sys.argv[6]), "sample_seconds": float(sys.argv[7]),
-                  "ref": sys.argv[8], "metrics": m}))' "$mfile" "$name" "$src" "$s" "$batch" \
+line = json.dumps({"pool": sys.argv[2], "source": sys.argv[3], "steps": int(sys.argv[4]), "batch": int(sys.argv[5]),
+                   "train_seconds_cumulative_segment": float(sys.argv[6]), "sample_seconds": float(sys.argv[7]),
+                   "ref": sys.argv[8], "metrics": m}) + "\n"
+fd = os.open(sys.argv[9], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, line.encode())
+os.close(fd)' "$mfile" "$name" "$src" "$s" "$batch" \
         "$(awk -v a="$ts" -v b="$tt" 'BEGIN { print (b - a) / 1e9 }')" \
-        "$(awk -v a="$tt" -v b="$te" 'BEGIN { print (b - a) / 1e9 }')" "$ref" >>"$out/pools.jsonl"
+        "$(awk -v a="$tt" -v b="$te" 'BEGIN { print (b - a) / 1e9 }')" "$ref" "$out/pools.jsonl"
     done
     echo "$name: $s steps done"
     resume=--resume
@@ -105,7 +113,7 @@ fi
 list=$work/list.txt
 : >"$list"
 for spec in "$@"; do
-  IFS=: read -r method ratio seed lengths <<<"$spec"
+  IFS=: read -r method ratio seed lengths train <<<"$spec"
   IFS=+ read -r -a margs <<<"$method" # METHOD[+OPTION+VALUE...]: more condense options
   method=${margs[0]}
   name=$(echo "${margs[*]}" | tr -s ' -' '__')_r${ratio}_s${seed}
@@ -113,11 +121,13 @@ for spec in "$@"; do
   say "condense $name: ${margs[*]} from $data"
   "$d2c" condense --data "$data" "${margs[@]}" --ratio "$ratio" --seed "$seed" --threads "$(nproc)" \
     --quiet --out "$work/$name.pool.safetensors" || { say "condense $spec failed"; exit 1; }
-  echo "$name $work/$name.pool.safetensors ${lengths:-${steps// //}}" >>"$list"
+  pool=$work/$name.pool.safetensors
+  [ -n "$train" ] && name=${name}_t$(echo "$train" | tr -s '+-' '__')
+  echo "$name $pool ${lengths:-${steps// //}}${train:+ $train}" >>"$list" # no trailing blank: xargs -L joins such lines
 done
 [ "${FULL:-1}" = 1 ] && echo "full $data ${steps// //}" >>"$list"
 say "$(wc -l <"$list") runs, $jobs at a time, lengths: $steps, batch $batch, $nsamples samples, device $device"
-timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"' <"$list"
+timeout "$((budget - ($(date +%s) - t0)))" xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2" "$3"' <"$list"
 say "done (xargs status $?)"
 python3 - "$out/pools.jsonl" <<'EOF'
 import json, sys

@@ -9,7 +9,7 @@
  *   dw:      dw (Cout, K) += dyc (Cout, n*No) @ col^T  (dyc: the chunk's dy side by side)
  *   dx:      dcol_j (K, No) = w^T @ dy_j; dx += col2im(dcol), a gather (no atomics)
  * A 1x1 stride-1 convolution uses x and dy directly: y_j = w @ x_j, dx_j += w^T @ dy_j.
- * dbias is a fixed-order reduction in double. Chunks run in order on one stream, so every
+ * dbias and the per-image weight-gradient sums are fixed-order reductions in double (reduce.cu). Chunks run in order on one stream, so every
  * gradient has the same bits run to run. cuDNN (cudnn/conv_cudnn.cu, deterministic algorithms
  * only; the bias stays here) runs the 3x3 convolutions by default when it is built, every
  * convolution with D2C_CUDA_CONV=cudnn, none with D2C_CUDA_CONV=gemm (cuda_private.cuh);
@@ -147,23 +147,13 @@ static void add_bias(CudaEngine *e, float *y, const float *bias, int B, int C, i
 }
 
 static void dbias_sum(CudaEngine *e, float *dbias, const float *dy, int B, int C, int N) {
-    k_dbias<<<C, CU_THREADS, 0, e->stream>>>(dbias, dy, B, C, N);
-    CU_LAUNCHED(e, "bias gradient");
+    cu_channel_sums(e, dbias, dy, B, C, N);
 }
 
 static void im2col(CudaEngine *e, float *col, const float *x, int n, ConvShape s, Plan p) {
     CuLaunch l = cu_rows((size_t)p.K, (size_t)n * p.No);
     k_im2col CU_LAUNCH(l)(col, x, n, s.Cin, s.H, s.W, s.k, s.stride, p.Ho, p.Wo);
     CU_LAUNCHED(e, "im2col");
-}
-
-/* dw (CK) += sum over the n images of part (n, CK), in image order, in double */
-__global__ void k_sum_images(float *dw, const float *part, int n, size_t CK) {
-    CU_FOR(i, CK) {
-        double acc = 0;
-        for (int j = 0; j < n; j++) acc += (double)part[(size_t)j * CK + i];
-        dw[i] += (float)acc;
-    }
 }
 
 /* y = conv(x, w), no bias */
@@ -209,7 +199,7 @@ static void gemm_backward_data(CudaEngine *e, float *dx, const float *dy, const 
 
 /* dw += d/dw: dw (Cout, K) += dyc (Cout, n*No) @ col^T per chunk (one GEMM over the
  * chunk), or with split, part_j (Cout, K) = dy_j (Cout, No) @ col_j^T (one strided-batched
- * GEMM over the chunk's images, no atomics) and dw += the sum of the part_j in image order */
+ * GEMM over the chunk's images, no atomics) and dw += the sum of the part_j in a fixed order (reduce.cu) */
 static void gemm_backward_filter(CudaEngine *e, float *dw, const float *dy, const float *x, ConvShape s, int split) {
     const int direct = s.k == 1 && s.stride == 1;
     Plan q = plan_for(s, 1);
@@ -243,8 +233,7 @@ static void gemm_backward_filter(CudaEngine *e, float *dw, const float *dy, cons
         cu_gemm_batched(e, 0, 1, s.Cout, p.K, p.No, 1.0f, dy + b0 * y_image, p.No, (long long)y_image, cj, ldc, sc,
                         0.0f, rest, p.K, (long long)CK, n);
         if (e->status) return;
-        k_sum_images<<<cu_blocks(CK), CU_THREADS, 0, e->stream>>>(dw, rest, n, CK);
-        CU_LAUNCHED(e, "conv weight gradient sum");
+        cu_column_sums(e, dw, rest, (size_t)n, CK); /* dw += the parts, fixed order */
     }
 }
 
@@ -288,15 +277,6 @@ extern "C" void cu_conv2d_backward(CudaEngine *e, float *dx, float *dw, float *d
 
 /* ---------------------------------------------------------------- linear */
 
-/* dbias[o] += sum over b of dy[b][o], in batch order, in double */
-__global__ void k_column_sums(float *dbias, const float *dy, int B, int out) {
-    CU_FOR(o, (size_t)out) {
-        double s = 0;
-        for (int b = 0; b < B; b++) s += (double)dy[(size_t)b * out + o];
-        dbias[o] += (float)s;
-    }
-}
-
 extern "C" void cu_linear_forward(CudaEngine *e, float *y, const float *x, const float *w, const float *bias,
                                   int B, int in, int out) {
     if (e->status) return;
@@ -309,8 +289,5 @@ extern "C" void cu_linear_backward(CudaEngine *e, float *dx, float *dw, float *d
     if (e->status) return;
     if (dx) cu_gemm(e, 0, 0, B, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);  /* dx += dy @ w */
     if (dw) cu_gemm(e, 1, 0, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);  /* dw += dy^T @ x */
-    if (dbias) {
-        k_column_sums<<<cu_blocks((size_t)out), CU_THREADS, 0, e->stream>>>(dbias, dy, B, out);
-        CU_LAUNCHED(e, "linear bias gradient");
-    }
+    if (dbias) cu_column_sums(e, dbias, dy, (size_t)B, (size_t)out);
 }

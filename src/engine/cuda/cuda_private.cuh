@@ -182,6 +182,11 @@ void cu_conv_choice_destroy(CudaEngine *e);
 int cu_graph_upload(CudaEngine *e, void *dst, const void *src, size_t bytes);
 void cu_graph_destroy(CudaEngine *e);
 
+/* reduce.cu: deterministic batch sums (fixed orders, double partials, added to out):
+ * out[c] += sum over b, p of x (B, C, N); out[j] += sum over i of x (rows, cols). */
+void cu_channel_sums(CudaEngine *e, float *out, const float *x, int B, int C, int N);
+void cu_column_sums(CudaEngine *e, float *out, const float *x, size_t rows, size_t cols);
+
 /* sum over all i < n of f(i) in double, in a fixed order (cu_reduce.cu's two passes);
  * the result lands in *out (device). */
 void cu_sum_sq_diff(CudaEngine *e, double *out, const float *x, const float *y, size_t n);
