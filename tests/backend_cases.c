@@ -166,8 +166,12 @@ static void case_linear(Engine *e, Vec *got, Vec *ref, int v) {
 
 /* ---------------------------------------------------------------- groupnorm, silu */
 
+/* v: bit 0 silu, bit 1 backward, v >> 2 the shape: besides the small one, groups of more
+ * channels than the CUDA backend's block has warps (Cg 12 at 2352 values, Cg 24 at 1176),
+ * rows not a multiple of 32 and a batch of one */
 static void case_groupnorm(Engine *e, Vec *got, Vec *ref, int v) {
-    const int B = 3, C = 16, N = 25, G = 4, silu = v & 1, bwd = v >= 2;
+    static const int shape[][4] = {{3, 16, 25, 4}, {1, 96, 196, 8}, {2, 48, 49, 2}};
+    const int *sh = shape[v >> 2], B = sh[0], C = sh[1], N = sh[2], G = sh[3], silu = v & 1, bwd = (v >> 1) & 1;
     const size_t n = (size_t)B * C * N, ng = (size_t)B * G;
     float *x = rand_host(n, 2), *gamma = rand_host((size_t)C, 1), *beta = rand_host((size_t)C, 1);
     for (size_t i = 0; i < n; i++) x[i] += 0.5f; /* a non-zero mean */
@@ -417,6 +421,10 @@ const Case LAYER_CASES[] = {
     {"groupnorm_forward +silu", "groupnorm_forward", case_groupnorm, 1, 1e-5},
     {"groupnorm_backward", "groupnorm_forward,groupnorm_backward", case_groupnorm, 2, 1e-5},
     {"groupnorm_backward +silu", "groupnorm_forward,groupnorm_backward", case_groupnorm, 3, 1e-5},
+    {"groupnorm_forward Cg 12 N 196", "groupnorm_forward", case_groupnorm, 4, 1e-5},
+    {"groupnorm_backward +silu Cg 12 N 196", "groupnorm_forward,groupnorm_backward", case_groupnorm, 7, 1e-5},
+    {"groupnorm_forward +silu Cg 24 N 49", "groupnorm_forward", case_groupnorm, 9, 1e-5},
+    {"groupnorm_backward Cg 24 N 49", "groupnorm_forward,groupnorm_backward", case_groupnorm, 10, 1e-5},
     {"silu_forward", "silu_forward", case_silu, 0, 1e-6},
     {"silu_backward", "silu_backward", case_silu, 1, 1e-6},
     {"add_channel_bias_forward", "add_channel_bias_forward", case_channel_bias, 0, 1e-6},
