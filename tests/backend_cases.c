@@ -371,15 +371,26 @@ static void case_mse(Engine *e, Vec *got, Vec *ref, int v) {
     const float scale = 0.7f;
     float *p = rand_host(n, 1), *t = rand_host(n, 1), *g = rand_host(n, 1);
     float *dp = to_dev(e, p, n), *dt = to_dev(e, t, n), *dg = to_dev(e, g, n);
-    if (v == 0) vec_put(got, e->ops->mse_forward(e, dp, dt, n));
-    else e->ops->mse_backward(e, dg, dp, dt, n, scale);
-    if (v == 0) engine_free(e, dg);
+    if (v == 0) {
+        vec_put(got, e->ops->mse_forward(e, dp, dt, n));
+    } else if (v == 2) { /* mse_forward_to: the value on the device, downloaded */
+        double *dout = NULL, h = NAN;
+        if (engine_alloc(e, (void **)&dout, sizeof *dout) == D2C_OK) {
+            e->ops->mse_forward_to(e, dout, dp, dt, n);
+            e->ops->download(e, &h, dout, sizeof h);
+            engine_free(e, dout);
+        }
+        vec_put(got, h);
+    } else {
+        e->ops->mse_backward(e, dg, dp, dt, n, scale);
+    }
+    if (v != 1) engine_free(e, dg);
     else take(e, got, dg, n);
     if (ref) {
         double s = 0;
         for (size_t i = 0; i < n; i++) s += ((double)p[i] - t[i]) * ((double)p[i] - t[i]);
-        if (v == 0) vec_put(ref, s / (double)n);
-        for (size_t i = 0; v && i < n; i++) vec_put(ref, g[i] + scale * 2.0 * ((double)p[i] - t[i]) / (double)n);
+        if (v != 1) vec_put(ref, s / (double)n);
+        for (size_t i = 0; v == 1 && i < n; i++) vec_put(ref, g[i] + scale * 2.0 * ((double)p[i] - t[i]) / (double)n);
     }
     engine_free(e, dp), engine_free(e, dt);
     free(p), free(t), free(g);
@@ -443,6 +454,7 @@ const Case LAYER_CASES[] = {
     {"timestep_embedding dim 15", "timestep_embedding", case_timestep, 1, 2e-4},
     {"mse_forward", "mse_forward", case_mse, 0, 1e-6},
     {"mse_backward", "mse_backward", case_mse, 1, 1e-6},
+    {"mse_forward_to", "mse_forward_to", case_mse, 2, 1e-6},
     {"softmax_rows", "softmax_rows", case_softmax, 0, 1e-6},
 };
 const int N_LAYER_CASES = (int)(sizeof LAYER_CASES / sizeof LAYER_CASES[0]);

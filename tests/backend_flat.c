@@ -7,6 +7,7 @@
 #include "backend_ref.h"
 #include "backend_test.h"
 #include "core/rng.h"
+#include "core/status.h"
 #include "core/util.h"
 
 #define NFLAT 100003 /* above the CPU kernels' parallel threshold, not a multiple of 8 */
@@ -56,7 +57,8 @@ static void case_elementwise(Engine *e, Vec *got, Vec *ref, int v) {
     free(x), free(y), free(z);
 }
 
-/* sum_sq and clip_grad_norm (v 1: clipping, v 2: under the limit) */
+/* sum_sq and clip_grad_norm (v 1: clipping, v 2: under the limit; v 3, 4: the same with
+ * clip_grad_norm_to) */
 static void case_norms(Engine *e, Vec *got, Vec *ref, int v) {
     const size_t n = NFLAT;
     float *g = rand_host(n, 0.01f);
@@ -68,8 +70,18 @@ static void case_norms(Engine *e, Vec *got, Vec *ref, int v) {
         engine_free(e, dg);
         if (ref) vec_put(ref, ss);
     } else {
-        const double max = v == 1 ? 0.5 * sqrt(ss) : 2 * sqrt(ss);
-        vec_put(got, e->ops->clip_grad_norm(e, dg, n, max));
+        const double max = v == 1 || v == 3 ? 0.5 * sqrt(ss) : 2 * sqrt(ss);
+        if (v <= 2) {
+            vec_put(got, e->ops->clip_grad_norm(e, dg, n, max));
+        } else { /* clip_grad_norm_to: the norm on the device, downloaded */
+            double *dnorm = NULL, h = NAN;
+            if (engine_alloc(e, (void **)&dnorm, sizeof *dnorm) == D2C_OK) {
+                e->ops->clip_grad_norm_to(e, dg, n, max, dnorm);
+                e->ops->download(e, &h, dnorm, sizeof h);
+                engine_free(e, dnorm);
+            }
+            vec_put(got, h);
+        }
         take(e, got, dg, n);
         if (ref) {
             const double norm = sqrt(ss), c = norm > max ? max / (norm + 1e-6) : 1.0;
@@ -286,6 +298,8 @@ const Case FLAT_CASES[] = {
     {"sum_sq", "sum_sq", case_norms, 0, 1e-12},
     {"clip_grad_norm clipping", "clip_grad_norm", case_norms, 1, 1e-6},
     {"clip_grad_norm under the limit", "clip_grad_norm", case_norms, 2, 1e-6},
+    {"clip_grad_norm_to clipping", "clip_grad_norm_to", case_norms, 3, 1e-6},
+    {"clip_grad_norm_to under the limit", "clip_grad_norm_to", case_norms, 4, 1e-6},
     {"adam_step x3", "adam_step", case_adam, 0, 1e-5},
     {"q_sample", "q_sample", case_q_sample, 0, 1e-6},
     {"q_sample_backward", "q_sample_backward", case_q_sample, 1, 1e-6},

@@ -39,7 +39,7 @@
     X(mse_forward) X(mse_backward) X(softmax_rows) X(add) X(axpy) X(axpby) X(waxpy) X(scale) X(clamp) X(sum_sq)     \
     X(clip_grad_norm) X(adam_step) X(ema_update) X(q_sample) X(q_sample_backward) X(guidance) X(ddim_step)          \
     X(ddpm_step) X(layerwise_distance) X(channel_mean) X(fill_normal) X(channel_fill) X(row_mean) X(row_mean_backward) \
-    X(upsample2x_conv2d_forward) X(graph_run) X(graph_reset)
+    X(upsample2x_conv2d_forward) X(mse_forward_to) X(clip_grad_norm_to) X(graph_run) X(graph_reset)
 #define COUNT_OP(name) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
 _Static_assert(sizeof(EngineOps) == N_OPS * sizeof(void (*)(void)),
@@ -114,13 +114,15 @@ static int make_dropped(const Engine *cpu, const char *name) {
 /* "cpu~": the CPU table with its optional fused entries set to NULL and completed by
  * engine_complete_ops, so the compositions that stand in for them on backends without
  * the fused ops (engine.c) are checked too; it runs the cases of those entries only. */
-static const char *const OPTIONAL_OPS[] = {"upsample2x_conv2d_forward", "graph_run"};
+static const char *const OPTIONAL_OPS[] = {"upsample2x_conv2d_forward", "mse_forward_to", "clip_grad_norm_to", "graph_run"};
 static EngineOps g_composed_ops;
 static Engine g_composed;
 
 static void make_composed(const Engine *cpu) {
     g_composed_ops = *cpu->ops;
     g_composed_ops.upsample2x_conv2d_forward = NULL;
+    g_composed_ops.mse_forward_to = NULL;
+    g_composed_ops.clip_grad_norm_to = NULL;
     g_composed_ops.graph_run = NULL;
     g_composed_ops.graph_reset = NULL;
     g_composed = *cpu;

@@ -96,7 +96,7 @@ static int bench_train(const BenchShape *s, double sgemm) {
         const Rng rn = rng_stream(0, RNG_NOISE, (uint64_t)it);
         e->ops->fill_normal(e, en, (size_t)B * D, &rn);
         engine_zero_floats(e, net.grads, net.lay.n_params);
-        ddpm_loss(&net, &sched, &w, ex0, t, y, NULL, en, B, 1, 1.0f, NULL, NULL);
+        ddpm_pass(&net, &sched, &w, ex0, t, y, NULL, en, B, 1, 1.0f, NULL, NULL);
         adam_step(&adam, net.params, net.grads);
     }
     D2C_TRY(e->ops->sync(e));

@@ -168,7 +168,7 @@ int select_difficulty(Engine *eng, const Dataset *d, const ClassIndex *ci, int i
         }
         rng_fill_normal(&r, noise, (size_t)B * D);
         engine_zero_floats(e, net.grads, net.lay.n_params);
-        ddpm_loss(&net, &s, &w, engine_view(e, dx, x, (size_t)B * D), t, y, NULL, engine_view(e, dn, noise, (size_t)B * D), B,
+        ddpm_pass(&net, &s, &w, engine_view(e, dx, x, (size_t)B * D), t, y, NULL, engine_view(e, dn, noise, (size_t)B * D), B,
                   1, 1.0f, NULL, NULL);
         clip_grad_norm(e, net.grads, net.lay.n_params, 1.0);
         adam_step(&adam, net.params, net.grads);

@@ -209,7 +209,7 @@ static void inner_steps(Condenser *c, int iter) {
         inner_batch(c, (uint64_t)iter * 1024 + s, c->inner_idx);
         const EngineBatch eb = condense_stage(c, NULL, 0, c->xs, B, 1, p->cond != NULL);
         engine_zero_floats(e, c->net.grads, P);
-        ddpm_loss(&c->net, &c->sched, &c->mw.syn, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, 1, 1.0f, NULL, NULL);
+        ddpm_pass(&c->net, &c->sched, &c->mw.syn, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, 1, 1.0f, NULL, NULL);
         clip_grad_norm(e, c->net.grads, P, 1.0);
         e->ops->axpy(e, c->net.params, -(float)o->lr_net, c->net.grads, P);
     }

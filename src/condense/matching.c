@@ -98,7 +98,7 @@ void ddpm_hessian_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *th
     engine_zero_floats(e, net->grads, P);
     for (int sign = 1; sign >= -1; sign -= 2) {
         e->ops->waxpy(e, net->params, (float)sign * eps, v, theta_tmp, P);
-        ddpm_loss(net, s, w, x, t, y, cond, noise, B, 1, (float)sign / (2.0f * eps), NULL, NULL);
+        ddpm_pass(net, s, w, x, t, y, cond, noise, B, 1, (float)sign / (2.0f * eps), NULL, NULL);
     }
     e->ops->copy(e, net->params, theta_tmp, P * sizeof(float));
     e->ops->axpy(e, out, scale, net->grads, P);
@@ -115,7 +115,7 @@ void ddpm_mixed_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *thet
     net->input_grads_only = 1;
     for (int sign = 1; sign >= -1; sign -= 2) {
         e->ops->waxpy(e, net->params, (float)sign * eps, p, theta_tmp, P);
-        ddpm_loss(net, s, w, x, t, y, cond, noise, B, 1, scale * (float)sign / (2.0f * eps), grad_x, grad_cond);
+        ddpm_pass(net, s, w, x, t, y, cond, noise, B, 1, scale * (float)sign / (2.0f * eps), grad_x, grad_cond);
     }
     net->input_grads_only = 0;
     e->ops->copy(e, net->params, theta_tmp, P * sizeof(float));
@@ -189,12 +189,12 @@ double matching_loss_grad(UNet *net, const Schedule *s, MatchWork *w, const floa
         float *const grads = net->grads;
         net->grads = w->g_real;
         engine_zero_floats(e, w->g_real, P);
-        ddpm_loss(net, s, &w->real, x_real, w->t_real, y_real, NULL, nr, Br, gm, 1.0f, NULL, NULL);
+        ddpm_pass(net, s, &w->real, x_real, w->t_real, y_real, NULL, nr, Br, gm, 1.0f, NULL, NULL);
         if (dm_weight > 0) mid_mean(net, Br, w->feat_real);
 
         net->grads = w->g_syn;
         engine_zero_floats(e, w->g_syn, P);
-        ddpm_loss(net, s, &w->syn, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, gm, 1.0f, NULL, NULL);
+        ddpm_pass(net, s, &w->syn, x_syn, w->t_syn, y_syn, cond_syn, ns, Bs, gm, 1.0f, NULL, NULL);
         net->grads = grads;
         double dm = 0;
         if (dm_weight > 0) {

@@ -31,20 +31,26 @@ void ddpm_scratch_free(DdpmScratch *w) {
     memset(w, 0, sizeof *w);
 }
 
-float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
-                const int64_t *y, const float *cond, const float *noise, int B, int backward,
-                float scale, float *dx0, float *dcond) {
+void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+               const int64_t *y, const float *cond, const float *noise, int B, int backward,
+               float scale, float *dx0, float *dcond) {
     Engine *e = net->eng;
     const size_t D = w->D, n = (size_t)B * D;
     D2C_CHECK(B <= w->cap && w->eng == e);
     e->ops->q_sample(e, w->xt, x0, noise, t, s->alpha_bar, B, D);
     unet_forward(net, w->xt, t, y, cond, B, w->eps);
-    if (!backward) return e->ops->mse_forward(e, w->eps, noise, n);
+    if (!backward) return;
     ddpm_scratch_zero(w, n, dx0 != NULL);
     e->ops->mse_backward(e, w->deps, w->eps, noise, n, scale);
     unet_backward(net, w->deps, NULL, dx0 ? w->dxt : NULL, dcond);
     if (dx0) e->ops->q_sample_backward(e, dx0, w->dxt, t, s->alpha_bar, B, D);
+}
+
+float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+                const int64_t *y, const float *cond, const float *noise, int B, int backward,
+                float scale, float *dx0, float *dcond) {
+    ddpm_pass(net, s, w, x0, t, y, cond, noise, B, backward, scale, dx0, dcond);
     /* the loss last: on an asynchronous backend its read-back then waits for the whole
      * pass instead of stalling between forward and backward (eps and noise are unchanged) */
-    return e->ops->mse_forward(e, w->eps, noise, n);
+    return net->eng->ops->mse_forward(net->eng, w->eps, noise, (size_t)B * w->D);
 }

@@ -23,6 +23,13 @@ void ddpm_scratch_free(DdpmScratch *w);
 /* deps[0, n) = 0 and, with with_dxt, dxt[0, n) = 0: one memzero (dxt follows deps). */
 void ddpm_scratch_zero(DdpmScratch *w, size_t n, int with_dxt);
 
+/* ddpm_pass: the loss's forward and, with backward != 0, its backward pass, without
+ * reading the loss back (nothing waits for the device; read it with mse_forward(_to) of
+ * w->eps against noise, which the pass leaves unchanged). ddpm_loss: the same, then the
+ * loss returned to the host (synchronising). */
+void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+               const int64_t *y, const float *cond, const float *noise, int B, int backward,
+               float scale, float *dx0, float *dcond);
 /* Returns the loss (host). x0, noise, cond, dx0, dcond: device memory of net->eng (the
  * scratch's engine); t, y: host. With backward != 0, runs the backward pass with d loss scaled by
  * scale: net->grads += scale dL/dtheta; dx0 (B, D) += scale dL/dx0 and dcond (B, E) +=

@@ -2,7 +2,9 @@
  * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly.
  * The network, Adam's moments, the EMA and the DDPM scratch live on the options' engine;
  * the data set stays on the host and each step's batch is uploaded; the noise is drawn on
- * the engine (fill_normal: the host generator's numbers). */
+ * the engine (fill_normal: the host generator's numbers). The loss and gradient norm stay on
+ * the engine and are read back a window of steps at a time (stats_flush), so the host does
+ * not wait for an asynchronous engine at every step. */
 #include "diffusion/train.h"
 
 #include <cjson/cJSON.h>
@@ -183,6 +185,62 @@ static int check_options(const TrainOptions *o) {
     return D2C_OK;
 }
 
+/* ---------------------------------------------------------------- the step statistics */
+
+/* Each step's loss and gradient norm stay on the engine (mse_forward_to,
+ * clip_grad_norm_to) in a window of up to STATS_WINDOW steps, read back with one download
+ * when the window is full, before a checkpoint, at the end, and at least every half
+ * second; then the log lines are written and the losses checked. So within a window the
+ * host never waits for an asynchronous engine (on the CPU a step at the usual sizes takes
+ * longer than half a second, so the window is one step). img_per_s is the window's mean
+ * rate. */
+#define STATS_WINDOW 64
+
+typedef struct {
+    double *dev;     /* (2 STATS_WINDOW) engine doubles: per step the loss, the gradient norm */
+    double host[2 * STATS_WINDOW];
+    double lr[STATS_WINDOW];
+    long first;      /* the step of the window's first slot */
+    int n;           /* steps in the window */
+    double t_last;   /* when the last window was read */
+    char status[96]; /* the progress line's note */
+} Stats;
+
+/* Reads the window back, writes its log lines and empties it. A non-finite loss stops the
+ * run with the error (a checkpoint is written only after a read, so the one at opt->out is
+ * the last good one). recent / n_recent sum the losses of the last 50 steps. */
+static int stats_flush(Stats *s, Engine *eng, FILE *log, const TrainOptions *opt, int B, long last_ckpt,
+                       double *recent, int *n_recent) {
+    if (!s->n) return D2C_OK;
+    eng->ops->download(eng, s->host, s->dev, sizeof(double) * 2 * (size_t)s->n);
+    D2C_TRY(eng->ops->sync(eng));
+    const double now = now_seconds();
+    const double ips = (double)B * s->n / (now - s->t_last > 0 ? now - s->t_last : 1e-9);
+    s->t_last = now;
+    for (int k = 0; k < s->n; k++) {
+        const long step = s->first + k;
+        const float loss = (float)s->host[2 * k];
+        if (!isfinite(loss)) {
+            const char *what = isnan(loss) ? "NaN" : "infinite";
+            if (last_ckpt >= 0)
+                return d2c_error(D2C_ERR_FAIL, "loss became %s at step %ld; stopped, the last good checkpoint is '%s' (step %ld)",
+                                 what, step + 1, opt->out, last_ckpt);
+            return d2c_error(D2C_ERR_FAIL, "loss became %s at step %ld; stopped before the first checkpoint, '%s' was not written",
+                             what, step + 1, opt->out);
+        }
+        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"img_per_s\": %.1f}\n",
+                step + 1, loss, s->lr[k], s->host[2 * k + 1], ips);
+        if (step >= opt->steps - 50) {
+            *recent += loss;
+            (*n_recent)++;
+        }
+        snprintf(s->status, sizeof s->status, "loss %.4f %.0f img/s", loss, ips);
+    }
+    s->first += s->n;
+    s->n = 0;
+    return D2C_OK;
+}
+
 int train_run(const TrainOptions *opt, double *final_loss) {
     *final_loss = 0;
     D2C_TRY(check_options(opt));
@@ -201,6 +259,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     char *log_path = NULL;
     FILE *log = NULL;
     DdpmScratch scratch = {0};
+    Stats stats = {0};
     EpochSampler sampler = {.n = data.n, .perm = NULL, .epoch = -1, .seed = opt->seed};
     ModelInfo info = {0};
     /* every class of the data set needs images (the label rule of io/dataset.h) */
@@ -258,9 +317,11 @@ int train_run(const TrainOptions *opt, double *final_loss) {
                 opt->data, data.n, data.c, H, W, data.num_classes, cfg.base_channels, P, opt->steps, B);
     Progress prog;
     progress_begin(&prog, "train", start, opt->steps);
+    stats.first = start;
+    stats.t_last = now_seconds();
+    D2C_TRY_GOTO(st, engine_alloc(eng, (void **)&stats.dev, sizeof(double) * 2 * STATS_WINDOW), done);
     double recent = 0;
     int n_recent = 0;
-    double t_last = now_seconds();
     long last_ckpt = opt->resume ? start : -1; /* the step of the checkpoint now at opt->out */
     st = D2C_OK;
     for (long step = start; step < opt->steps; step++) {
@@ -277,21 +338,12 @@ int train_run(const TrainOptions *opt, double *final_loss) {
         engine_upload_floats(eng, x0, x0_host, (size_t)B * D); /* no-op when x0_host is x0 */
 
         engine_zero_floats(eng, net.grads, P);
-        float loss = ddpm_loss(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
-        if (!isfinite(loss)) {
-            /* stop: the checkpoint at opt->out (if any) is the last good one, untouched */
-            if (!opt->quiet) progress_end(&prog);
-            if (last_ckpt >= 0)
-                st = d2c_error(D2C_ERR_FAIL, "loss became %s at step %ld; stopped, the last good checkpoint is '%s' (step %ld)",
-                               isnan(loss) ? "NaN" : "infinite", step + 1, opt->out, last_ckpt);
-            else
-                st = d2c_error(D2C_ERR_FAIL,
-                               "loss became %s at step %ld; stopped before the first checkpoint, '%s' was not written",
-                               isnan(loss) ? "NaN" : "infinite", step + 1, opt->out);
-            goto done;
-        }
-        double gnorm = clip_grad_norm(eng, net.grads, P, opt->grad_clip);
+        ddpm_pass(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
+        double *slot = stats.dev + 2 * stats.n;
+        eng->ops->mse_forward_to(eng, slot, scratch.eps, noise, (size_t)B * D); /* the loss */
+        eng->ops->clip_grad_norm_to(eng, net.grads, P, opt->grad_clip, slot + 1);
         double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
+        stats.lr[stats.n++] = lr;
         adam.lr = (float)lr;
         adam_step(&adam, net.params, net.grads);
         /* EMA warm-up: the decay ramps as (1 + s) / (10 + s) up to ema_decay, so a short run's
@@ -300,19 +352,16 @@ int train_run(const TrainOptions *opt, double *final_loss) {
         const float d = (float)(opt->ema_decay < ramp ? opt->ema_decay : ramp);
         eng->ops->ema_update(eng, ema, net.params, d, P);
 
-        double now = now_seconds();
-        double ips = B / (now - t_last);
-        t_last = now;
-        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"img_per_s\": %.1f}\n",
-                step + 1, loss, lr, gnorm, ips);
-        if (step >= opt->steps - 50) {
-            recent += loss;
-            n_recent++;
+        const int ckpt = (step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps;
+        if (ckpt || stats.n == STATS_WINDOW || now_seconds() - stats.t_last >= 0.5) {
+            st = stats_flush(&stats, eng, log, opt, B, last_ckpt, &recent, &n_recent);
+            if (!opt->quiet && st == D2C_OK) progress_update(&prog, step + 1, stats.status);
+            if (st != D2C_OK) {
+                if (!opt->quiet) progress_end(&prog);
+                goto done;
+            }
         }
-        char status[96];
-        snprintf(status, sizeof status, "loss %.4f %.0f img/s", loss, ips);
-        if (!opt->quiet) progress_update(&prog, step + 1, status);
-        if ((step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps) {
+        if (ckpt) {
             fflush(log);
             if ((st = save_checkpoint(opt, &hs, &net, &adam, ema, &info, step + 1)) != D2C_OK) {
                 if (!opt->quiet) progress_end(&prog);
@@ -338,6 +387,7 @@ done:
     if (x0_host != x0) eng->ops->host_free(eng, x0_host);
     engine_free(eng, x0);
     engine_free(eng, noise);
+    engine_free(eng, stats.dev);
     free(hs.owned);
     free(log_path);
     ddpm_scratch_free(&scratch);

@@ -13,7 +13,8 @@
  *
  * Ordering. Ops run in call order on one stream; upload and download return when the
  * host side may be reused / read (download synchronises); ops returning a host value
- * (mse_forward, sum_sq, clip_grad_norm, layerwise_distance) synchronise too. sync waits
+ * (mse_forward, sum_sq, clip_grad_norm, layerwise_distance) synchronise too (the _to
+ * forms of mse_forward and clip_grad_norm do not). sync waits
  * for everything queued and reports a backend's late failure. Index arrays (t, labels)
  * are small HOST arrays passed to the ops that use them.
  * An Engine is used by one host thread at a time.
@@ -200,6 +201,12 @@ struct EngineOps {
      * implementation may leave alone. The CPU's does 4/9 of the multiply-adds. */
     void (*upsample2x_conv2d_forward)(Engine *e, float *y, const float *x, const float *w, const float *bias,
                                       ConvShape s, float *scratch);
+    /* mse_forward and clip_grad_norm with their value written to out / norm (device, one
+     * double: mse_forward's float result as a double; the norm) instead of returned, so
+     * the host need not wait for it; a later download reads it. Same numbers as the
+     * synchronous entries. The composition: the synchronous entry, then an upload. */
+    void (*mse_forward_to)(Engine *e, double *out, const float *pred, const float *target, size_t n);
+    void (*clip_grad_norm_to)(Engine *e, float *g, size_t n, double max_norm, double *norm);
     /* graph_run: runs fn(ctx), which issues ops on e (and may do host work), and returns once
      * they are queued. A backend may record the ops of a key's first calls and replay the
      * record for later calls with the same key instead of calling fn (CUDA graphs with

@@ -33,13 +33,27 @@ static void composed_graph_run(Engine *e, const uint64_t *key, int nkey, void (*
 
 static void composed_graph_reset(Engine *e) { (void)e; }
 
+static void composed_mse_forward_to(Engine *e, double *out, const float *pred, const float *target, size_t n) {
+    const double v = e->ops->mse_forward(e, pred, target, n);
+    e->ops->upload(e, out, &v, sizeof v);
+}
+
+static void composed_clip_grad_norm_to(Engine *e, float *g, size_t n, double max_norm, double *norm) {
+    const double v = e->ops->clip_grad_norm(e, g, n, max_norm);
+    e->ops->upload(e, norm, &v, sizeof v);
+}
+
 void engine_complete_ops(Engine *e) {
-    if (e->ops->upsample2x_conv2d_forward && e->ops->graph_run && e->ops->graph_reset) return;
+    if (e->ops->upsample2x_conv2d_forward && e->ops->graph_run && e->ops->graph_reset && e->ops->mse_forward_to &&
+        e->ops->clip_grad_norm_to)
+        return;
     EngineOps *full = xmalloc(sizeof *full);
     *full = *e->ops;
     if (!full->upsample2x_conv2d_forward) full->upsample2x_conv2d_forward = composed_upsample2x_conv2d_forward;
     if (!full->graph_run) full->graph_run = composed_graph_run;
     if (!full->graph_reset) full->graph_reset = composed_graph_reset;
+    if (!full->mse_forward_to) full->mse_forward_to = composed_mse_forward_to;
+    if (!full->clip_grad_norm_to) full->clip_grad_norm_to = composed_clip_grad_norm_to;
     e->ops = full;
     e->own_ops = full;
 }

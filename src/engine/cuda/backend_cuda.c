@@ -28,6 +28,13 @@ static const char *conv_label(char *buf, size_t cap, ConvShape s, const char *di
     return buf;
 }
 
+/* "linear 128->64 B=256 fwd": a label by shape, so that each shape's first call (which
+ * loads its kernels) is kept apart from the steady state */
+static const char *shape_label(char *buf, size_t cap, const char *op, int in, int out, int B, const char *dir) {
+    snprintf(buf, cap, "%s %d->%d B=%d %s", op, in, out, B, dir);
+    return buf;
+}
+
 static void op_destroy(Engine *e) {
     if (!e) return;
     cu_destroy(CU(e));
@@ -67,11 +74,14 @@ static void op_conv2d_backward(Engine *e, float *dx, float *dw, float *dbias, co
 }
 static void op_linear_forward(Engine *e, float *y, const float *x, const float *w, const float *bias, int B, int in,
                               int out) {
-    PROFILED(e, "linear_forward", cu_linear_forward(CU(e), y, x, w, bias, B, in, out));
+    char label[64];
+    PROFILED(e, shape_label(label, sizeof label, "linear", in, out, B, "fwd"), cu_linear_forward(CU(e), y, x, w, bias, B, in, out));
 }
 static void op_linear_backward(Engine *e, float *dx, float *dw, float *dbias, const float *dy, const float *x,
                                const float *w, int B, int in, int out) {
-    PROFILED(e, "linear_backward", cu_linear_backward(CU(e), dx, dw, dbias, dy, x, w, B, in, out));
+    char label[64];
+    PROFILED(e, shape_label(label, sizeof label, "linear", in, out, B, "bwd"),
+             cu_linear_backward(CU(e), dx, dw, dbias, dy, x, w, B, in, out));
 }
 static void op_groupnorm_forward(Engine *e, float *y, float *mean, float *rstd, const float *x, const float *gamma,
                                  const float *beta, int B, int C, int N, int G, int silu) {
@@ -162,6 +172,12 @@ static double op_clip_grad_norm(Engine *e, float *g, size_t n, double max_norm) 
     PROFILED(e, "clip_grad_norm", norm = sqrt(cu_sum_sq(CU(e), g, n));
              if (max_norm > 0 && norm > max_norm) cu_scale(CU(e), g, (float)(max_norm / (norm + 1e-6)), n));
     return norm;
+}
+static void op_clip_grad_norm_to(Engine *e, float *g, size_t n, double max_norm, double *norm) {
+    PROFILED(e, "clip_grad_norm", cu_clip_grad_norm_to(CU(e), g, n, max_norm, norm));
+}
+static void op_mse_forward_to(Engine *e, double *out, const float *pred, const float *target, size_t n) {
+    PROFILED(e, "mse_forward", cu_mse_forward_to(CU(e), out, pred, target, n));
 }
 static void op_adam_step(Engine *e, float *p, const float *g, float *m, float *v, size_t n, float b1, float b2,
                          float eps, float step_size, float bc2_sqrt) {
@@ -259,6 +275,8 @@ static const EngineOps CUDA_OPS = {
     .clamp = op_clamp,
     .sum_sq = op_sum_sq,
     .clip_grad_norm = op_clip_grad_norm,
+    .clip_grad_norm_to = op_clip_grad_norm_to,
+    .mse_forward_to = op_mse_forward_to,
     .adam_step = op_adam_step,
     .ema_update = op_ema_update,
     .q_sample = op_q_sample,

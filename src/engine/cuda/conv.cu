@@ -121,19 +121,6 @@ __global__ void k_add_linear_bias(float *y, const float *bias, int out, int B) {
     }
 }
 
-/* dbias[c] += sum over b and positions of dy (B, C, N): one block per channel */
-__global__ void k_dbias(float *dbias, const float *dy, int B, int C, int N) {
-    __shared__ double shm[32];
-    const int c = blockIdx.x;
-    double s = 0;
-    for (int b = 0; b < B; b++) {
-        const float *row = dy + ((size_t)b * C + c) * N;
-        for (int p = threadIdx.x; p < N; p += blockDim.x) s += (double)row[p];
-    }
-    s = cu_block_sum(s, shm);
-    if (threadIdx.x == 0) dbias[c] += (float)s;
-}
-
 /* y (B, C, N) += bias[c]; a linear layer's y (B, out) is C = out, N = 1 */
 static void add_bias(CudaEngine *e, float *y, const float *bias, int B, int C, int N) {
     if (N == 1) {

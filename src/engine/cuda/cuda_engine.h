@@ -93,6 +93,10 @@ void cu_embedding_backward(CudaEngine *e, float *dtable, const float *dy, const 
 void cu_timestep_embedding(CudaEngine *e, float *y, const int64_t *t, int B, int dim);
 /* returns the mean on the host (synchronises); NaN after a failure */
 float cu_mse_forward(CudaEngine *e, const float *pred, const float *target, size_t n);
+/* out (device, one double) = what cu_mse_forward returns, without synchronising */
+void cu_mse_forward_to(CudaEngine *e, double *out, const float *pred, const float *target, size_t n);
+/* the clip of op_clip_grad_norm on the device: norm (device, one double) = the norm */
+void cu_clip_grad_norm_to(CudaEngine *e, float *g, size_t n, double max_norm, double *norm);
 void cu_mse_backward(CudaEngine *e, float *dpred, const float *pred, const float *target,
                      size_t n, float scale);
 void cu_softmax_rows(CudaEngine *e, float *probs, const float *logits, int B, int K);

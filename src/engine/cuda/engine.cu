@@ -382,3 +382,50 @@ extern "C" float cu_mse_forward(CudaEngine *e, const float *pred, const float *t
     cu_sum_sq_diff(e, out, pred, target, n);
     return (float)(download_double(e, out) / (double)n);
 }
+
+/* The asynchronous forms: the same sums, finished on the device into the caller's double.
+ * out[0] = (double)(float)(sum / n), the value cu_mse_forward returns */
+__global__ void k_mse_finish(double *out, const double *sum, double n) { out[0] = (double)(float)(sum[0] / n); }
+
+extern "C" void cu_mse_forward_to(CudaEngine *e, double *out, const float *pred, const float *target, size_t n) {
+    if (e->status) return;
+    double *sum = cu_red(e, 1 + RED_BLOCKS);
+    if (!sum) return;
+    if (n) {
+        cu_sum_sq_diff(e, sum, pred, target, n);
+    } else if (cu_check(e, cudaMemsetAsync(sum, 0, sizeof *sum, e->stream), "mse")) {
+        return;
+    }
+    k_mse_finish<<<1, 1, 0, e->stream>>>(out, sum, (double)n);
+    CU_LAUNCHED(e, "mse");
+}
+
+/* norm[0] = sqrt(sum g^2); scale[0] = the clip factor as the host rule computes it (1 when
+ * no clipping is due), both in double as op_clip_grad_norm's host code */
+__global__ void k_clip_finish(double *norm, double *scale, const double *sumsq, double max_norm) {
+    const double v = sqrt(sumsq[0]);
+    norm[0] = v;
+    scale[0] = max_norm > 0 && v > max_norm ? (double)(float)(max_norm / (v + 1e-6)) : 1.0;
+}
+
+__global__ void k_scale_by(float *g, const double *scale, size_t n) {
+    const float s = (float)scale[0];
+    if (s == 1.0f) return; /* no clipping: leave g as the synchronous rule does */
+    CU_FOR(i, n) g[i] *= s;
+}
+
+extern "C" void cu_clip_grad_norm_to(CudaEngine *e, float *g, size_t n, double max_norm, double *norm) {
+    if (e->status) return;
+    double *red = cu_red(e, 1 + RED_BLOCKS);
+    if (!red) return;
+    if (n) {
+        cu_sum_sq_diff(e, red, g, NULL, n);
+    } else if (cu_check(e, cudaMemsetAsync(red, 0, sizeof *red, e->stream), "clipping the gradient")) {
+        return;
+    }
+    /* red[1] (a partial sum before) holds the factor: stream order puts it after the sum */
+    k_clip_finish<<<1, 1, 0, e->stream>>>(norm, red + 1, red, max_norm);
+    if (CU_LAUNCHED(e, "clipping the gradient") || !n) return;
+    k_scale_by<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(g, red + 1, n);
+    CU_LAUNCHED(e, "clipping the gradient");
+}
