@@ -27,7 +27,7 @@ int cmd_condense(int argc, char **argv) {
     const char *init = POOL_INIT_NAMES[o.init], *keep = SELECT_KEEP_NAMES[o.select_keep];
     const char *log = NULL, *grid = NULL, *device = "cpu";
     double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0, jitter = o.jitter;
-    double bandwidth = o.bandwidth, gadc_lambda = o.gadc_lambda;
+    double bandwidth = o.bandwidth, gadc_lambda = o.gadc_lambda, mmd_weight = o.mmd_weight;
     int pca_dim = o.pca_dim, gadc_passes = o.gadc_passes;
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
@@ -63,6 +63,7 @@ int cmd_condense(int argc, char **argv) {
         {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
         {"pca-dim", OPT_INT, &pca_dim, 1, 100000, "kherding, gadc, facility: PCA components of the pixel feature space (default 50)", 0},
         {"bandwidth", OPT_FLOAT, &bandwidth, 1e-6, 1e6, "kherding, facility: RBF bandwidth as a multiple of the class's median pairwise distance (default 1)", 0},
+        {"mmd-weight", OPT_FLOAT, &mmd_weight, 0, 1e6, "facility: weight of kherding's squared MMD added to the coverage objective (default 0 = facility location alone)", 0},
         {"gadc-lambda", OPT_FLOAT, &gadc_lambda, 0, 1e6, "gadc: weight of the covariance term, in units of 1/tr(Sigma) (default 1)", 0},
         {"gadc-passes", OPT_INT, &gadc_passes, 0, 1000, "gadc: most swap-refinement passes per class (default 5)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
@@ -126,6 +127,7 @@ int cmd_condense(int argc, char **argv) {
     o.pca_dim = pca_dim;
     o.bandwidth = bandwidth;
     o.gadc_lambda = gadc_lambda;
+    o.mmd_weight = mmd_weight;
     o.gadc_passes = gadc_passes;
     apply_threads(threads);
     if (probe) return d2c_error_context(condense_probe(&o), "condense: ");

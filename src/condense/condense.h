@@ -94,6 +94,7 @@ typedef struct {
     double bandwidth;      /* kherding, facility: RBF bandwidth / median pairwise distance (default 1) */
     double gadc_lambda;    /* gadc: covariance weight in units of 1 / tr(Sigma) (default 1) */
     int gadc_passes;       /* gadc: most swap passes (default 5) */
+    double mmd_weight;     /* facility: weight of kherding's squared MMD beside coverage (default 0) */
 } CondenseOptions;
 
 CondenseOptions condense_default_options(void);

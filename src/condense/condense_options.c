@@ -129,6 +129,7 @@ int condense_options_check(const CondenseOptions *o) {
     if (!in_range(o->dm_weight, 0, 1e6)) return d2c_error(E, "--dm-weight must be in [0, 1e6], got %g", o->dm_weight);
     if (!in_range(o->time_budget, 0, 1e9)) return d2c_error(E, "--time-budget must be in [0, 1e9], got %g", o->time_budget);
     if (!in_range(o->bandwidth, 1e-6, 1e6)) return d2c_error(E, "--bandwidth must be in [1e-6, 1e6], got %g", o->bandwidth);
+    if (!in_range(o->mmd_weight, 0, 1e6)) return d2c_error(E, "--mmd-weight must be in [0, 1e6], got %g", o->mmd_weight);
     if (!in_range(o->gadc_lambda, 0, 1e6)) return d2c_error(E, "--gadc-lambda must be in [0, 1e6], got %g", o->gadc_lambda);
     if (!in_range(o->jitter, 0, 10)) return d2c_error(E, "--jitter must be in [0, 10], got %g", o->jitter);
     return D2C_OK;

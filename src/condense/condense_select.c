@@ -23,7 +23,7 @@ void pool_meta_add(PoolMeta *m, const char *key, const char *fmt, ...) {
 }
 
 static DistMatchOptions distmatch_options(const CondenseOptions *o) {
-    return (DistMatchOptions){o->pca_dim, o->bandwidth, o->gadc_lambda, o->gadc_passes, o->seed};
+    return (DistMatchOptions){o->pca_dim, o->bandwidth, o->gadc_lambda, o->gadc_passes, o->seed, o->mmd_weight};
 }
 
 /* The metadata of a distribution-matching selection: feature space, parameters, result. */
@@ -43,7 +43,13 @@ static void distmatch_meta(const CondenseOptions *o, CondenseMethod m, const Dat
         pool_meta_add(meta, "selection_objective_name", "mmd2 (V-statistic, to the class, mean over classes)");
     } else if (m == CONDENSE_FACILITY) {
         pool_meta_add(meta, "selection_objective_name",
-                      "facility location: 1 - (1/n) sum_i max_{s in S} k(x_i, s) (mean over classes; lazy greedy)");
+                      o->mmd_weight > 0 ? "1 - (1/n) sum_i max_{s in S} k(x_i, s) + mmd_weight x mmd2 (mean over classes; "
+                                          "greedy)"
+                                        : "facility location: 1 - (1/n) sum_i max_{s in S} k(x_i, s) (mean over "
+                                          "classes; lazy greedy)");
+        pool_meta_add(meta, "mmd_weight", "%.6g", o->mmd_weight);
+        pool_meta_add(meta, "selection_facility", "%.6g", r->coverage);
+        pool_meta_add(meta, "selection_facility_random", "%.6g", r->coverage_random);
         pool_meta_add(meta, "selection_mmd2", "%.6g", r->mmd2);
         pool_meta_add(meta, "selection_mmd2_random", "%.6g", r->mmd2_random);
         pool_meta_add(meta, "facility_gain_evaluations", "%ld", r->evaluations);

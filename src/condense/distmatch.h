@@ -9,7 +9,8 @@
  *                          lambda = `lambda` / tr(Sigma);
  *   facility (facility.c)  facility location, the submodular coverage objective: greedy
  *                          maximisation of sum_i max_{s in S} k(x_i, s) over the class
- *                          under kherding's kernel and bandwidth.
+ *                          under kherding's kernel and bandwidth; with `mmd_weight` W > 0
+ *                          greedy minimisation of (1 - F(S) / n) + W MMD^2(S) instead.
  *
  * Both are deterministic for a given thread count (the seed only picks the random subset
  * that the report compares with) and write idx (K * ipc, class-major) like the baselines of baselines.h.
@@ -27,6 +28,7 @@ typedef struct {
     double lambda;    /* gadc: covariance weight in units of 1 / tr(Sigma) of the class (default 1) */
     int passes;       /* gadc: most swap passes per class (default 5; 0 = the greedy start) */
     uint64_t seed;    /* the random subset the report's objective_random is measured on */
+    double mmd_weight; /* facility: weight W of kherding's squared MMD beside the coverage term (default 0) */
 } DistMatchOptions;
 
 typedef struct {
@@ -36,7 +38,9 @@ typedef struct {
     double bandwidth;        /* kherding, facility: mean over classes of the kernel bandwidth */
     double mmd2;             /* facility: mean over classes of the picks' squared MMD (kherding's objective) */
     double mmd2_random;      /* facility: the same for the random subset */
-    long evaluations;        /* facility: marginal gains computed by the lazy greedy, all classes */
+    long evaluations;        /* facility: marginal gains computed by the greedy, all classes */
+    double coverage;         /* facility: mean over classes of 1 - F(S) / n of the picks */
+    double coverage_random;  /* facility: the same for the random subset */
     long swaps;              /* gadc: swaps accepted, all classes */
     int passes;              /* gadc: the most passes a class ran */
 } DistMatchReport;
@@ -85,6 +89,11 @@ void facility_kernel(const float *f, int n, int d, double gamma, float *K);
  * exactly the plain greedy with ties to the lowest index. value[t] (may be NULL) receives
  * F of the first t+1 picks. Returns the number of gain evaluations. Requires 1 <= m <= n. */
 long facility_select(const float *K, int n, int m, int *pick, double *value);
+/* The blend: plain greedy minimisation of (1 - F(S) / n) + w MMD^2(S) (w > 0), MMD^2 as
+ * kherding_mmd2 with the kernel mean embedding mk (n) and K's entries; step t adds the i
+ * maximising gain(i) / n + w (2 / (t+1)) (mk[i] - (1 / (t+1)) sum_{s in S} K[s n + i]),
+ * lowest index on ties; O(n^2) a step. value as facility_select. Returns n m. */
+long facility_mmd_select(const float *K, int n, int m, const double *mk, double w, int *pick, double *value);
 /* F(S) / n for the m positions pick: the mean over the class of the kernel to its nearest pick. */
 double facility_value(const float *K, int n, const int *pick, int m);
 
@@ -95,7 +104,8 @@ int select_kherding(const Dataset *data, const ClassIndex *ci, int ipc, const Di
                     DistMatchReport *rep);
 int select_gadc(const Dataset *data, const ClassIndex *ci, int ipc, const DistMatchOptions *o, int *idx,
                 DistMatchReport *rep);
-/* objective = mean over classes of 1 - facility_value (lower is better, as for the others). */
+/* objective = mean over classes of 1 - facility_value + mmd_weight x the squared MMD (lower
+ * is better, as for the others); D2C_ERR_INPUT for a bandwidth or mmd_weight out of range. */
 int select_facility(const Dataset *data, const ClassIndex *ci, int ipc, const DistMatchOptions *o, int *idx,
                     DistMatchReport *rep);
 

@@ -21,7 +21,16 @@
  * recomputed first. So the picks are those of the plain greedy with ties to the lowest
  * index, and none of the loops depend on the thread count (OpenBLAS's sgemm may round
  * differently with another one, as in kherding). The greedy gets F within (1 - 1/e) of the
- * best m-subset (Nemhauser, Wolsey and Fisher). */
+ * best m-subset (Nemhauser, Wolsey and Fisher).
+ *
+ * The blend (`--mmd-weight W` > 0): facility location alone spreads the picks over the
+ * class's sparse regions and loses the density (its own-pool FID is worse than a random
+ * subset's, docs/CONDENSATION.md), so the greedy can minimise (1 - F(S) / n) + W MMD^2(S)
+ * instead, kherding's objective added with weight W. That sum is not submodular (the MMD
+ * term is not monotone), so it runs as a plain greedy: every step scores every candidate,
+ *   gain(j | S) / n + W (2 / (t+1)) (mk(j) - (1 / (t+1)) sum_S k(j, s)),
+ * the decrease of the objective up to terms that do not depend on j, in O(n^2) (in
+ * parallel over candidates, each score summed in order). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +111,38 @@ long facility_select(const float *K, int n, int m, int *pick, double *value) {
     return evals;
 }
 
+long facility_mmd_select(const float *K, int n, int m, const double *mk, double w, int *pick, double *value) {
+    D2C_CHECK(m >= 1 && m <= n);
+    float *cur = xmalloc_floats((size_t)n);
+    memset(cur, 0, (size_t)n * sizeof(float));
+    double *ks = xcalloc((size_t)n, sizeof(double)), *score = xcalloc((size_t)n, sizeof(double));
+    char *used = xcalloc((size_t)n, 1);
+    for (int t = 0; t < m; t++) {
+        const double a = w * 2.0 / (t + 1), inv = 1.0 / (t + 1);
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < n; j++)
+            score[j] = used[j] ? -INFINITY : gain(K + (size_t)j * n, cur, n) / n + a * (mk[j] - inv * ks[j]);
+        int best = -1;
+        for (int j = 0; j < n; j++)
+            if (!used[j] && (best < 0 || score[j] > score[best])) best = j;
+        pick[t] = best;
+        used[best] = 1;
+        const float *row = K + (size_t)best * n;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            cur[i] = row[i] > cur[i] ? row[i] : cur[i];
+            ks[i] += row[i];
+        }
+        if (value) {
+            double v = 0;
+            for (int i = 0; i < n; i++) v += cur[i];
+            value[t] = v;
+        }
+    }
+    free(used), free(score), free(ks), free(cur);
+    return (long)n * m;
+}
+
 double facility_value(const float *K, int n, const int *pick, int m) {
     double v = 0;
     for (int i = 0; i < n; i++) {
@@ -116,6 +157,8 @@ int select_facility(const Dataset *data, const ClassIndex *ci, int ipc, const Di
                     DistMatchReport *rep) {
     if (!(o->bandwidth > 0) || !isfinite(o->bandwidth))
         return d2c_error(D2C_ERR_INPUT, "--bandwidth must be positive, got %g", o->bandwidth);
+    if (!(o->mmd_weight >= 0) || !isfinite(o->mmd_weight))
+        return d2c_error(D2C_ERR_INPUT, "--mmd-weight must be >= 0, got %g", o->mmd_weight);
     SelectionSpace s;
     D2C_TRY(selection_space_open(&s, data, ci, ipc, o->pca_dim, o->seed));
     const int d = s.d, nc = ci->num_classes;
@@ -133,18 +176,22 @@ int select_facility(const Dataset *data, const ClassIndex *ci, int ipc, const Di
         double sigma;
         const double gamma = kherding_gamma(s.fc, n, d, o->bandwidth, &sigma);
         facility_kernel(s.fc, n, d, gamma, K);
-        r.evaluations += facility_select(K, n, ipc, s.pick, NULL);
-        selection_space_keep(&s, k, idx);
-        r.objective += (1 - facility_value(K, n, s.pick, ipc)) / nc;
-        r.objective_random += (1 - facility_value(K, n, s.rnd, ipc)) / nc;
 #pragma omp parallel for schedule(static)
-        for (int i = 0; i < n; i++) { /* the kernel mean embedding, for the picks' MMD */
+        for (int i = 0; i < n; i++) { /* the kernel mean embedding, for the MMD */
             double m = 0;
             for (int j = 0; j < n; j++) m += K[(size_t)i * n + j];
             mk[i] = m / n;
         }
-        r.mmd2 += kherding_mmd2(s.fc, n, d, gamma, mk, s.pick, ipc) / nc;
-        r.mmd2_random += kherding_mmd2(s.fc, n, d, gamma, mk, s.rnd, ipc) / nc;
+        r.evaluations += o->mmd_weight > 0 ? facility_mmd_select(K, n, ipc, mk, o->mmd_weight, s.pick, NULL)
+                                           : facility_select(K, n, ipc, s.pick, NULL);
+        selection_space_keep(&s, k, idx);
+        const double cov = 1 - facility_value(K, n, s.pick, ipc), cov_rnd = 1 - facility_value(K, n, s.rnd, ipc);
+        const double mmd = kherding_mmd2(s.fc, n, d, gamma, mk, s.pick, ipc);
+        const double mmd_rnd = kherding_mmd2(s.fc, n, d, gamma, mk, s.rnd, ipc);
+        r.coverage += cov / nc, r.coverage_random += cov_rnd / nc;
+        r.mmd2 += mmd / nc, r.mmd2_random += mmd_rnd / nc;
+        r.objective += (cov + o->mmd_weight * mmd) / nc;
+        r.objective_random += (cov_rnd + o->mmd_weight * mmd_rnd) / nc;
         r.bandwidth += sigma / nc;
     }
     free(mk);
