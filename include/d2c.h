@@ -248,6 +248,8 @@ typedef struct d2c_condense_options {
     double bandwidth;        /* kherding, facility: RBF bandwidth / the class's median pairwise distance; 1 */
     double gadc_lambda;      /* gadc: covariance weight in units of 1 / tr(Sigma); 1 */
     int gadc_passes;         /* gadc: most swap-refinement passes; 5 */
+    /* appended with the facility method */
+    double mmd_weight;       /* facility: weight of kherding's squared MMD beside the coverage objective; 0 */
 } d2c_condense_options;
 
 D2C_API void d2c_condense_options_init(d2c_condense_options *opt);
