@@ -15,10 +15,10 @@ static const char *USAGE =
     "per class under an RBF kernel (median-distance bandwidth) on a PCA of the pixels; gadc: greedy +\n"
     "swap matching of each class's mean and covariance in that PCA space; facility: facility location\n"
     "(greedy coverage, sum over the class of the kernel to the nearest pick) under kherding's kernel\n"
-    "(--bandwidth); d2c: bilevel, timestep-aware\n"
-    "gradient matching of the DDPM loss (+ --dm-weight distribution matching; --init kherding starts\n"
-    "it from the selection). Writes POOL, POOL.png (pool beside real images) and, for the learned\n"
-    "methods, POOL.log.jsonl and POOL.state.safetensors (for --resume).";
+    "(--bandwidth; --mmd-weight adds kherding's MMD); d2c: bilevel, timestep-aware gradient\n"
+    "matching of the DDPM loss (+ --dm-weight distribution matching; --init kherding starts it from\n"
+    "the selection). Writes POOL, POOL.png (pool beside real images) and, for the learned methods,\n"
+    "POOL.log.jsonl and POOL.state.safetensors (for --resume).";
 
 int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
