@@ -8,7 +8,7 @@ default-evaluator FID and consensus, over the pools of one budget and over all o
 
 Usage:
   scripts/pool_diagnostic.py --d2c build/d2c --work out/diag POOLS.jsonl [--ref fashion-mnist:test]
-      [--data fashion-mnist]
+      [--data fashion-mnist] [--model-ref fashion-mnist:val]
 
 --data must be the DATA the GPU call condensed from (fashion-mnist:fit for the :val runs). A
 pool made with options (a spec METHOD+--OPTION+VALUE..., named METHOD_OPTION_VALUE_rR_sS by
@@ -102,10 +102,13 @@ def main():
     ap.add_argument("--ref", default="fashion-mnist:test")
     ap.add_argument("--data", default="fashion-mnist", help="the source the GPU call condensed from (its DATA)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-ref", help="the models' reference to correlate with, for calls that scored against several "
+                    "(REFS); default --ref. Rows without a ref are always used")
     ap.add_argument("jsonl", nargs="+")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     rows = [json.loads(line) for p in args.jsonl for line in open(p) if line.strip()]
+    rows = [r for r in rows if r.get("ref", args.model_ref or args.ref) == (args.model_ref or args.ref)]
     own = {}
     for r in rows:
         m = NAME.match(r["pool"])
