@@ -208,7 +208,7 @@ typedef struct d2c_condense_options {
     size_t struct_size;      /* sizeof(d2c_condense_options), set by _init */
     const char *data;        /* data source, "fashion-mnist" */
     const char *out;         /* pool file to write (also OUT.png, OUT.log.jsonl, OUT.state.safetensors). Required */
-    const char *method;      /* kherding|gadc|d2c|random|kcenter|herding|dsa|dm|select|jitter; "kherding" */
+    const char *method;      /* kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter; "kherding" */
     double ratio;            /* pool size as a fraction of the training set, (0, 1]; or 0 */
     int ipc;                 /* images per class; or 0 */
     int iters;               /* outer iterations; 100 */
@@ -226,7 +226,7 @@ typedef struct d2c_condense_options {
     double lr_img, lr_net;   /* pool and inner learning rates; 0.01, 0.01 */
     double dm_weight;        /* distribution-matching weight; < 0: the method's (1 for dm, else 0); -1 */
     const char *opt_img;     /* pool optimiser adam|sgd; "adam" */
-    const char *init;        /* real|noise|kcenter|kherding|gadc; "real" */
+    const char *init;        /* real|noise|kcenter|kherding|gadc|facility; "real" */
     int learn_cond;          /* learn a conditioning vector per image; 0 */
     int dsa;                 /* differentiable Siamese augmentation (method dsa: always); 0 */
     int base_channels;       /* the matching UNet's C; 16 */
@@ -244,10 +244,12 @@ typedef struct d2c_condense_options {
     /* appended in 0.1 after the first version (struct_size tells them apart) */
     const char *device;      /* the matching network's engine: "cpu" (default, also NULL) or "cuda" */
     /* appended in 0.1 with the kherding and gadc methods */
-    int pca_dim;             /* kherding, gadc: PCA components of the pixel feature space; 50 */
-    double bandwidth;        /* kherding: RBF bandwidth / the class's median pairwise distance; 1 */
+    int pca_dim;             /* kherding, gadc, facility: PCA components of the pixel feature space; 50 */
+    double bandwidth;        /* kherding, facility: RBF bandwidth / the class's median pairwise distance; 1 */
     double gadc_lambda;      /* gadc: covariance weight in units of 1 / tr(Sigma); 1 */
     int gadc_passes;         /* gadc: most swap-refinement passes; 5 */
+    /* appended with the facility method */
+    double mmd_weight;       /* facility: weight of kherding's squared MMD beside the coverage objective; 0 */
 } d2c_condense_options;
 
 D2C_API void d2c_condense_options_init(d2c_condense_options *opt);

@@ -8,6 +8,12 @@ default-evaluator FID and consensus, over the pools of one budget and over all o
 
 Usage:
   scripts/pool_diagnostic.py --d2c build/d2c --work out/diag POOLS.jsonl [--ref fashion-mnist:test]
+      [--data fashion-mnist] [--model-ref fashion-mnist:val]
+
+--data must be the DATA the GPU call condensed from (fashion-mnist:fit for the :val runs). A
+pool made with options (a spec METHOD+--OPTION+VALUE..., named METHOD_OPTION_VALUE_rR_sS by
+bench/gpu_pools.sh, e.g. facility_mmd_weight_10_r0.01_s0) is re-made with those options: the
+words up to a number are one option, its dashes turned into underscores by the name.
 
 The pools on the GPU machine were condensed with 16 threads; kherding's sums are in a fixed
 order per thread count, so a pool made here with 2 threads can differ in a pick or two (not
@@ -25,6 +31,23 @@ import sys
 NAME = re.compile(r"^(?P<method>.+)_r(?P<ratio>[0-9.]+)_s(?P<seed>\d+)$")
 
 
+def condense_args(method):
+    """The `d2c condense` options of a pool name's METHOD part: facility_mmd_weight_10 ->
+    --method facility --mmd-weight 10; default_bandwidth_0.5 -> --bandwidth 0.5."""
+    words = method.split("_")
+    out = [] if words[0] == "default" else ["--method", words[0]]
+    opt = []
+    for w in words[1:]:
+        if re.fullmatch(r"[0-9.eE+-]+", w) and opt:
+            out += ["--" + "-".join(opt), w]
+            opt = []
+        else:
+            opt.append(w)
+    if opt:
+        sys.exit(f"cannot read the options of pool method {method!r}")
+    return out
+
+
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -35,8 +58,8 @@ def own_measures(args, name, method, ratio, seed):
     pool = os.path.join(args.work, f"{name}.pool.safetensors")
     out = os.path.join(args.work, f"{name}.own.json")
     if not os.path.exists(pool):
-        margs = [] if method == "default" else ["--method", method]
-        run([args.d2c, "condense", "--data", "fashion-mnist", *margs, "--ratio", ratio, "--seed", seed,
+        margs = condense_args(method)
+        run([args.d2c, "condense", "--data", args.data, *margs, "--ratio", ratio, "--seed", seed,
              "--threads", str(args.threads), "--quiet", "--out", pool])
     if not os.path.exists(out):
         run([args.d2c, "eval", "--samples", pool, "--ref", args.ref, "--no-cas", "--threads", str(args.threads),
@@ -77,11 +100,15 @@ def main():
     ap.add_argument("--d2c", default="build/d2c")
     ap.add_argument("--work", default="out/diag")
     ap.add_argument("--ref", default="fashion-mnist:test")
+    ap.add_argument("--data", default="fashion-mnist", help="the source the GPU call condensed from (its DATA)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-ref", help="the models' reference to correlate with, for calls that scored against several "
+                    "(REFS); default --ref. Rows without a ref are always used")
     ap.add_argument("jsonl", nargs="+")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     rows = [json.loads(line) for p in args.jsonl for line in open(p) if line.strip()]
+    rows = [r for r in rows if r.get("ref", args.model_ref or args.ref) == (args.model_ref or args.ref)]
     own = {}
     for r in rows:
         m = NAME.match(r["pool"])

@@ -1,19 +1,21 @@
-"""`d2c condense --method kherding|gadc`: the distribution-matching selections from the command
-line (CTest: cli_select).
+"""`d2c condense --method kherding|gadc|facility`: the distribution-matching and coverage
+selections from the command line (CTest: cli_select).
 
     test_cli_select.py PATH/TO/d2c WORK_DIR
 
-1. Both methods at --ratio 0.001 and 0.01 of Fashion-MNIST's training split write a valid POOL
+1. The three methods at --ratio 0.001 and 0.01 of Fashion-MNIST's training split write a valid POOL
    (images F32 (N, 1, 28, 28) in [-1, 1], labels I64, exactly 6 / 60 per class, the metadata
    of INTERFACE.md plus the feature space and parameters), every image is a distinct
    training image of its label (found byte for byte in the IDX file), and the pool's
    objective is below the random subset's (selection_objective < selection_objective_random).
 2. Deterministic: a second run gives the same tensors; the seed does not change the picks.
 3. `d2c condense` without --method is kherding (the default, docs/CONDENSATION.md).
-4. --init kherding / gadc for a learned method: with --iters 0 the d2c pool is exactly the
+4. --init kherding / gadc / facility for a learned method: with --iters 0 the d2c pool is exactly the
    selection, and its metadata records the initialisation.
 5. The parameters reach the method: --pca-dim 20 and --bandwidth 0.5 are recorded and change
-   the picks; --gadc-passes 0 (the greedy start) has a higher objective than the refined one.
+   the picks; --gadc-passes 0 (the greedy start) has a higher objective than the refined one;
+   facility --mmd-weight 10 is recorded and lowers the picks' MMD (selection_mmd2) below facility
+   alone's, which has the lower coverage objective (selection_facility).
 (Bad values of the new options are cases of bad_input: tests/test_bad_input.py.)
 """
 import os
@@ -51,8 +53,10 @@ def valid_pool(name, t, meta, method, ipc):
     wrong = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
     check(f"{name}: metadata {sorted(want)}", not wrong, str(wrong))
     check(f"{name}: ratio recorded", abs(float(meta.get("ratio", "nan")) - ipc / 6000) < 1e-9, meta.get("ratio", ""))
-    params = ["bandwidth", "kernel", "kernel_sigma_mean"] if method == "kherding" else \
-        ["gadc_lambda", "gadc_passes", "gadc_passes_run", "gadc_swaps"]
+    params = {"kherding": ["bandwidth", "kernel", "kernel_sigma_mean"],
+              "gadc": ["gadc_lambda", "gadc_passes", "gadc_passes_run", "gadc_swaps"],
+              "facility": ["bandwidth", "kernel", "kernel_sigma_mean", "mmd_weight", "selection_facility",
+                           "selection_mmd2", "facility_gain_evaluations"]}[method]
     check(f"{name}: parameters {params} recorded", all(k in meta for k in params), str(sorted(meta)))
     obj, rnd = float(meta.get("selection_objective", "nan")), float(meta.get("selection_objective_random", "nan"))
     check(f"{name}: objective below the random subset's", obj < rnd, f"{obj:.4g} vs {rnd:.4g}")
@@ -60,8 +64,9 @@ def valid_pool(name, t, meta, method, ipc):
     check(f"{name}: PCA explained variance in (0.5, 1)", 0.5 < pev < 1, f"{pev:.4f}")
 
 
+METHODS = ("kherding", "gadc", "facility")
 pools = {}
-for method in ("kherding", "gadc"):
+for method in METHODS:
     for ratio, ipc in (("0.001", 6), ("0.01", 60)):
         name = f"{method}_{ratio}"
         (t, meta), _ = condense(name, "--method", method, "--ratio", ratio)
@@ -70,7 +75,7 @@ for method in ("kherding", "gadc"):
             pools[name] = (t, meta)
 
 # 2. determinism; the seed only picks the random comparison
-for method in ("kherding", "gadc"):
+for method in METHODS:
     (t, meta), _ = condense(f"{method}_again_seed5", "--method", method, "--ratio", "0.001", "--seed", 5)
     if t is not None and f"{method}_0.001" in pools:
         ok, why = tensors_equal(t, pools[f"{method}_0.001"][0])
@@ -85,7 +90,7 @@ if t is not None:
         check("no --method: the kherding pool", ok, why)
 
 # 4. --init for a learned method
-for init in ("kherding", "gadc"):
+for init in METHODS:
     (t, meta), _ = condense(f"d2c_init_{init}", "--method", "d2c", "--init", init, "--ipc", 6, "--iters", 0,
                             "--eval-nets", 0, "--channels", 8)
     if t is not None and f"{init}_0.001" in pools:
@@ -107,4 +112,13 @@ if t is not None and "gadc_0.001" in pools:
     g, r = float(meta["selection_objective"]), float(refined["selection_objective"])
     check("--gadc-passes 0: no swaps, objective above the refined one", meta.get("gadc_swaps") == "0" and g > r and
           int(refined.get("gadc_swaps", 0)) > 0, f"greedy {g:.4g}, refined {r:.4g} ({refined.get('gadc_swaps')} swaps)")
+(t, meta), _ = condense("facility_mmd10", "--method", "facility", "--ratio", "0.001", "--mmd-weight", 10)
+if t is not None and "facility_0.001" in pools:
+    alone = pools["facility_0.001"][1]
+    check("--mmd-weight 10: recorded, other picks", meta.get("mmd_weight") == "10" and alone.get("mmd_weight") == "0" and
+          not tensors_equal(t, pools["facility_0.001"][0])[0], f"{meta.get('mmd_weight')} {alone.get('mmd_weight')}")
+    mb, ma = float(meta["selection_mmd2"]), float(alone["selection_mmd2"])
+    cb, ca = float(meta["selection_facility"]), float(alone["selection_facility"])
+    check("--mmd-weight 10: lower MMD than facility alone, which covers better", mb < ma and ca < cb,
+          f"MMD^2 {mb:.4g} vs {ma:.4g}, 1 - F/n {cb:.4g} vs {ca:.4g}")
 finish()

@@ -59,6 +59,7 @@ void d2c_condense_options_init(d2c_condense_options *opt) {
     opt->bandwidth = c.bandwidth;
     opt->gadc_lambda = c.gadc_lambda;
     opt->gadc_passes = c.gadc_passes;
+    opt->mmd_weight = c.mmd_weight;
 }
 
 /* An enumerated option's name into its enum (NULL keeps the default). */
@@ -114,6 +115,7 @@ int d2c_condense(const d2c_condense_options *user, double *seconds) {
     c.bandwidth = o.bandwidth;
     c.gadc_lambda = o.gadc_lambda;
     c.gadc_passes = o.gadc_passes;
+    c.mmd_weight = o.mmd_weight;
     D2C_TRY(api_open_engine("d2c_condense", o.device, &c.engine));
     double s = 0;
     int st = d2c_error_context(condense_run(&c, &s), "d2c_condense: ");

@@ -10,13 +10,15 @@
 
 static const char *USAGE =
     "usage: d2c condense --data SRC (--ratio R | --ipc N) --out POOL.safetensors [options]\n"
-    "Selects (kherding, gadc, random, kcenter, herding, select, jitter) or learns (d2c, dsa, dm) a pool\n"
-    "of images per class. kherding (the default): kernel herding, greedy MMD minimisation per class\n"
-    "under an RBF kernel (median-distance bandwidth) on a PCA of the pixels; gadc: greedy + swap\n"
-    "matching of each class's mean and covariance in that PCA space; d2c: bilevel, timestep-aware\n"
-    "gradient matching of the DDPM loss (+ --dm-weight distribution matching; --init kherding starts\n"
-    "it from the selection). Writes POOL, POOL.png (pool beside real images) and, for the learned\n"
-    "methods, POOL.log.jsonl and POOL.state.safetensors (for --resume).";
+    "Selects (kherding, gadc, facility, random, kcenter, herding, select, jitter) or learns (d2c, dsa,\n"
+    "dm) a pool of images per class. kherding (the default): kernel herding, greedy MMD minimisation\n"
+    "per class under an RBF kernel (median-distance bandwidth) on a PCA of the pixels; gadc: greedy +\n"
+    "swap matching of each class's mean and covariance in that PCA space; facility: facility location\n"
+    "(greedy coverage, sum over the class of the kernel to the nearest pick) under kherding's kernel\n"
+    "(--bandwidth; --mmd-weight adds kherding's MMD); d2c: bilevel, timestep-aware gradient\n"
+    "matching of the DDPM loss (+ --dm-weight distribution matching; --init kherding starts it from\n"
+    "the selection). Writes POOL, POOL.png (pool beside real images) and, for the learned methods,\n"
+    "POOL.log.jsonl and POOL.state.safetensors (for --resume).";
 
 int cmd_condense(int argc, char **argv) {
     CondenseOptions o = condense_default_options();
@@ -25,7 +27,7 @@ int cmd_condense(int argc, char **argv) {
     const char *init = POOL_INIT_NAMES[o.init], *keep = SELECT_KEEP_NAMES[o.select_keep];
     const char *log = NULL, *grid = NULL, *device = "cpu";
     double ratio = 0, lr_img = o.lr_img, lr_net = o.lr_net, dm = o.dm_weight, budget = 0, jitter = o.jitter;
-    double bandwidth = o.bandwidth, gadc_lambda = o.gadc_lambda;
+    double bandwidth = o.bandwidth, gadc_lambda = o.gadc_lambda, mmd_weight = o.mmd_weight;
     int pca_dim = o.pca_dim, gadc_passes = o.gadc_passes;
     int ipc = 0, iters = o.iters, topk = o.topk, cand = o.t_candidates, rescore = o.rescore, inner = o.inner_steps;
     int outer = o.outer_loop, rb = o.real_batch, sb = o.syn_batch, draws = o.noise_draws, res = 0, implicit = 0;
@@ -36,7 +38,7 @@ int cmd_condense(int argc, char **argv) {
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
         {"ratio", OPT_FLOAT, &ratio, 1e-9, 1, "pool size as a fraction of the training set, e.g. 0.01", 0},
         {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
-        {"method", OPT_STRING, &method, 1, 0, "kherding|gadc|d2c|random|kcenter|herding|dsa|dm|select|jitter (default kherding)", 0},
+        {"method", OPT_STRING, &method, 1, 0, "kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter (default kherding)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
         {"time-budget", OPT_FLOAT, &budget, 0, 1e9, "stop after the iteration that reaches this many seconds (default 0 = none)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
@@ -56,11 +58,12 @@ int cmd_condense(int argc, char **argv) {
         {"dm-weight", OPT_FLOAT, &dm, 0, 1e6, "weight of the distribution-matching term (default 0)", 0},
         {"learn-cond", OPT_FLAG, &learn_cond, 1, 0, "learn a conditioning vector per synthetic image", 0},
         {"dsa", OPT_FLAG, &dsa, 1, 0, "differentiable Siamese augmentation", 0},
-        {"init", OPT_STRING, &init, 1, 0, "pool initialisation of d2c, dsa, dm: real|noise|kcenter|kherding|gadc (default real)", 0},
+        {"init", OPT_STRING, &init, 1, 0, "pool initialisation of d2c, dsa, dm: real|noise|kcenter|kherding|gadc|facility (default real)", 0},
         {"jitter", OPT_FLOAT, &jitter, 0, 10, "jitter: SD of the Gaussian pixel noise added to the random subset (default 0.075)", 0},
         {"select-keep", OPT_STRING, &keep, 1, 0, "select: keep the easy or hard images (default easy)", 0},
-        {"pca-dim", OPT_INT, &pca_dim, 1, 100000, "kherding, gadc: PCA components of the pixel feature space (default 50)", 0},
-        {"bandwidth", OPT_FLOAT, &bandwidth, 1e-6, 1e6, "kherding: RBF bandwidth as a multiple of the class's median pairwise distance (default 1)", 0},
+        {"pca-dim", OPT_INT, &pca_dim, 1, 100000, "kherding, gadc, facility: PCA components of the pixel feature space (default 50)", 0},
+        {"bandwidth", OPT_FLOAT, &bandwidth, 1e-6, 1e6, "kherding, facility: RBF bandwidth as a multiple of the class's median pairwise distance (default 1)", 0},
+        {"mmd-weight", OPT_FLOAT, &mmd_weight, 0, 1e6, "facility: weight of kherding's squared MMD added to the coverage objective (default 0 = facility location alone)", 0},
         {"gadc-lambda", OPT_FLOAT, &gadc_lambda, 0, 1e6, "gadc: weight of the covariance term, in units of 1/tr(Sigma) (default 1)", 0},
         {"gadc-passes", OPT_INT, &gadc_passes, 0, 1000, "gadc: most swap-refinement passes per class (default 5)", 0},
         {"channels", OPT_INT, &channels, 2, 512, "base channels of the matching UNet (default 16)", 0},
@@ -124,6 +127,7 @@ int cmd_condense(int argc, char **argv) {
     o.pca_dim = pca_dim;
     o.bandwidth = bandwidth;
     o.gadc_lambda = gadc_lambda;
+    o.mmd_weight = mmd_weight;
     o.gadc_passes = gadc_passes;
     apply_threads(threads);
     if (probe) return d2c_error_context(condense_probe(&o), "condense: ");

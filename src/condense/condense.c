@@ -278,6 +278,7 @@ static int init_pool(Condenser *c, int ipc, int E, PoolMeta *meta) {
     case POOL_INIT_KCENTER: pick = CONDENSE_KCENTER; break;
     case POOL_INIT_KHERDING: pick = CONDENSE_KHERDING; break;
     case POOL_INIT_GADC: pick = CONDENSE_GADC; break;
+    case POOL_INIT_FACILITY: pick = CONDENSE_FACILITY; break;
     case POOL_INIT_REAL:
     case POOL_INIT_NOISE: pick = CONDENSE_RANDOM; break;
     case POOL_INIT_COUNT: D2C_CHECK(!"a pool initialisation");

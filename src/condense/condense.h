@@ -9,6 +9,7 @@
  *   random, kcenter, herding, select: subsets of the real data (baselines.c);
  *   kherding, gadc: distribution-matching subsets in a PCA feature space (distmatch.h):
  *            kernel herding (greedy MMD) and GADC-style mean + covariance matching;
+ *   facility facility location, a coverage-oriented subset in the same space (distmatch.h);
  *   jitter   the random subset plus Gaussian pixel noise of SD `jitter`, clamped: the
  *            control that tells a learned pool's gain from that of merely moved pixels. */
 #ifndef D2C_CONDENSE_CONDENSE_H
@@ -23,7 +24,7 @@
  * valid names for anything else. */
 typedef enum {
     CONDENSE_D2C, CONDENSE_RANDOM, CONDENSE_KCENTER, CONDENSE_HERDING, CONDENSE_DSA, CONDENSE_DM, CONDENSE_SELECT,
-    CONDENSE_JITTER, CONDENSE_KHERDING, CONDENSE_GADC, CONDENSE_METHOD_COUNT
+    CONDENSE_JITTER, CONDENSE_KHERDING, CONDENSE_GADC, CONDENSE_FACILITY, CONDENSE_METHOD_COUNT
 } CondenseMethod;
 extern const char *const CONDENSE_METHOD_NAMES[CONDENSE_METHOD_COUNT];
 int condense_method_parse(const char *name, CondenseMethod *out);
@@ -43,8 +44,11 @@ extern const char *const PIXEL_OPTIMISER_NAMES[PIXEL_OPT_COUNT];
 int pixel_optimiser_parse(const char *name, PixelOptimiser *out);
 
 /* The initial pool of the learned methods: real images (a random subset), noise, or the
- * k-center, kernel-herding or gadc subset (with the options' feature parameters). */
-typedef enum { POOL_INIT_REAL, POOL_INIT_NOISE, POOL_INIT_KCENTER, POOL_INIT_KHERDING, POOL_INIT_GADC, POOL_INIT_COUNT } PoolInit;
+ * k-center, kernel-herding, gadc or facility subset (with the options' feature parameters). */
+typedef enum {
+    POOL_INIT_REAL, POOL_INIT_NOISE, POOL_INIT_KCENTER, POOL_INIT_KHERDING, POOL_INIT_GADC, POOL_INIT_FACILITY,
+    POOL_INIT_COUNT
+} PoolInit;
 extern const char *const POOL_INIT_NAMES[POOL_INIT_COUNT];
 int pool_init_parse(const char *name, PoolInit *out);
 
@@ -85,11 +89,12 @@ typedef struct {
     const char *log_path;  /* JSON lines; NULL = OUT.log.jsonl */
     const char *grid_path; /* PNG; NULL = OUT.png */
     SelectKeep select_keep;
-    /* kherding and gadc (and --init kherding|gadc), distmatch.h */
+    /* kherding, gadc and facility (and --init kherding|gadc|facility), distmatch.h */
     int pca_dim;           /* PCA components of the feature space (default 50) */
-    double bandwidth;      /* kherding: RBF bandwidth / median pairwise distance (default 1) */
+    double bandwidth;      /* kherding, facility: RBF bandwidth / median pairwise distance (default 1) */
     double gadc_lambda;    /* gadc: covariance weight in units of 1 / tr(Sigma) (default 1) */
     int gadc_passes;       /* gadc: most swap passes (default 5) */
+    double mmd_weight;     /* facility: weight of kherding's squared MMD beside coverage (default 0) */
 } CondenseOptions;
 
 CondenseOptions condense_default_options(void);

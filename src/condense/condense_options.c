@@ -41,14 +41,14 @@ const char *const CONDENSE_METHOD_NAMES[CONDENSE_METHOD_COUNT] = {
     [CONDENSE_D2C] = "d2c",         [CONDENSE_RANDOM] = "random", [CONDENSE_KCENTER] = "kcenter",
     [CONDENSE_HERDING] = "herding", [CONDENSE_DSA] = "dsa",       [CONDENSE_DM] = "dm",
     [CONDENSE_SELECT] = "select",   [CONDENSE_JITTER] = "jitter", [CONDENSE_KHERDING] = "kherding",
-    [CONDENSE_GADC] = "gadc",
+    [CONDENSE_GADC] = "gadc",       [CONDENSE_FACILITY] = "facility",
 };
 const char *const TIMESTEP_SCORE_NAMES[SCORE_COUNT] = {
     [SCORE_GRAD_NORM] = "grad-norm", [SCORE_GAP] = "gap", [SCORE_LOSS] = "loss", [SCORE_EXCESS] = "excess"};
 const char *const PIXEL_OPTIMISER_NAMES[PIXEL_OPT_COUNT] = {[PIXEL_OPT_ADAM] = "adam", [PIXEL_OPT_SGD] = "sgd"};
 const char *const POOL_INIT_NAMES[POOL_INIT_COUNT] = {
     [POOL_INIT_REAL] = "real", [POOL_INIT_NOISE] = "noise", [POOL_INIT_KCENTER] = "kcenter",
-    [POOL_INIT_KHERDING] = "kherding", [POOL_INIT_GADC] = "gadc"};
+    [POOL_INIT_KHERDING] = "kherding", [POOL_INIT_GADC] = "gadc", [POOL_INIT_FACILITY] = "facility"};
 const char *const SELECT_KEEP_NAMES[SELECT_KEEP_COUNT] = {[SELECT_KEEP_EASY] = "easy", [SELECT_KEEP_HARD] = "hard"};
 
 #define DEFINE_PARSE(fn, Type, what, names, count)                  \
@@ -75,7 +75,8 @@ int condense_method_learns(CondenseMethod m) {
     case CONDENSE_SELECT:
     case CONDENSE_JITTER:
     case CONDENSE_KHERDING:
-    case CONDENSE_GADC: return 0;
+    case CONDENSE_GADC:
+    case CONDENSE_FACILITY: return 0;
     case CONDENSE_METHOD_COUNT: break;
     }
     D2C_CHECK(!"a condensation method");
@@ -128,6 +129,7 @@ int condense_options_check(const CondenseOptions *o) {
     if (!in_range(o->dm_weight, 0, 1e6)) return d2c_error(E, "--dm-weight must be in [0, 1e6], got %g", o->dm_weight);
     if (!in_range(o->time_budget, 0, 1e9)) return d2c_error(E, "--time-budget must be in [0, 1e9], got %g", o->time_budget);
     if (!in_range(o->bandwidth, 1e-6, 1e6)) return d2c_error(E, "--bandwidth must be in [1e-6, 1e6], got %g", o->bandwidth);
+    if (!in_range(o->mmd_weight, 0, 1e6)) return d2c_error(E, "--mmd-weight must be in [0, 1e6], got %g", o->mmd_weight);
     if (!in_range(o->gadc_lambda, 0, 1e6)) return d2c_error(E, "--gadc-lambda must be in [0, 1e6], got %g", o->gadc_lambda);
     if (!in_range(o->jitter, 0, 10)) return d2c_error(E, "--jitter must be in [0, 10], got %g", o->jitter);
     return D2C_OK;

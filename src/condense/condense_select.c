@@ -23,7 +23,7 @@ void pool_meta_add(PoolMeta *m, const char *key, const char *fmt, ...) {
 }
 
 static DistMatchOptions distmatch_options(const CondenseOptions *o) {
-    return (DistMatchOptions){o->pca_dim, o->bandwidth, o->gadc_lambda, o->gadc_passes, o->seed};
+    return (DistMatchOptions){o->pca_dim, o->bandwidth, o->gadc_lambda, o->gadc_passes, o->seed, o->mmd_weight};
 }
 
 /* The metadata of a distribution-matching selection: feature space, parameters, result. */
@@ -33,12 +33,26 @@ static void distmatch_meta(const CondenseOptions *o, CondenseMethod m, const Dat
     pool_meta_add(meta, "pca_dim", "%d", o->pca_dim);
     pool_meta_add(meta, "pca_fit", "%s", data->source);
     pool_meta_add(meta, "pca_explained_variance", "%.6g", r->explained);
-    if (m == CONDENSE_KHERDING) {
+    if (m == CONDENSE_KHERDING || m == CONDENSE_FACILITY) {
         pool_meta_add(meta, "kernel", "rbf exp(-|x-y|^2 / (2 sigma^2)), sigma = bandwidth x the class's median pairwise "
                                       "distance over at most %d evenly spaced members", (int)KHERDING_MEDIAN_SAMPLE);
         pool_meta_add(meta, "bandwidth", "%.6g", o->bandwidth);
         pool_meta_add(meta, "kernel_sigma_mean", "%.6g", r->bandwidth);
+    }
+    if (m == CONDENSE_KHERDING) {
         pool_meta_add(meta, "selection_objective_name", "mmd2 (V-statistic, to the class, mean over classes)");
+    } else if (m == CONDENSE_FACILITY) {
+        pool_meta_add(meta, "selection_objective_name",
+                      o->mmd_weight > 0 ? "1 - (1/n) sum_i max_{s in S} k(x_i, s) + mmd_weight x mmd2 (mean over classes; "
+                                          "greedy)"
+                                        : "facility location: 1 - (1/n) sum_i max_{s in S} k(x_i, s) (mean over "
+                                          "classes; lazy greedy)");
+        pool_meta_add(meta, "mmd_weight", "%.6g", o->mmd_weight);
+        pool_meta_add(meta, "selection_facility", "%.6g", r->coverage);
+        pool_meta_add(meta, "selection_facility_random", "%.6g", r->coverage_random);
+        pool_meta_add(meta, "selection_mmd2", "%.6g", r->mmd2);
+        pool_meta_add(meta, "selection_mmd2_random", "%.6g", r->mmd2_random);
+        pool_meta_add(meta, "facility_gain_evaluations", "%ld", r->evaluations);
     } else {
         pool_meta_add(meta, "gadc_lambda", "%.6g", o->gadc_lambda);
         pool_meta_add(meta, "gadc_passes", "%d", o->gadc_passes);
@@ -64,8 +78,10 @@ int condense_select(const CondenseOptions *o, CondenseMethod m, Dataset *data, C
         return select_difficulty(o->engine, data, ci, ipc, &o->cfg, 300, o->select_keep == SELECT_KEEP_HARD, o->seed, idx);
     case CONDENSE_KHERDING:
     case CONDENSE_GADC:
+    case CONDENSE_FACILITY:
         D2C_TRY(m == CONDENSE_KHERDING ? select_kherding(data, ci, ipc, &dm, idx, &rep)
-                                       : select_gadc(data, ci, ipc, &dm, idx, &rep));
+                : m == CONDENSE_GADC   ? select_gadc(data, ci, ipc, &dm, idx, &rep)
+                                       : select_facility(data, ci, ipc, &dm, idx, &rep));
         if (meta) distmatch_meta(o, m, data, &rep, meta);
         return D2C_OK;
     case CONDENSE_D2C:

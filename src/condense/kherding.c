@@ -26,7 +26,7 @@
 #include "core/status.h"
 #include "core/util.h"
 
-enum { KH_BLOCK = 256 }; /* rows of the kernel computed per sgemm */
+enum { KH_BLOCK = 256 }; /* rows of the kernel computed per sgemm (kherding_mean_kernel) */
 
 static float sq_dist_f(const float *a, const float *b, int d) {
     float s = 0;
@@ -74,27 +74,47 @@ double kherding_median_sq_distance(const float *f, int n, int d) {
     return med;
 }
 
-void kherding_mean_kernel(const float *f, int n, int d, double gamma, double *mk) {
-    float *sq = xmalloc_floats((size_t)n);
+double kherding_gamma(const float *f, int n, int d, double bandwidth, double *sigma) {
+    const double med2 = kherding_median_sq_distance(f, n, d);
+    const double sigma2 = bandwidth * bandwidth * (med2 > 0 ? med2 : 1);
+    if (sigma) *sigma = sqrt(sigma2);
+    return 1.0 / (2.0 * sigma2);
+}
+
+void rbf_sq_norms(const float *f, int n, int d, float *sq) {
     for (int i = 0; i < n; i++) {
         float s = 0;
         for (int j = 0; j < d; j++) s += f[(size_t)i * d + j] * f[(size_t)i * d + j];
         sq[i] = s;
     }
-    float *g = xmalloc_floats((size_t)KH_BLOCK * n);
+}
+
+void rbf_kernel_rows(const float *f, int n, int d, const float *sq, double gamma, int i0, int nb, float *out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n, d, 1.0f, f + (size_t)i0 * d, d, f, d, 0.0f, out, n);
     const float gm = (float)gamma;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < nb; i++) {
+        float *gi = out + (size_t)i * n;
+        const float si = sq[i0 + i];
+        for (int j = 0; j < n; j++) {
+            const float d2 = si + sq[j] - 2.0f * gi[j];
+            gi[j] = expf(-gm * (d2 > 0 ? d2 : 0));
+        }
+    }
+}
+
+void kherding_mean_kernel(const float *f, int n, int d, double gamma, double *mk) {
+    float *sq = xmalloc_floats((size_t)n);
+    rbf_sq_norms(f, n, d, sq);
+    float *g = xmalloc_floats((size_t)KH_BLOCK * n);
     for (int i0 = 0; i0 < n; i0 += KH_BLOCK) {
         const int nb = D2C_MIN((int)KH_BLOCK, n - i0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n, d, 1.0f, f + (size_t)i0 * d, d, f, d, 0.0f, g, n);
+        rbf_kernel_rows(f, n, d, sq, gamma, i0, nb, g);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < nb; i++) {
             const float *gi = g + (size_t)i * n;
-            const float si = sq[i0 + i];
             double s = 0;
-            for (int j = 0; j < n; j++) {
-                float d2 = si + sq[j] - 2.0f * gi[j];
-                s += expf(-gm * (d2 > 0 ? d2 : 0));
-            }
+            for (int j = 0; j < n; j++) s += gi[j];
             mk[i0 + i] = s / n;
         }
     }
@@ -152,15 +172,14 @@ int select_kherding(const Dataset *data, const ClassIndex *ci, int ipc, const Di
     DistMatchReport r = {.explained = s.explained};
     for (int k = 0; k < K; k++) {
         const int n = selection_space_class(&s, k);
-        const double med2 = kherding_median_sq_distance(s.fc, n, d);
-        const double sigma2 = o->bandwidth * o->bandwidth * (med2 > 0 ? med2 : 1);
-        const double gamma = 1.0 / (2.0 * sigma2);
+        double sigma;
+        const double gamma = kherding_gamma(s.fc, n, d, o->bandwidth, &sigma);
         kherding_mean_kernel(s.fc, n, d, gamma, mk);
         kherding_select(s.fc, n, d, gamma, mk, ipc, s.pick);
         selection_space_keep(&s, k, idx);
         r.objective += kherding_mmd2(s.fc, n, d, gamma, mk, s.pick, ipc) / K;
         r.objective_random += kherding_mmd2(s.fc, n, d, gamma, mk, s.rnd, ipc) / K;
-        r.bandwidth += sqrt(sigma2) / K;
+        r.bandwidth += sigma / K;
     }
     free(mk);
     selection_space_close(&s);

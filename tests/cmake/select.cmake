@@ -1,11 +1,11 @@
-# The distribution-matching selections (kherding, gadc) and their PCA feature space:
+# The distribution-matching selections (kherding, gadc, facility) and their PCA feature space:
 # against naive and brute-force computations on synthetic data (test_distmatch).
 add_test(NAME test_distmatch COMMAND test_distmatch)
 set_tests_properties(test_distmatch PROPERTIES LABELS "condense" TIMEOUT 300 PROCESSORS 2
   ENVIRONMENT "OMP_NUM_THREADS=2;OMP_WAIT_POLICY=PASSIVE")
-# From the command line: both methods' pools at 0.1% and 1% of Fashion-MNIST (valid files,
+# From the command line: the three methods' pools at 0.1% and 1% of Fashion-MNIST (valid files,
 # class counts, real training images, metadata, objective below random), determinism, the
-# default method, --init kherding|gadc and the parameters (tests/test_cli_select.py).
+# default method, --init kherding|gadc|facility and the parameters (tests/test_cli_select.py).
 add_test(NAME cli_select
   COMMAND ${D2C_PYTHON} ${D2C_TEST_DIR}/test_cli_select.py $<TARGET_FILE:d2c> ${CMAKE_CURRENT_BINARY_DIR}/cli)
 set_tests_properties(cli_select PROPERTIES LABELS "cli;python;condense" TIMEOUT 600 PROCESSORS 2
