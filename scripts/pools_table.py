@@ -53,12 +53,18 @@ def main(paths):
         print("|" + "---|" * (head.count("|") - 1))
         for i, (label, _, lower) in enumerate(measures(randoms[0]["metrics"] if randoms else others[0][2]["metrics"])):
             vals = [measures(r["metrics"])[i][1] for r in randoms]
+            vals = [v for v in vals if v is not None and v == v]  # a measure not taken (CAS on :val)
+            if not vals and all(measures(r["metrics"])[i][1] != measures(r["metrics"])[i][1] for _, _, r in others):
+                continue
             mean = statistics.mean(vals) if vals else float("nan")
             sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
             best = (min(vals) if lower else max(vals)) if vals else float("nan")
             line = f"| {label} | {mean:.4g} +- {sd:.2g} | {best:.4g} |"
             for _, _, r in others:
                 v = measures(r["metrics"])[i][1]
+                if v is None:
+                    line += " - | - | - |"
+                    continue
                 beats = (v < best) if lower else (v > best)
                 rel = f"{100 * (v - mean) / mean:+.1f}%" if vals else "-"
                 line += f" {v:.4g} | {rel} | {('yes' if beats else 'no') if vals else '-'} |"
