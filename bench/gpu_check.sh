@@ -10,7 +10,7 @@
 #      cached convolution choice, measured in the first run into $OUT/conv_algos.txt), again
 #      (read from that file), with D2C_CUDA_CONV_ALGO=heuristic (the earlier default) and
 #      =find, and with D2C_CUDA_TF32=1 (the train step also with
-#      D2C_CUDA_CONV=gemm; the sampling step also with D2C_CUDA_GRAPH=1), and bench_torch.py
+#      D2C_CUDA_CONV=gemm; the sampling step also with D2C_CUDA_GRAPH=0, eager), and bench_torch.py
 #      --device cuda at the same shapes (when carried):
 #      PyTorch's defaults, and with TF32 off (d2c's precision); the ratios side by side;
 #   4. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
@@ -130,10 +130,10 @@ if [ "$quick" = 0 ]; then
 fi
 d2c_bench "$out/bench_d2c_tf32.txt" D2C_CUDA_TF32=1
 for s in "${shapes[@]}"; do
-  say "D2C_CUDA_GRAPH=1 d2c bench --device cuda --what sample $s (the forward as a CUDA graph)"
+  say "D2C_CUDA_GRAPH=0 d2c bench --device cuda --what sample $s (the forward eager, not as a CUDA graph)"
   # shellcheck disable=SC2086
-  D2C_CUDA_GRAPH=1 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what sample $s --iters 20 2>&1 |
-    tee -a "$out/bench_d2c_graph.txt"
+  D2C_CUDA_GRAPH=0 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what sample $s --iters 20 2>&1 |
+    tee -a "$out/bench_d2c_eager.txt"
 done
 if [ "$quick" = 0 ]; then
   say "D2C_CUDA_CONV=gemm d2c bench --device cuda --what train ${shapes[0]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end GPU run of docs/CUDA.md, on the GPU machine: d2c train --device cuda on
 # Fashion-MNIST (16,000 steps at batch 128 unless E2E_STEPS / E2E_BATCH say otherwise),
-# 10,000 DDIM-50 samples from it with d2c sample --device cuda, d2c eval of them against the
+# 10,000 DDIM-50 samples from it with d2c sample --device cuda (1,000 images a network call,
+# E2E_SAMPLE_BATCH, as torch_train.py), d2c eval of them against the
 # test split; then (with `torch` as an argument) the same work in PyTorch on the same card
 # (bench/torch_train.py: d2c train's recipe on the project's twin of the spec UNet), its
 # samples evaluated by the same d2c eval. Prints each phase's wall time; metrics and logs go
@@ -24,6 +25,7 @@ budget=${E2E_BUDGET:-560}
 steps=${E2E_STEPS:-16000}
 batch=${E2E_BATCH:-128}
 nsamples=${E2E_SAMPLES:-10000}
+sample_batch=${E2E_SAMPLE_BATCH:-1000} # images per network call of d2c sample (torch_train.py: 1000)
 say() { echo "== gpu_e2e [$(($(date +%s) - t0)) s]: $*"; }
 left() { echo $((budget - ($(date +%s) - t0))); }
 # timed NAME CMD...: runs CMD under what is left of the budget, prints and records its wall time
@@ -53,10 +55,10 @@ main() {
         say "d2c train --device cuda: $steps steps, batch $batch"
         timed d2c_train ./build-gpu/d2c train --device cuda --data fashion-mnist --steps "$steps" --batch "$batch" \
           --ckpt-every 4000 --quiet --out $w/d2c.safetensors || return 1
-        cp $w/d2c.log.jsonl "$out/d2c_train.log.jsonl" 2>/dev/null
+        cp $w/d2c.safetensors.log.jsonl "$out/d2c_train.log.jsonl" 2>/dev/null
         say "d2c sample --device cuda: $nsamples DDIM-50 samples"
         timed d2c_sample ./build-gpu/d2c sample --device cuda --model $w/d2c.safetensors --n "$nsamples" --steps 50 \
-          --out $w/d2c_samples.safetensors || return 1
+          --batch "$sample_batch" --out $w/d2c_samples.safetensors || return 1
         say "d2c eval (device cuda) of d2c's samples"
         timed d2c_eval ./build-gpu/d2c eval --device cuda --samples $w/d2c_samples.safetensors --ref fashion-mnist:test \
           --threads "$(nproc)" --out "$out/d2c_metrics.json" || return 1

@@ -138,6 +138,17 @@ static int uses_optional_op(const Case *c) {
     return 0;
 }
 
+/* A CUDA engine made with D2C_CUDA_GRAPH=graph (the variable restored after) */
+static int create_cuda(Engine **out, const char *graph) {
+    const char *was = getenv("D2C_CUDA_GRAPH");
+    char *keep = was ? xstrdup(was) : NULL;
+    setenv("D2C_CUDA_GRAPH", graph, 1);
+    const int st = engine_create(out, ENGINE_CUDA);
+    if (keep) setenv("D2C_CUDA_GRAPH", keep, 1); else unsetenv("D2C_CUDA_GRAPH");
+    free(keep);
+    return st;
+}
+
 int main(int argc, char **argv) {
     engine_set_num_threads(2);
     Engine *cpu = NULL, *cuda = NULL, *cuda_graph = NULL;
@@ -156,22 +167,17 @@ int main(int argc, char **argv) {
         backends[nb++] = &g_dropped;
     }
     backend_algo_setup(); /* the CUDA engine's algorithm cache in a temporary folder */
-    if (engine_create(&cuda, ENGINE_CUDA) == D2C_OK) {
+    /* "cuda": eager (D2C_CUDA_GRAPH=0); "cuda+g": CUDA graphs (the default of d2c), for the
+     * cases that use graph_run and the sampler's model check (capture and replay) */
+    if (create_cuda(&cuda, "0") == D2C_OK) {
         backends[nb++] = cuda;
-        /* "cuda+g": a second CUDA engine with D2C_CUDA_GRAPH=1, for the cases that use
-         * graph_run and the sampler's model check (CUDA graphs: capture and replay) */
-        const char *was = getenv("D2C_CUDA_GRAPH");
-        char *keep = was ? xstrdup(was) : NULL;
-        setenv("D2C_CUDA_GRAPH", "1", 1);
-        if (engine_create(&cuda_graph, ENGINE_CUDA) == D2C_OK) {
+        if (create_cuda(&cuda_graph, "1") == D2C_OK) {
             cuda_graph->name = "cuda+g";
             backends[nb++] = cuda_graph;
         } else {
             printf("FAIL cuda with D2C_CUDA_GRAPH=1: %s\n", d2c_last_error());
             g_failures++;
         }
-        if (keep) setenv("D2C_CUDA_GRAPH", keep, 1); else unsetenv("D2C_CUDA_GRAPH");
-        free(keep);
     } else {
         printf("cuda: not available (%s)\n", d2c_last_error());
         const char *req = getenv("D2C_REQUIRE_CUDA");

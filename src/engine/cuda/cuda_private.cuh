@@ -47,7 +47,8 @@ struct CudaEngine {
     char algo_path[1024]; /* the cache file of CU_ALGO_CACHED ("": none; D2C_CUDA_ALGO_CACHE) */
     void *cudnn;          /* the cuDNN state (cudnn/conv_cudnn.cu), made on first use */
     void *choices;        /* CU_ALGO_CACHED's choices per shape and direction (conv_choice.cu) */
-    int graph_on;         /* D2C_CUDA_GRAPH=1 (and not profiling): graph_run captures (graph.cu) */
+    int graph_on;         /* D2C_CUDA_GRAPH not 0 (and not profiling): graph_run captures (graph.cu) */
+    int graph_warned;     /* a failed capture has been reported (once per engine) */
     void *graphs;         /* graph.cu's keys and graphs, made on first use */
     void *graph_cur;      /* the key whose uploads are being recorded (graph_mode 1) or captured (2) */
     int graph_mode;

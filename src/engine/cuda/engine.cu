@@ -140,9 +140,9 @@ extern "C" int cu_create(CudaEngine **out) {
     const char *graph = getenv("D2C_CUDA_GRAPH"), *prof = getenv("D2C_CUDA_PROFILE");
     if (graph && *graph && strcmp(graph, "0") != 0 && strcmp(graph, "1") != 0) {
         cu_destroy(e);
-        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_GRAPH=%s: must be 0 (the default) or 1", graph);
+        return d2c_error(D2C_ERR_INPUT, "D2C_CUDA_GRAPH=%s: must be 1 (the default) or 0", graph);
     }
-    e->graph_on = graph && strcmp(graph, "1") == 0 && !(prof && strcmp(prof, "1") == 0);
+    e->graph_on = !(graph && strcmp(graph, "0") == 0) && !(prof && strcmp(prof, "1") == 0);
     cublasMath_t math = e->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     if (cu_check_blas(e, cublasSetMathMode(e->blas, math), "setting the math mode") ||
         cu_check_blas(e, cublasSetAtomicsMode(e->blas, CUBLAS_ATOMICS_NOT_ALLOWED), "disallowing atomics")) {

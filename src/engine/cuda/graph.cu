@@ -1,4 +1,4 @@
-/* The table's graph_run on the GPU (D2C_CUDA_GRAPH=1; off by default): CUDA graphs of a
+/* The table's graph_run on the GPU (on by default; D2C_CUDA_GRAPH=0 turns it off): CUDA graphs of a
  * steady-state sequence of ops, e.g. the sampler's network forward (model/unet.c).
  *
  * Per key (at most SLOTS keys; the oldest is dropped): the first call runs fn eagerly
@@ -12,9 +12,11 @@
  *
  * Any failure while capturing or instantiating (an op that synchronises or allocates, a
  * different upload sequence, a library that cannot be captured) ends the capture, clears
- * the error, marks the key eager-only and runs fn eagerly. A scratch buffer that moved since
+ * the error, marks the key eager-only and runs fn eagerly (the first such failure of an engine
+ * prints one warning). A scratch buffer that moved since
  * the capture (cu_scratch & co. grew: CudaEngine.buf_gen) makes the key start over; so does
  * graph_reset. With D2C_CUDA_PROFILE=1 nothing is captured (the profiler's events would be). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,7 +152,15 @@ static int capture(CudaEngine *e, Graph *g, void (*fn)(void *), void *ctx) {
         ok = 0;
     }
     if (graph) cudaGraphDestroy(graph);
-    if (!ok) { /* forget what failed: fn runs eagerly instead */
+    if (!ok) { /* forget what failed: fn runs eagerly instead, and say so once */
+        if (!e->graph_warned) {
+            fprintf(stderr, "d2c: warning: cuda graph: capturing failed (%s); running those ops eagerly "
+                            "(D2C_CUDA_GRAPH=0 turns graphs off)\n",
+                    e->status ? e->msg
+                    : end != cudaSuccess ? cudaGetErrorString(end)
+                                         : "the captured graph could not be instantiated, or the uploads differed");
+            e->graph_warned = 1;
+        }
         cudaStreamCaptureStatus st;
         if (cudaStreamIsCapturing(e->stream, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
             cudaGraph_t junk = NULL;
