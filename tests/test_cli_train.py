@@ -10,13 +10,14 @@ WORK_DIR/train/model.safetensors, which test_cli_sample.py then samples from, an
    "step" = 150; the training state train.params / train.adam_m / train.adam_v /
    train.ema, one float per parameter; the spec-named tensors are the EMA weights
    (concatenated in file order they equal train.ema) and differ from the raw weights;
-3. `--attn-levels ''` (the help's "none") trains a model without attention levels.
+3. `--attn-levels ''` (the help's "none") trains a model without attention levels;
+4. a non-finite loss stops the run with one error line, writing no model file.
 """
 import json
 import math
 import os
 
-from test_cli_common import check, d2c_ok, finish, np, setup, st, THREADS
+from test_cli_common import check, d2c, d2c_ok, finish, np, setup, st, THREADS
 
 EXE, WORK = setup("train")
 MODEL = os.path.join(WORK, "model.safetensors")
@@ -76,5 +77,20 @@ if os.path.exists(NO_ATTN):
     check("--attn-levels '' gives no attention level", cfg.get("attn_levels") == [], json.dumps(cfg))
 else:
     check("--attn-levels '' writes a model", False, NO_ATTN)
+
+# 4. a loss that is not finite (images at 3e38 overflow the first step) stops the run:
+# exit 1, one error line naming the step, no model file and no log line for that step
+HUGE = os.path.join(WORK, "huge.safetensors")
+st.save(HUGE, {"images": np.full((20, 1, 28, 28), 3e38, np.float32),
+               "labels": (np.arange(20) % 10).astype(np.int64)})
+NAN_MODEL = os.path.join(WORK, "nan.safetensors")
+r = d2c(EXE, "train", "--data", HUGE, "--out", NAN_MODEL, "--steps", 20, "--batch", 8, "--channels", 8,
+        "--ckpt-every", 5, "--threads", THREADS, "--quiet")
+errs = [line for line in r.err.splitlines() if line.startswith("d2c: error:")]
+check("non-finite loss: exit 1, one error line naming step 1",
+      r.rc == 1 and len(errs) == 1 and "loss became" in errs[0] and "at step 1;" in errs[0], r.show())
+check("non-finite loss: no model file", not os.path.exists(NAN_MODEL))
+nan_log = NAN_MODEL + ".log.jsonl"
+check("non-finite loss: no log line", not os.path.exists(nan_log) or os.path.getsize(nan_log) == 0)
 
 finish()
