@@ -316,6 +316,48 @@ static double naive_facility(const float *f, int n, int d, double gamma, const i
     return v;
 }
 
+/* The plain greedy of a set score, as the reference of the selections: m steps, each adding
+ * the unused index of 0..n-1 whose set (ref[0..t] with it) scores strictly best (highest,
+ * or lowest with minimise), so ties go to the lowest index. */
+typedef double (*SetScore)(const void *ctx, const int *pick, int m);
+static void naive_greedy(int n, int m, SetScore score, const void *ctx, int minimise, int *ref) {
+    for (int t = 0; t < m; t++) {
+        double best = minimise ? INFINITY : -INFINITY;
+        int arg = -1;
+        for (int i = 0; i < n; i++) {
+            int used = 0;
+            for (int s = 0; s < t; s++) used |= ref[s] == i;
+            if (used) continue;
+            ref[t] = i;
+            const double v = score(ctx, ref, t + 1);
+            if (minimise ? v < best : v > best) best = v, arg = i;
+        }
+        ref[t] = arg;
+    }
+}
+
+typedef struct {
+    const float *f;
+    int n, d;
+    double gamma, w; /* w: the blend's MMD weight */
+    const float *K;  /* for kernel_facility */
+} ScoreCtx;
+
+static double facility_score(const void *ctx, const int *pick, int m) {
+    const ScoreCtx *c = ctx;
+    return naive_facility(c->f, c->n, c->d, c->gamma, pick, m);
+}
+
+static double blend_score(const void *ctx, const int *pick, int m) {
+    const ScoreCtx *c = ctx;
+    return 1 - naive_facility(c->f, c->n, c->d, c->gamma, pick, m) / c->n + c->w * naive_mmd2(c->f, c->n, c->d, c->gamma, pick, m);
+}
+
+static double kernel_facility(const void *ctx, const int *pick, int m) {
+    const ScoreCtx *c = ctx;
+    return facility_value(c->K, c->n, pick, m);
+}
+
 /* Facility's lazy greedy against the plain greedy on the naive objective, and its value
  * along the picks, on n points of the mixture with bandwidth bw (of the median). */
 static void facility_against_greedy(int n, int d, int m, double bw, uint64_t seed) {
@@ -326,20 +368,8 @@ static void facility_against_greedy(int n, int d, int m, double bw, uint64_t see
     int *pick = xcalloc((size_t)m, sizeof(int)), *ref = xcalloc((size_t)m, sizeof(int));
     double *value = xcalloc((size_t)m, sizeof(double));
     const long evals = facility_select(K, n, m, pick, value);
-    for (int t = 0; t < m; t++) { /* plain greedy, every candidate's F recomputed; a later
-                                     * candidate must be strictly better (lowest index on ties) */
-        double best = -INFINITY;
-        int arg = -1;
-        for (int i = 0; i < n; i++) {
-            int used = 0;
-            for (int s = 0; s < t; s++) used |= ref[s] == i;
-            if (used) continue;
-            ref[t] = i;
-            const double v = naive_facility(f, n, d, gamma, ref, t + 1);
-            if (v > best) best = v, arg = i;
-        }
-        ref[t] = arg;
-    }
+    const ScoreCtx ctx = {.f = f, .n = n, .d = d, .gamma = gamma};
+    naive_greedy(n, m, facility_score, &ctx, 0, ref);
     int monotone = 1, concave = 1, prefix = 1;
     for (int t = 0; t < m; t++) {
         const double naive = naive_facility(f, n, d, gamma, pick, t + 1);
@@ -377,19 +407,8 @@ static void facility_mmd_against_greedy(int n, int d, int m, double bw, double w
     }
     int *pick = xcalloc((size_t)m, sizeof(int)), *ref = xcalloc((size_t)m, sizeof(int)), *alone = xcalloc((size_t)m, sizeof(int));
     facility_mmd_select(K, n, m, mk, w, pick, value);
-    for (int t = 0; t < m; t++) {
-        double best = INFINITY;
-        int arg = -1;
-        for (int i = 0; i < n; i++) {
-            int used = 0;
-            for (int s = 0; s < t; s++) used |= ref[s] == i;
-            if (used) continue;
-            ref[t] = i;
-            const double v = 1 - naive_facility(f, n, d, gamma, ref, t + 1) / n + w * naive_mmd2(f, n, d, gamma, ref, t + 1);
-            if (v < best) best = v, arg = i;
-        }
-        ref[t] = arg;
-    }
+    const ScoreCtx ctx = {.f = f, .n = n, .d = d, .gamma = gamma, .w = w};
+    naive_greedy(n, m, blend_score, &ctx, 1, ref);
     facility_select(K, n, m, alone, NULL);
     const double mmd = naive_mmd2(f, n, d, gamma, pick, m), mmd_alone = naive_mmd2(f, n, d, gamma, alone, m);
     printf("facility + %g x MMD^2, %d of %d: F/n %.4f, MMD^2 %.4g (facility alone: MMD^2 %.4g)\n", w, m, n,
@@ -433,19 +452,8 @@ static void test_facility(void) {
             for (int j = 0; j < N; j++) K[i * N + j] = (float)kern(f + (i % H) * 2, f + (j % H) * 2, 2, 0.4);
         int pick[M], ref[M];
         facility_select(K, N, M, pick, NULL);
-        for (int t = 0; t < M; t++) {
-            double best = -INFINITY;
-            int arg = -1;
-            for (int i = 0; i < N; i++) {
-                int used = 0;
-                for (int q = 0; q < t; q++) used |= ref[q] == i;
-                if (used) continue;
-                ref[t] = i;
-                const double v = facility_value(K, N, ref, t + 1);
-                if (v > best) best = v, arg = i;
-            }
-            ref[t] = arg;
-        }
+        const ScoreCtx ctx = {.n = N, .K = K};
+        naive_greedy(N, M, kernel_facility, &ctx, 0, ref);
         int low = 1;
         for (int t = 0; t < M; t++) low &= pick[t] < H; /* a duplicate's first copy is always the earlier */
         CHECK(same_picks(pick, ref, M));
