@@ -10,10 +10,12 @@
 #      cached convolution choice, measured in the first run into $OUT/conv_algos.txt), again
 #      (read from that file), with D2C_CUDA_CONV_ALGO=heuristic (the earlier default) and
 #      =find, and with D2C_CUDA_TF32=1 (the train step also with
-#      D2C_CUDA_CONV=gemm; the sampling step also with D2C_CUDA_GRAPH=0, eager), and bench_torch.py
+#      D2C_CUDA_CONV=gemm; the train and sampling steps also with D2C_CUDA_GRAPH=0, eager), and bench_torch.py
 #      --device cuda at the same shapes (when carried):
 #      PyTorch's defaults, and with TF32 off (d2c's precision); the ratios side by side;
-#   4. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
+#   4. d2c train --device cuda (300 steps, batch 128, Fashion-MNIST from .gpudeps) with CUDA graphs
+#      and with D2C_CUDA_GRAPH=0: the checkpoints and the logs (less the rates) must be identical;
+#   5. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
 # GPU_CHECK_QUICK=1 leaves out the gemm-only test_backend_ops run, gpu_ops, the gemm bench,
 # PyTorch with TF32 off, the second, heuristic and find benches, and all profiles but the
 # hypergradient's at 28x28.
@@ -23,7 +25,8 @@
 # bench/gpu_deps.sh here first, then, from the repository root,
 #   run(command="bench/gpu_check.sh", carry=[".gpudeps"], timeout_s=420)
 # (GPU_CHECK_BUDGET=330 s by default: the steps after the build share what is left of it)
-# Exit status: that of test_backend_ops (0 when every op matched), 1 if the build failed.
+# Exit status: that of test_backend_ops (0 when every op matched), 1 if the build failed or the
+# graph and eager trainings differ.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/gpu_env.sh
@@ -130,11 +133,33 @@ if [ "$quick" = 0 ]; then
 fi
 d2c_bench "$out/bench_d2c_tf32.txt" D2C_CUDA_TF32=1
 for s in "${shapes[@]}"; do
-  say "D2C_CUDA_GRAPH=0 d2c bench --device cuda --what sample $s (the forward eager, not as a CUDA graph)"
-  # shellcheck disable=SC2086
-  D2C_CUDA_GRAPH=0 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what sample $s --iters 20 2>&1 |
-    tee -a "$out/bench_d2c_eager.txt"
+  for w in train sample; do
+    say "D2C_CUDA_GRAPH=0 d2c bench --device cuda --what $w $s (eager, not as a CUDA graph)"
+    # shellcheck disable=SC2086
+    D2C_CUDA_GRAPH=0 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what $w $s --iters 20 2>&1 |
+      tee -a "$out/bench_d2c_eager.txt"
+  done
 done
+# the graphs change nothing: d2c train's checkpoint with them and without them, byte for byte
+if [ -f .gpudeps/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  fm=/usr/share/datasets/fashion-mnist
+  [ -f $fm/train-images-idx3-ubyte.gz ] || { mkdir -p $fm && cp .gpudeps/fashion-mnist/*.gz $fm/; }
+  for g in 1 0; do
+    say "D2C_CUDA_GRAPH=$g d2c train --device cuda, 300 steps at batch 128"
+    D2C_CUDA_GRAPH=$g timeout "$(tl 60)" ./build-gpu/d2c train --device cuda --data fashion-mnist --steps 300 \
+      --batch 128 --ckpt-every 150 --quiet --out "/tmp/d2c-graph$g.safetensors" 2>&1 | tail -3
+  done
+  sed 's/"img_per_s": [0-9.]*//' /tmp/d2c-graph1.safetensors.log.jsonl >/tmp/log1
+  sed 's/"img_per_s": [0-9.]*//' /tmp/d2c-graph0.safetensors.log.jsonl >/tmp/log0
+  if cmp -s /tmp/d2c-graph1.safetensors /tmp/d2c-graph0.safetensors && cmp -s /tmp/log1 /tmp/log0; then
+    say "d2c train: graph and eager checkpoints and logs (less the rates) identical" | tee "$out/train_graph_vs_eager.txt"
+  else
+    say "d2c train: graph and eager DIFFER" | tee "$out/train_graph_vs_eager.txt"
+    cmp /tmp/d2c-graph1.safetensors /tmp/d2c-graph0.safetensors | tee -a "$out/train_graph_vs_eager.txt"
+    diff /tmp/log1 /tmp/log0 | head -5 | tee -a "$out/train_graph_vs_eager.txt"
+    train_graph_rc=1
+  fi
+fi
 if [ "$quick" = 0 ]; then
   say "D2C_CUDA_CONV=gemm d2c bench --device cuda --what train ${shapes[0]}"
   # shellcheck disable=SC2086
@@ -159,7 +184,8 @@ if [ -s "$out/bench_torch.txt" ]; then
   done
 fi
 [ -f "$D2C_CUDA_ALGO_CACHE" ] && say "the cached convolution choices ($D2C_CUDA_ALGO_CACHE)" && cat "$D2C_CUDA_ALGO_CACHE"
-say "done; test_backend_ops exit status $rc${rc_gemm:+ (with gemm: $rc_gemm)}"
+say "done; test_backend_ops exit status $rc${rc_gemm:+ (with gemm: $rc_gemm)}${train_graph_rc:+; d2c train graph vs eager differ}"
+[ "$rc" = 0 ] && [ -n "${train_graph_rc:-}" ] && return 1
 [ "$rc" = 0 ] && return "${rc_gemm:-0}"
 return "$rc"
 }

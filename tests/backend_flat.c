@@ -17,7 +17,8 @@ static void case_elementwise(Engine *e, Vec *got, Vec *ref, int v) {
     const size_t n = NFLAT;
     float *x = rand_host(n, 1), *y = rand_host(n, 1), *z = rand_host(n, 1);
     float *dx = to_dev(e, x, n), *dy = to_dev(e, y, n), *dz = to_dev(e, z, n), *dw = engine_xalloc_floats(e, n);
-    const float a = 0.37f, b = -1.25f;
+    const float a = 0.37f, b = -1.25f, decay = 0.999f;
+    float *ddecay = to_dev(e, &decay, 1); /* ema_update reads its decay from engine memory */
     float *out = dy;
     switch (v) {
     case 0: e->ops->add(e, dy, dx, n); break;
@@ -26,7 +27,7 @@ static void case_elementwise(Engine *e, Vec *got, Vec *ref, int v) {
     case 3: e->ops->waxpy(e, dw, a, dx, dy, n), out = dw; break;
     case 4: e->ops->scale(e, dy, b, n); break;
     case 5: e->ops->clamp(e, dy, -0.5f, 0.75f, n); break;
-    case 6: e->ops->ema_update(e, dy, dx, 0.999f, n); break;
+    case 6: e->ops->ema_update(e, dy, dx, ddecay, n); break;
     case 7: e->ops->guidance(e, dw, dx, dy, 3.0f, n), out = dw; break;
     case 8: e->ops->ddim_step(e, dy, dx, n, 0.6f, 0.8f, 0.9f, 0.43588989f); break;
     case 9: e->ops->ddpm_step(e, dy, dx, dz, n, 0.02f, 1.01f, 0.1f); break;
@@ -53,7 +54,7 @@ static void case_elementwise(Engine *e, Vec *got, Vec *ref, int v) {
     }
     if (out != dy) engine_free(e, dy);
     if (out != dw) engine_free(e, dw);
-    engine_free(e, dx), engine_free(e, dz);
+    engine_free(e, dx), engine_free(e, dz), engine_free(e, ddecay);
     free(x), free(y), free(z);
 }
 
@@ -98,11 +99,14 @@ static void case_adam(Engine *e, Vec *got, Vec *ref, int v) {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, lr = 1e-3f;
     float *p = rand_host(n, 1), *g0 = rand_host(n, 0.1f);
     float *dp = to_dev(e, p, n), *dg = to_dev(e, g0, n), *dm = engine_xalloc_floats(e, n), *dv = engine_xalloc_floats(e, n);
+    float *dc = engine_xalloc_floats(e, 2);
     double *rp = xmalloc(n * sizeof *rp), *rm = xcalloc(n, sizeof *rm), *rv = xcalloc(n, sizeof *rv);
     for (size_t i = 0; i < n; i++) rp[i] = p[i];
     for (int t = 1; t <= 3; t++) {
         const double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-        e->ops->adam_step(e, dp, dg, dm, dv, n, b1, b2, eps, (float)(lr / bc1), (float)sqrt(bc2));
+        const float coef[2] = {(float)(lr / bc1), (float)sqrt(bc2)}; /* read from engine memory */
+        engine_upload_floats(e, dc, coef, 2);
+        e->ops->adam_step(e, dp, dg, dm, dv, n, b1, b2, eps, dc);
         for (size_t i = 0; ref && i < n; i++) {
             const double gi = g0[i];
             rm[i] = b1 * rm[i] + (1 - (double)b1) * gi;
@@ -112,7 +116,7 @@ static void case_adam(Engine *e, Vec *got, Vec *ref, int v) {
     }
     take(e, got, dp, n), take(e, got, dm, n), take(e, got, dv, n);
     if (ref) vec_put_d(ref, rp, n), vec_put_d(ref, rm, n), vec_put_d(ref, rv, n);
-    engine_free(e, dg);
+    engine_free(e, dg), engine_free(e, dc);
     free(p), free(g0), free(rp), free(rm), free(rv);
 }
 

@@ -1,6 +1,6 @@
 /* test_backend_ops' whole-model checks, on a tiny UNet (C 8, levels 1,2,2, attention at
- * level 2, 8x8 images): two train steps (DDPM loss forward and backward, clipping, Adam,
- * EMA), a guided 4-step DDIM run and the matching loss with its hypergradient (K = 2,
+ * level 2, 8x8 images): five train steps (DDPM loss forward and backward, clipping, Adam,
+ * EMA; new inputs each step), a guided 4-step DDIM run and the matching loss with its hypergradient (K = 2,
  * with the distribution-matching term).
  *   - CUDA (when present) against the CPU backend on the same inputs, with tolerances;
  *   - on the CPU alone: the run with 1 thread against the run with 2 threads, which must
@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "diffusion/ddpm.h"
 #include "diffusion/sample.h"
+#include "diffusion/train_step.h"
 #include "model/adam.h"
 #include "model/unet.h"
 #include "testing.h"
@@ -55,9 +56,12 @@ static void put_device(Engine *e, Vec *out, const float *d, size_t n) {
     free(h);
 }
 
-/* two training steps: the losses, gradient norms, weights and EMA */
+/* five training steps as d2c train runs them (train_step_run: DDPM loss forward and
+ * backward, clipping, Adam, EMA), each with new images, noise, timesteps, labels, learning
+ * rate and EMA decay in the same arrays: a backend that replays the step (CUDA graphs from
+ * the third call) must follow every one of them. The losses, gradient norms, weights, EMA. */
 static void run_train(Engine *e, Vec *out) {
-    const int B = 4;
+    enum { B = 4, STEPS = 5 };
     UNet net;
     new_net(&net, e, B);
     const size_t P = net.lay.n_params;
@@ -69,20 +73,32 @@ static void run_train(Engine *e, Vec *out) {
     ddpm_scratch_create(&w, e, B, D);
     Schedule s;
     schedule_init(&s, SCHEDULE_LINEAR);
-    float *hx = inputs((size_t)B * D, 1), *hn = inputs((size_t)B * D, 2);
-    float *x = to_dev(e, hx, (size_t)B * D), *noise = to_dev(e, hn, (size_t)B * D);
-    const int64_t t[4] = {5, 250, 600, 999}, y[4] = {1, 7, 10, 3};
-    for (int step = 0; step < 2; step++) {
-        engine_zero_floats(e, net.grads, P);
-        vec_put(out, ddpm_loss(&net, &s, &w, x, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL));
-        vec_put(out, clip_grad_norm(e, net.grads, P, 1.0));
-        adam_step(&adam, net.params, net.grads);
-        e->ops->ema_update(e, ema, net.params, 0.9f, P);
+    TrainStep ts;
+    train_step_create(&ts, &net, &adam, ema, &s, &w, 1.0, 1);
+    float *x = engine_xalloc_floats(e, (size_t)B * D), *noise = engine_xalloc_floats(e, (size_t)B * D);
+    double *stats;
+    test_require_ok(engine_alloc(e, (void **)&stats, sizeof(double) * 2 * STEPS));
+    int64_t t[B], y[B];
+    for (int step = 0; step < STEPS; step++) {
+        float *hx = inputs((size_t)B * D, 10 + (uint64_t)step), *hn = inputs((size_t)B * D, 20 + (uint64_t)step);
+        engine_upload_floats(e, x, hx, (size_t)B * D);
+        engine_upload_floats(e, noise, hn, (size_t)B * D);
+        free(hx), free(hn);
+        for (int b = 0; b < B; b++) {
+            t[b] = (step * 211 + b * 397 + 5) % 1000;
+            y[b] = (step * 3 + b * 7) % 11; /* 10 is the null label */
+        }
+        const float lr = 1e-3f * (float)(step + 1) / STEPS, decay = (float)(1.0 + step) / (float)(10.0 + step);
+        train_step_run(&ts, x, noise, t, y, B, lr, decay, stats + 2 * step);
     }
+    double host[2 * STEPS];
+    e->ops->download(e, host, stats, sizeof host);
+    test_require_ok(e->ops->sync(e));
+    for (int k = 0; k < 2 * STEPS; k++) vec_put(out, host[k]);
     put_device(e, out, net.params, P);
     put_device(e, out, ema, P);
-    engine_free(e, x), engine_free(e, noise), engine_free(e, ema);
-    free(hx), free(hn);
+    engine_free(e, x), engine_free(e, noise), engine_free(e, ema), engine_free(e, stats);
+    train_step_destroy(&ts);
     ddpm_scratch_free(&w);
     adam_destroy(&adam);
     unet_destroy(&net);
@@ -140,7 +156,7 @@ static const struct {
     double tol_cuda;
     int graphs; /* 1: also on the CUDA engine with graphs (the sampler's forward is graph_run) */
 } MODEL_CHECKS[] = {
-    {"model: 2 train steps (loss, clip, Adam, EMA)", run_train, 1e-4, 0},
+    {"model: 5 train steps (train_step_run: loss, clip, Adam, EMA)", run_train, 1e-4, 0},
     {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4, 1},
     {"model: matching loss + hypergradient", run_hypergrad, 1e-2, 0},
 };

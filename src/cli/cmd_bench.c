@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 #include "diffusion/ddpm.h"
+#include "diffusion/train_step.h"
 #include "model/adam.h"
 #include "model/unet.h"
 
@@ -77,6 +78,8 @@ static int bench_train(const BenchShape *s, double sgemm) {
     schedule_init(&sched, SCHEDULE_LINEAR);
     DdpmScratch w;
     ddpm_scratch_create(&w, e, B, D);
+    TrainStep ts;
+    train_step_create(&ts, &net, &adam, NULL, &sched, &w, 0.0, 0);
     float *x0 = xmalloc_floats((size_t)B * D), *noise = xmalloc_floats((size_t)B * D);
     float *dx0 = mirror(e, (size_t)B * D), *dnoise = mirror(e, (size_t)B * D);
     int64_t *t = xcalloc((size_t)B, sizeof *t), *y = xcalloc((size_t)B, sizeof *y);
@@ -95,9 +98,8 @@ static int bench_train(const BenchShape *s, double sgemm) {
         float *en = e->host_memory ? noise : dnoise;
         const Rng rn = rng_stream(0, RNG_NOISE, (uint64_t)it);
         e->ops->fill_normal(e, en, (size_t)B * D, &rn);
-        engine_zero_floats(e, net.grads, net.lay.n_params);
-        ddpm_pass(&net, &sched, &w, ex0, t, y, NULL, en, B, 1, 1.0f, NULL, NULL);
-        adam_step(&adam, net.params, net.grads);
+        /* bench_torch.py's step: zero_grad, the loss's backward, Adam (no clipping, no EMA) */
+        train_step_run(&ts, ex0, en, t, y, B, 2e-4f, 0.0f, NULL);
     }
     D2C_TRY(e->ops->sync(e));
     dt = (now_seconds() - dt) / s->iters;
@@ -112,6 +114,7 @@ static int bench_train(const BenchShape *s, double sgemm) {
     engine_free(e, dnoise);
     free(t);
     free(y);
+    train_step_destroy(&ts);
     ddpm_scratch_free(&w);
     adam_destroy(&adam);
     unet_destroy(&net);

@@ -2,9 +2,12 @@
 #include "diffusion/schedule.h"
 
 #include "core/util.h"
+#include "engine/backend.h"
 
 #include <math.h>
 #include <string.h>
+
+_Static_assert(D2C_T_STEPS == ENGINE_T_STEPS, "q_sample reads ENGINE_T_STEPS alpha_bar values");
 
 void schedule_init(Schedule *s, ScheduleKind kind) {
     D2C_CHECK((int)kind >= 0 && kind < SCHEDULE_COUNT);

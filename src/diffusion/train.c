@@ -2,7 +2,8 @@
  * keyed by (seed, purpose, s), so a resumed run repeats the uninterrupted one exactly.
  * The network, Adam's moments, the EMA and the DDPM scratch live on the options' engine;
  * the data set stays on the host and each step's batch is uploaded; the noise is drawn on
- * the engine (fill_normal: the host generator's numbers). The loss and gradient norm stay on
+ * the engine (fill_normal: the host generator's numbers); the step itself is
+ * train_step_run (diffusion/train_step.h). The loss and gradient norm stay on
  * the engine and are read back a window of steps at a time (stats_flush), so the host does
  * not wait for an asynchronous engine at every step. */
 #include "diffusion/train.h"
@@ -20,6 +21,7 @@
 #include "core/util.h"
 #include "diffusion/checkpoint.h"
 #include "diffusion/ddpm.h"
+#include "diffusion/train_step.h"
 #include "io/dataset.h"
 #include "model/adam.h"
 
@@ -259,6 +261,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     char *log_path = NULL;
     FILE *log = NULL;
     DdpmScratch scratch = {0};
+    TrainStep tstep = {0};
     Stats stats = {0};
     EpochSampler sampler = {.n = data.n, .perm = NULL, .epoch = -1, .seed = opt->seed};
     ModelInfo info = {0};
@@ -296,6 +299,7 @@ int train_run(const TrainOptions *opt, double *final_loss) {
     Schedule sched;
     schedule_init(&sched, opt->schedule);
     ddpm_scratch_create(&scratch, eng, B, D);
+    train_step_create(&tstep, &net, &adam, ema, &sched, &scratch, opt->grad_clip, 1);
     x0 = engine_xalloc_floats(eng, (size_t)B * D);
     noise = engine_xalloc_floats(eng, (size_t)B * D);
     if (eng->host_memory) { /* fill the engine's buffers directly: no staging copy */
@@ -337,20 +341,14 @@ int train_run(const TrainOptions *opt, double *final_loss) {
         eng->ops->fill_normal(eng, noise, (size_t)B * D, &rn); /* the same numbers on every engine */
         engine_upload_floats(eng, x0, x0_host, (size_t)B * D); /* no-op when x0_host is x0 */
 
-        engine_zero_floats(eng, net.grads, P);
-        ddpm_pass(&net, &sched, &scratch, x0, t, y, NULL, noise, B, 1, 1.0f, NULL, NULL);
-        double *slot = stats.dev + 2 * stats.n;
-        eng->ops->mse_forward_to(eng, slot, scratch.eps, noise, (size_t)B * D); /* the loss */
-        eng->ops->clip_grad_norm_to(eng, net.grads, P, opt->grad_clip, slot + 1);
-        double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
-        stats.lr[stats.n++] = lr;
-        adam.lr = (float)lr;
-        adam_step(&adam, net.params, net.grads);
+        const double lr = opt->lr * (opt->warmup > 0 && step < opt->warmup ? (double)(step + 1) / opt->warmup : 1.0);
         /* EMA warm-up: the decay ramps as (1 + s) / (10 + s) up to ema_decay, so a short run's
          * EMA is not dominated by the initial weights */
         const double ramp = (1.0 + step) / (10.0 + step);
         const float d = (float)(opt->ema_decay < ramp ? opt->ema_decay : ramp);
-        eng->ops->ema_update(eng, ema, net.params, d, P);
+        /* the loss and the gradient norm into the window's slot */
+        train_step_run(&tstep, x0, noise, t, y, B, (float)lr, d, stats.dev + 2 * stats.n);
+        stats.lr[stats.n++] = lr;
 
         const int ckpt = (step + 1) % opt->ckpt_every == 0 || step + 1 == opt->steps;
         if (ckpt || stats.n == STATS_WINDOW || now_seconds() - stats.t_last >= 0.5) {
@@ -390,6 +388,7 @@ done:
     engine_free(eng, stats.dev);
     free(hs.owned);
     free(log_path);
+    train_step_destroy(&tstep);
     ddpm_scratch_free(&scratch);
     engine_free(eng, ema);
     adam_destroy(&adam);

@@ -45,6 +45,9 @@
 
 #include "core/rng.h"
 
+/* the number of alpha_bar values q_sample is given (diffusion/schedule.h D2C_T_STEPS) */
+#define ENGINE_T_STEPS 1000
+
 typedef enum { ENGINE_CPU = 0, ENGINE_CUDA = 1, ENGINE_DEVICE_COUNT } EngineDevice;
 /* "cpu", "cuda" */
 extern const char *const ENGINE_DEVICE_NAMES[ENGINE_DEVICE_COUNT];
@@ -153,14 +156,16 @@ struct EngineOps {
     double (*clip_grad_norm)(Engine *e, float *g, size_t n, double max_norm);
     /* torch.optim.Adam without weight decay: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
      * p -= step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = lr / (1 - b1^t) and
-     * bc2_sqrt = sqrt(1 - b2^t) computed by the caller (float) */
+     * bc2_sqrt = sqrt(1 - b2^t) computed by the caller (float) and given in ENGINE memory,
+     * coef = [step_size, bc2_sqrt]: the values that change every step are read by the op,
+     * not fixed when it is issued, so a replayed record (graph_run) uses the new ones. */
     void (*adam_step)(Engine *e, float *p, const float *g, float *m, float *v, size_t n, float b1, float b2,
-                      float eps, float step_size, float bc2_sqrt);
-    /* ema = decay ema + (1 - decay) p */
-    void (*ema_update)(Engine *e, float *ema, const float *p, float decay, size_t n);
+                      float eps, const float *coef);
+    /* ema = decay ema + (1 - decay) p; decay is one float of ENGINE memory (as adam's coef) */
+    void (*ema_update)(Engine *e, float *ema, const float *p, const float *decay, size_t n);
     /* xt (B, D) = ca_b x0 + cn_b noise with ab = alpha_bar[t[b]], ca_b = sqrtf(ab),
-     * cn_b = sqrtf(1 - ab) (float); t (B) and alpha_bar (the schedule's T values) are HOST
-     * arrays. Backward: dx0 (B, D) += ca_b dxt. */
+     * cn_b = sqrtf(1 - ab) (float); t (B) and alpha_bar are HOST arrays, alpha_bar of
+     * ENGINE_T_STEPS values (a schedule's). Backward: dx0 (B, D) += ca_b dxt. */
     void (*q_sample)(Engine *e, float *xt, const float *x0, const float *noise, const int64_t *t,
                      const float *alpha_bar, int B, size_t D);
     void (*q_sample_backward)(Engine *e, float *dx0, const float *dxt, const int64_t *t, const float *alpha_bar,

@@ -13,13 +13,23 @@ typedef struct {
     long step;        /* steps taken so far */
     size_t n;         /* floats */
     float *m, *v;     /* (n) first and second moments, device memory, zeroed */
+    float coef_host[2]; /* the step's [lr / (1 - b1^t), sqrt(1 - b2^t)] (adam_prepare) */
+    float *coef;      /* (2) their engine copy, which the table's adam_step reads */
 } Adam;
 
 /* eng NULL: engine_cpu_default(). */
 void adam_create(Adam *opt, Engine *eng, size_t n, float lr);
 void adam_destroy(Adam *opt);
-/* One step: params -= lr * mhat / (sqrt(vhat) + eps), as torch.optim.Adam (device buffers). */
+/* One step: params -= lr * mhat / (sqrt(vhat) + eps), as torch.optim.Adam (device buffers):
+ * adam_prepare, then adam_apply. */
 void adam_step(Adam *opt, float *params, const float *grads);
+/* The step's host half: counts the step and computes its bias corrections with opt->lr
+ * into coef_host. */
+void adam_prepare(Adam *opt);
+/* The step's engine half: uploads coef_host and runs the update. A record of it replayed
+ * by graph_run (engine/backend.h) takes the coef_host of that time, so a caller that
+ * replays calls adam_prepare before each replay. */
+void adam_apply(Adam *opt, float *params, const float *grads);
 
 /* Global L2 norm of grads (computed in double); if it exceeds max_norm > 0, scales grads
  * by max_norm / (norm + 1e-6) as torch.nn.utils.clip_grad_norm_. Returns the norm

@@ -45,9 +45,9 @@ struct UNetActivations {
     size_t arena_floats;
     int B;              /* batch of the last forward */
     int hs[UNET_MAX_LEVELS], ws[UNET_MAX_LEVELS];   /* spatial size per level */
-    int64_t *t, *y;     /* (max_batch) copies of the last forward's inputs */
     int has_cond;
     const float *x_in;  /* the last forward's images */
+    const int64_t *y_in; /* and labels (the caller's arrays, which backward reads) */
     float *temb;        /* (B, C) */
     float *e1, *e1s;    /* (B, E) time MLP hidden, before and after silu */
     float *emb, *semb;  /* (B, E) embedding and silu(embedding) */
@@ -276,8 +276,6 @@ int unet_create(UNet *net, Engine *eng, const UNetConfig *cfg, int H, int W, int
     }
     Bump real = {a->arena, 0};
     plan(a, &net->lay, max_batch, &real);
-    a->t = xcalloc((size_t)max_batch, sizeof(int64_t));
-    a->y = xcalloc((size_t)max_batch, sizeof(int64_t));
     a->infer = xmalloc(sizeof *a->infer);
     plan_infer(a->infer, a, cfg);
     net->one_clear_backward = !e->host_memory;
@@ -289,8 +287,6 @@ void unet_destroy(UNet *net) {
     if (net->acts) {
         engine_free(net->eng, net->acts->ga.base);
         engine_free(net->eng, net->acts->arena);
-        free(net->acts->t);
-        free(net->acts->y);
         free(net->acts->infer);
         free(net->acts);
     }
@@ -381,8 +377,7 @@ static void forward_on(UNet *net, UNetActivations *a, const float *x, const int6
     a->B = B;
     a->x_in = x;
     a->has_cond = cond != NULL;
-    memcpy(a->t, t, (size_t)B * sizeof *t);
-    if (y) memcpy(a->y, y, (size_t)B * sizeof *y);
+    a->y_in = y;
     embed_forward(net, a, t, y, cond, B);
 
     e->ops->conv2d_forward(e, a->h0, x, P + lay->conv_in.w, P + lay->conv_in.b,
@@ -461,7 +456,7 @@ static void infer_call(void *ctx) {
 /* Through the table's graph_run: a backend may replay the ops of earlier calls with the same
  * buffers (CUDA graphs); the key names every buffer and host array the forward uses (the
  * weights' values and t's and y's may change; unet_destroy forgets the records). The
- * forward's host work (copies of t and y, the batch size) is what the inference plan's
+ * forward's host work (the batch size, the input pointers) is what the inference plan's
  * backward-less callers never read. */
 void unet_forward_infer(UNet *net, const float *x, const int64_t *t, const int64_t *y, const float *cond,
                         int B, float *eps) {
@@ -706,7 +701,7 @@ static void backward_body(UNet *net, const float *deps, const float *dmid, float
     e->ops->silu_backward(e, demb, a->cur_dsemb, a->emb, (size_t)B * E);
     if (a->has_cond && dcond) e->ops->add(e, dcond, demb, (size_t)B * E);
     if (net->input_grads_only) return;
-    if (!a->has_cond) e->ops->embedding_backward(e, PG(net, lay->class_embed), demb, a->y, B, E);
+    if (!a->has_cond) e->ops->embedding_backward(e, PG(net, lay->class_embed), demb, a->y_in, B, E);
     float *de1s = grad_buf(net, a->de1s, (size_t)B * E);
     e->ops->linear_backward(e, de1s, PG(net, lay->time2.w), PG(net, lay->time2.b), demb, a->e1s, P + lay->time2.w, B, E, E);
     float *de1 = grad_buf(net, a->de1, (size_t)B * E);

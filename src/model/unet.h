@@ -112,7 +112,9 @@ void unet_destroy(UNet *net);
 
 /* eps (B, Cin, H, W) = UNet(x (B, Cin, H, W), t (B), conditioning), 1 <= B <= max_batch.
  * x, eps, cond and every float buffer of forward / backward are device memory of net->eng;
- * t and y are host arrays.
+ * t and y are host arrays. unet_backward reads x and y again: they must hold the same
+ * values until then (no copies are kept, so a backend's replay of a whole step, through
+ * graph_run, reads the caller's arrays).
  * Conditioning: the class embedding row y[b] (0..num_classes, the last is the null label)
  * or, when cond != NULL, the given vectors cond (B, E) in place of class_embed[y]. */
 void unet_forward(UNet *net, const float *x, const int64_t *t, const int64_t *y,

@@ -118,10 +118,12 @@ static void cpu_clamp(Engine *e, float *y, float lo, float hi, size_t n) { flat_
 static double cpu_sum_sq(Engine *e, const float *x, size_t n) { return vec_sum_sq(x, n); }
 static double cpu_clip(Engine *e, float *g, size_t n, double max_norm) { return flat_clip_grad_norm(g, n, max_norm); }
 static void cpu_adam(Engine *e, float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float eps,
-                     float step_size, float bc2_sqrt) {
-    flat_adam_step(p, g, m, v, n, b1, b2, eps, step_size, bc2_sqrt);
+                     const float *coef) {
+    flat_adam_step(p, g, m, v, n, b1, b2, eps, coef[0], coef[1]);
 }
-static void cpu_ema(Engine *e, float *ema, const float *p, float decay, size_t n) { flat_ema_update(ema, p, decay, n); }
+static void cpu_ema(Engine *e, float *ema, const float *p, const float *decay, size_t n) {
+    flat_ema_update(ema, p, *decay, n);
+}
 static void cpu_q_sample(Engine *e, float *xt, const float *x0, const float *noise, const int64_t *t,
                          const float *alpha_bar, int B, size_t D) {
     flat_q_sample(xt, x0, noise, t, alpha_bar, B, D);

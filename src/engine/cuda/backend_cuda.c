@@ -180,10 +180,10 @@ static void op_mse_forward_to(Engine *e, double *out, const float *pred, const f
     PROFILED(e, "mse_forward", cu_mse_forward_to(CU(e), out, pred, target, n));
 }
 static void op_adam_step(Engine *e, float *p, const float *g, float *m, float *v, size_t n, float b1, float b2,
-                         float eps, float step_size, float bc2_sqrt) {
-    PROFILED(e, "adam_step", cu_adam_step(CU(e), p, g, m, v, n, b1, b2, eps, step_size, bc2_sqrt));
+                         float eps, const float *coef) {
+    PROFILED(e, "adam_step", cu_adam_step(CU(e), p, g, m, v, n, b1, b2, eps, coef));
 }
-static void op_ema_update(Engine *e, float *ema, const float *p, float decay, size_t n) {
+static void op_ema_update(Engine *e, float *ema, const float *p, const float *decay, size_t n) {
     PROFILED(e, "ema_update", cu_ema_update(CU(e), ema, p, decay, n));
 }
 static void op_q_sample(Engine *e, float *xt, const float *x0, const float *noise, const int64_t *t,

@@ -109,10 +109,12 @@ void cu_scale(CudaEngine *e, float *y, float a, size_t n);                      
 void cu_clamp(CudaEngine *e, float *y, float lo, float hi, size_t n);
 /* sum of x^2 in double, fixed-order two-pass reduction; host result (synchronises) */
 double cu_sum_sq(CudaEngine *e, const float *x, size_t n);
+/* coef [step_size, bc2_sqrt] and decay: device */
 void cu_adam_step(CudaEngine *e, float *p, const float *g, float *m, float *v, size_t n, float b1,
-                  float b2, float eps, float step_size, float bc2_sqrt);
-void cu_ema_update(CudaEngine *e, float *ema, const float *p, float decay, size_t n);
-/* t, alpha_bar: host */
+                  float b2, float eps, const float *coef);
+void cu_ema_update(CudaEngine *e, float *ema, const float *p, const float *decay, size_t n);
+/* t (B), alpha_bar (ENGINE_T_STEPS): host, uploaded by the call (the coefficients are
+ * computed on the device, so a graph replay follows new t) */
 void cu_q_sample(CudaEngine *e, float *xt, const float *x0, const float *noise, const int64_t *t,
                  const float *alpha_bar, int B, size_t D);
 void cu_q_sample_backward(CudaEngine *e, float *dx0, const float *dxt, const int64_t *t,

@@ -161,16 +161,20 @@ __global__ void k_embedding(float *y, const float *table, const int64_t *idx, in
     }
 }
 
-/* plan: [starts (groups + 1)][members (B)]: group u's images, in batch order, all with one
- * row. One thread per (group, e) adds them in that order: the CPU's sum, bit for bit. */
-__global__ void k_embedding_backward(float *dtable, const float *dy, const int64_t *plan, const int64_t *idx,
-                                     int groups, int E) {
-    const int64_t *members = plan + groups + 1;
-    CU_FOR(i, (size_t)groups * E) {
-        int u = (int)(i / E), c = (int)(i % E);
-        float *dst = dtable + (size_t)idx[members[plan[u]]] * E + c;
+/* One thread per (image b, column c); the thread of a row's first image in the batch adds
+ * the dy of every image with that row, in batch order, to the row: the CPU's sum, bit for
+ * bit, with the launch shape fixed by (B, E) alone (a graph replays it for any labels). */
+__global__ void k_embedding_backward(float *dtable, const float *dy, const int64_t *idx, int B, int E) {
+    CU_FOR(i, (size_t)B * E) {
+        const int b = (int)(i / E), c = (int)(i % E);
+        const int64_t row = idx[b];
+        int first = 1;
+        for (int p = 0; p < b && first; p++) first = idx[p] != row;
+        if (!first) continue;
+        float *dst = dtable + (size_t)row * E + c;
         float v = *dst;
-        for (int64_t m = plan[u]; m < plan[u + 1]; m++) v += dy[(size_t)members[m] * E + c];
+        for (int q = b; q < B; q++)
+            if (idx[q] == row) v += dy[(size_t)q * E + c];
         *dst = v;
     }
 }
@@ -185,46 +189,12 @@ extern "C" void cu_embedding_forward(CudaEngine *e, float *y, const float *table
     CU_LAUNCHED(e, "embedding");
 }
 
-typedef struct {
-    int64_t row, b;
-} RowImage;
-
-static int by_row_then_image(const void *pa, const void *pb) {
-    const RowImage *a = (const RowImage *)pa, *b = (const RowImage *)pb;
-    if (a->row != b->row) return a->row < b->row ? -1 : 1;
-    return a->b < b->b ? -1 : a->b > b->b;
-}
-
 extern "C" void cu_embedding_backward(CudaEngine *e, float *dtable, const float *dy, const int64_t *idx, int B,
                                       int E) {
     if (e->status || !dtable || B < 1) return;
-    /* host: group the images by row (sorted, batch order within a row), then upload
-     * [idx (B)][starts (groups + 1)][members (B)] as one index array */
-    RowImage *ri = (RowImage *)malloc(sizeof(RowImage) * B);
-    int64_t *h = (int64_t *)malloc(sizeof(int64_t) * (3 * (size_t)B + 1));
-    if (!ri || !h) {
-        free(ri);
-        free(h);
-        cu_fail(e, D2C_ERR_FAIL, "cuda: out of host memory in the embedding backward");
-        return;
-    }
-    for (int b = 0; b < B; b++) ri[b] = (RowImage){idx[b], b};
-    qsort(ri, (size_t)B, sizeof *ri, by_row_then_image);
-    int groups = 0;
-    for (int b = 0; b < B; b++) groups += b == 0 || ri[b].row != ri[b - 1].row;
-    int64_t *starts = h + B, *members = starts + groups + 1;
-    for (int b = 0, u = 0; b < B; b++) {
-        if (b == 0 || ri[b].row != ri[b - 1].row) starts[u++] = b;
-        members[b] = ri[b].b;
-    }
-    starts[groups] = B;
-    for (int b = 0; b < B; b++) h[b] = idx[b];
-    const int64_t *d = cu_upload_idx(e, h, 2 * B + groups + 1);
-    free(ri);
-    free(h);
-    if (!d) return;
-    k_embedding_backward<<<cu_blocks((size_t)groups * E), CU_THREADS, 0, e->stream>>>(dtable, dy, d + B, d, groups,
-                                                                                     E);
+    const int64_t *d_idx = cu_upload_idx(e, idx, B);
+    if (!d_idx) return;
+    k_embedding_backward<<<cu_blocks((size_t)B * E), CU_THREADS, 0, e->stream>>>(dtable, dy, d_idx, B, E);
     CU_LAUNCHED(e, "embedding backward");
 }
 

@@ -61,7 +61,8 @@ extern "C" void cu_clamp(CudaEngine *e, float *y, float lo, float hi, size_t n) 
 /* ---------------------------------------------------------------- Adam, EMA */
 
 __global__ void k_adam(float *params, const float *grads, float *m, float *v, size_t n, float b1, float b2,
-                       float eps, float step_size, float bc2_sqrt) {
+                       float eps, const float *coef) {
+    const float step_size = coef[0], bc2_sqrt = coef[1];
     CU_FOR(i, n) {
         float g = grads[i];
         float mi = m[i] * b1 + g * (1.0f - b1);
@@ -74,17 +75,18 @@ __global__ void k_adam(float *params, const float *grads, float *m, float *v, si
 }
 
 extern "C" void cu_adam_step(CudaEngine *e, float *params, const float *grads, float *m, float *v, size_t n,
-                             float b1, float b2, float eps, float step_size, float bc2_sqrt) {
+                             float b1, float b2, float eps, const float *coef) {
     if (e->status || !n) return;
-    k_adam<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(params, grads, m, v, n, b1, b2, eps, step_size, bc2_sqrt);
+    k_adam<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(params, grads, m, v, n, b1, b2, eps, coef);
     CU_LAUNCHED(e, "adam");
 }
 
-__global__ void k_ema(float *ema, const float *params, float d, size_t n) {
+__global__ void k_ema(float *ema, const float *params, const float *decay, size_t n) {
+    const float d = *decay;
     CU_FOR(i, n) ema[i] = d * ema[i] + (1.0f - d) * params[i];
 }
 
-extern "C" void cu_ema_update(CudaEngine *e, float *ema, const float *params, float decay, size_t n) {
+extern "C" void cu_ema_update(CudaEngine *e, float *ema, const float *params, const float *decay, size_t n) {
     if (e->status || !n) return;
     k_ema<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(ema, params, decay, n);
     CU_LAUNCHED(e, "ema");
@@ -92,61 +94,59 @@ extern "C" void cu_ema_update(CudaEngine *e, float *ema, const float *params, fl
 
 /* ---------------------------------------------------------------- q_sample */
 
-/* coef (2B): per image sqrtf(ab), sqrtf(1 - ab), computed on the host as the CPU does;
- * rows: the images */
-__global__ void k_q_sample(float *xt, const float *x0, const float *noise, const float *coef, unsigned D, int B) {
+/* per image b: ab = alpha_bar[t[b]], ca = sqrtf(ab), cn = sqrtf(1 - ab) (IEEE float square
+ * roots: the CPU's values); rows: the images */
+__global__ void k_q_sample(float *xt, const float *x0, const float *noise, const int64_t *t,
+                           const float *alpha_bar, unsigned D, int B) {
     CU_ROWS(b, B) {
-        const float ca = coef[2 * b], cn = coef[2 * b + 1];
+        const float ab = alpha_bar[t[b]], ca = sqrtf(ab), cn = sqrtf(1.0f - ab);
         const size_t o = (size_t)b * D;
         CU_COLS(i, D) xt[o + i] = ca * x0[o + i] + cn * noise[o + i];
     }
 }
 
 /* dx0 += sqrtf(ab_b) dxt */
-__global__ void k_q_sample_backward(float *dx0, const float *dxt, const float *coef, unsigned D, int B) {
+__global__ void k_q_sample_backward(float *dx0, const float *dxt, const int64_t *t, const float *alpha_bar,
+                                    unsigned D, int B) {
     CU_ROWS(b, B) {
-        const float ca = coef[2 * b];
+        const float ca = sqrtf(alpha_bar[t[b]]);
         const size_t o = (size_t)b * D;
         CU_COLS(i, D) dx0[o + i] += ca * dxt[o + i];
     }
 }
 
-/* The per-image coefficients, uploaded into scratch (pageable source: staged before the
- * copy call returns, so the host array can go at once). */
-static const float *upload_coefficients(CudaEngine *e, const int64_t *t, const float *alpha_bar, int B) {
-    float *h = (float *)malloc(sizeof(float) * 2 * (size_t)B);
-    if (!h) {
-        cu_fail(e, D2C_ERR_FAIL, "cuda: out of host memory for the q_sample coefficients");
-        return NULL;
-    }
-    for (int b = 0; b < B; b++) {
-        float ab = alpha_bar[t[b]];
-        h[2 * b] = sqrtf(ab);
-        h[2 * b + 1] = sqrtf(1.0f - ab);
-    }
-    float *coef = cu_scratch(e, 2 * (size_t)B);
-    if (coef) cu_upload(e, coef, h, 2 * (size_t)B * sizeof(float));
-    free(h);
-    return e->status ? NULL : coef;
+/* t into the index space and alpha_bar into scratch: both uploaded from the caller's arrays
+ * (a graph records those addresses and uploads their current values at each launch);
+ * -1 on failure (e->status set). t[b] in [0, ENGINE_T_STEPS), as on the CPU. */
+static int upload_schedule(CudaEngine *e, const int64_t *t, const float *alpha_bar, int B, const int64_t **d_t,
+                           const float **d_ab) {
+    float *ab = cu_scratch(e, ENGINE_T_STEPS);
+    if (!ab) return -1;
+    cu_upload(e, ab, alpha_bar, ENGINE_T_STEPS * sizeof(float));
+    *d_t = cu_upload_idx(e, t, B);
+    *d_ab = ab;
+    return e->status || !*d_t ? -1 : 0;
 }
 
 extern "C" void cu_q_sample(CudaEngine *e, float *xt, const float *x0, const float *noise, const int64_t *t,
                             const float *alpha_bar, int B, size_t D) {
     if (e->status || B < 1 || !D) return;
-    const float *coef = upload_coefficients(e, t, alpha_bar, B);
-    if (!coef) return;
+    const int64_t *d_t;
+    const float *d_ab;
+    if (upload_schedule(e, t, alpha_bar, B, &d_t, &d_ab)) return;
     CuLaunch l = cu_rows((size_t)B, D);
-    k_q_sample CU_LAUNCH(l)(xt, x0, noise, coef, (unsigned)D, B);
+    k_q_sample CU_LAUNCH(l)(xt, x0, noise, d_t, d_ab, (unsigned)D, B);
     CU_LAUNCHED(e, "q_sample");
 }
 
 extern "C" void cu_q_sample_backward(CudaEngine *e, float *dx0, const float *dxt, const int64_t *t,
                                      const float *alpha_bar, int B, size_t D) {
     if (e->status || !dx0 || B < 1 || !D) return;
-    const float *coef = upload_coefficients(e, t, alpha_bar, B);
-    if (!coef) return;
+    const int64_t *d_t;
+    const float *d_ab;
+    if (upload_schedule(e, t, alpha_bar, B, &d_t, &d_ab)) return;
     CuLaunch l = cu_rows((size_t)B, D);
-    k_q_sample_backward CU_LAUNCH(l)(dx0, dxt, coef, (unsigned)D, B);
+    k_q_sample_backward CU_LAUNCH(l)(dx0, dxt, d_t, d_ab, (unsigned)D, B);
     CU_LAUNCHED(e, "q_sample backward");
 }
 
