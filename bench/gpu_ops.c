@@ -110,11 +110,15 @@ static void flat(size_t P) {
     E->ops->memzero(E, v, P * sizeof(float)); /* v >= 0 */
     char name[96];
     snprintf(name, sizeof name, "adam over %zu params", P);
-    TIME(name, 0, 28.0 * P, E->ops->adam_step(E, p, g, m, v, P, 0.9f, 0.999f, 1e-8f, 1e-4f, 0.5f));
+    const float coef_host[3] = {1e-4f, 0.5f, 0.999f}; /* Adam's step size and bc2_sqrt, the EMA decay */
+    float *coef = E->ops->alloc(E, sizeof coef_host);
+    E->ops->upload(E, coef, coef_host, sizeof coef_host);
+    TIME(name, 0, 28.0 * P, E->ops->adam_step(E, p, g, m, v, P, 0.9f, 0.999f, 1e-8f, coef));
     snprintf(name, sizeof name, "ema over %zu params", P);
-    TIME(name, 0, 12.0 * P, E->ops->ema_update(E, m, p, 0.999f, P));
+    TIME(name, 0, 12.0 * P, E->ops->ema_update(E, m, p, coef + 2, P));
     snprintf(name, sizeof name, "sum_sq over %zu params (synchronises)", P);
     TIME(name, 0, 4.0 * P, (void)E->ops->sum_sq(E, g, P));
+    E->ops->free(E, coef);
     E->ops->free(E, p);
     E->ops->free(E, g);
     E->ops->free(E, m);

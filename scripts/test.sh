@@ -65,7 +65,7 @@ if [[ " $stages " == *" cuda-build "* ]]; then
   command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] \
     || { echo "test.sh: cuda-build: nvcc not found (neither on PATH nor /usr/local/cuda/bin)" >&2; exit 1; }
   cmake -S . -B build-cuda -DD2C_CUDA=ON -DD2C_WERROR=ON >/dev/null
-  cmake --build build-cuda -j"$jobs" --target d2c test_backend_ops
+  cmake --build build-cuda -j"$jobs" --target d2c test_backend_ops gpu_ops
   ./build-cuda/tests/test_backend_ops
   done_stage cuda-build
 fi
