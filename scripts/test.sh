@@ -8,7 +8,7 @@
 #                    tiny train / resume / condense / sample;
 #   4. build-fuzz/   clang + libFuzzer: a few seconds of each fuzz target on its seed corpus,
 #                    and every committed crash input replayed (tests/fuzz/);
-#   5. build-cuda/   -DD2C_CUDA=ON with -Werror: the CUDA backend (src/engine/cuda) must compile
+#   5. build-cuda/   -DD2C_CUDA=ON with -Werror: the CUDA backend (src/engine/cuda) and bench/gpu_ops.c must compile
 #                    (nvcc and cuBLAS are installed on the CI machines; they have no GPU), and
 #                    test_backend_ops runs: it reports the CUDA backend as not available and
 #                    runs the CPU checks through the same table.
