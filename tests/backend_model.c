@@ -154,9 +154,10 @@ static const struct {
     const char *label;
     void (*run)(Engine *e, Vec *out);
     double tol_cuda;
-    int graphs; /* 1: also on the CUDA engine with graphs (the sampler's forward is graph_run) */
+    int graphs; /* 1: also on the CUDA engine with graphs (train_step_run and the sampler's
+                 * forward go through graph_run) */
 } MODEL_CHECKS[] = {
-    {"model: 5 train steps (train_step_run: loss, clip, Adam, EMA)", run_train, 1e-4, 0},
+    {"model: 5 train steps (train_step_run: loss, clip, Adam, EMA)", run_train, 1e-4, 1},
     {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4, 1},
     {"model: matching loss + hypergradient", run_hypergrad, 1e-2, 0},
 };
@@ -193,8 +194,8 @@ int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph) {
         MODEL_CHECKS[i].run(cuda, &c);
         g_one_clear = -1;
         failures += report(cuda->name, "cuda", "  the same, a clear per buffer", nerr(&c, &a), 1e-6);
-        /* with CUDA graphs (4 DDIM steps: warm-up, recording, capture, one replay), against
-         * the eager CUDA run (expected: 0) */
+        /* with CUDA graphs (4 DDIM steps or 5 train steps: warm-up, recording, capture, one
+         * or two replays), against the eager CUDA run (expected: 0) */
         if (MODEL_CHECKS[i].graphs && cuda_graph) {
             c.n = 0;
             MODEL_CHECKS[i].run(cuda_graph, &c);
