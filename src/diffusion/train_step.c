@@ -45,12 +45,9 @@ static void step_ops(void *ctx) {
     const size_t P = net->lay.n_params;
     engine_zero_floats(e, net->grads, P);
     ddpm_pass(net, ts->sched, ts->scratch, c->x0, c->t, c->y, NULL, c->noise, c->B, 1, 1.0f, NULL, NULL);
-    if (ts->with_stats) {
+    if (ts->with_stats)
         e->ops->mse_forward_to(e, ts->out, ts->scratch->eps, c->noise, (size_t)c->B * ts->scratch->D);
-        e->ops->clip_grad_norm_to(e, net->grads, P, ts->grad_clip, ts->out + 1);
-    } else if (ts->grad_clip > 0) {
-        e->ops->clip_grad_norm_to(e, net->grads, P, ts->grad_clip, ts->out + 1);
-    }
+    if (ts->with_stats || ts->grad_clip > 0) e->ops->clip_grad_norm_to(e, net->grads, P, ts->grad_clip, ts->out + 1);
     adam_apply(ts->adam, net->params, net->grads);
     if (ts->ema) {
         engine_upload_floats(e, ts->decay, &ts->decay_host, 1);
