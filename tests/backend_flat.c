@@ -146,15 +146,34 @@ static void case_q_sample(Engine *e, Vec *got, Vec *ref, int v) {
     free(ab), free(x0), free(eps), free(gx);
 }
 
+/* one double of engine memory, downloaded (NaN when it cannot be allocated) */
+static double *dev_double(Engine *e) {
+    double *d = NULL;
+    return engine_alloc(e, (void **)&d, sizeof *d) == D2C_OK ? d : NULL;
+}
+static double take_double(Engine *e, double *d) {
+    double h = NAN;
+    if (d) e->ops->download(e, &h, d, sizeof h);
+    engine_free(e, d);
+    return h;
+}
+
 /* the layer-wise distance over three tensors of rows in a buffer with gaps (v 1: one side
- * of the derivative only) */
+ * of the derivative only; v 2: layerwise_distance_to, both derivatives) */
 static void case_layerwise(Engine *e, Vec *got, Vec *ref, int v) {
     const EngineRows rows[3] = {{10, 6, 50}, {400, 32, 9}, {800, 3, 1000}};
     const size_t n = 4000;
     float *a = rand_host(n, 1), *b = rand_host(n, 1);
     for (size_t j = 0; j < 50; j++) b[10 + j] = 0.0f; /* a zero row: |b| = 0 */
     float *da = to_dev(e, a, n), *db = to_dev(e, b, n), *dva = to_dev(e, a, n), *dvb = to_dev(e, b, n);
-    vec_put(got, e->ops->layerwise_distance(e, rows, 3, da, db, v ? NULL : dva, dvb, n));
+    if (v == 2) {
+        double *d = dev_double(e);
+        if (d) e->ops->layerwise_distance_to(e, rows, 3, da, db, dva, dvb, n, d);
+        vec_put(got, take_double(e, d));
+        v = 0;
+    } else {
+        vec_put(got, e->ops->layerwise_distance(e, rows, 3, da, db, v ? NULL : dva, dvb, n));
+    }
     if (!v) take(e, got, dva, n);
     else engine_free(e, dva);
     take(e, got, dvb, n);
@@ -184,6 +203,55 @@ static void case_layerwise(Engine *e, Vec *got, Vec *ref, int v) {
     }
     engine_free(e, da), engine_free(e, db);
     free(a), free(b);
+}
+
+/* the finite-difference helpers: fd_coef (v 0: a random direction, v 1: zero), waxpy_at
+ * and mse_backward_div with its coefficients (v 2), feature_gap (v 3: both outputs, v 4:
+ * the gradient alone) */
+static void case_fd(Engine *e, Vec *got, Vec *ref, int v) {
+    const size_t n = NFLAT;
+    if (v <= 1) {
+        float *x = rand_host(n, 0.01f);
+        if (v == 1) memset(x, 0, n * sizeof *x);
+        float *dx = to_dev(e, x, n), *dc = engine_xalloc_floats(e, 2);
+        e->ops->fd_coef(e, dc, dx, n, 0.003);
+        take(e, got, dc, 2);
+        engine_free(e, dx);
+        double ss = 0;
+        for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        const double eps = ss > 0 ? 0.003 / sqrt(ss) : 0;
+        if (ref) vec_put(ref, eps), vec_put(ref, 2 * eps);
+        free(x);
+    } else if (v == 2) {
+        float *x = rand_host(n, 1), *y = rand_host(n, 1), *p = rand_host(n, 1), *t = rand_host(n, 1);
+        float *d = rand_host(n, 1);
+        const float coef[2] = {0.0123f, 0.0246f}; /* [eps, 2 eps] */
+        float *dc = to_dev(e, coef, 2), *dx = to_dev(e, x, n), *dy = to_dev(e, y, n), *dw = engine_xalloc_floats(e, n);
+        float *dp = to_dev(e, p, n), *dt = to_dev(e, t, n), *dd = to_dev(e, d, n);
+        e->ops->waxpy_at(e, dw, dc, -1.0f, dx, dy, n);
+        e->ops->mse_backward_div(e, dd, dp, dt, n, -0.5f, dc + 1);
+        take(e, got, dw, n);
+        take(e, got, dd, n);
+        for (size_t i = 0; ref && i < n; i++) vec_put(ref, (double)y[i] - (double)coef[0] * x[i]);
+        for (size_t i = 0; ref && i < n; i++)
+            vec_put(ref, (double)d[i] + (-0.5 / (double)coef[1]) * 2.0 * ((double)p[i] - t[i]) / (double)n);
+        engine_free(e, dc), engine_free(e, dx), engine_free(e, dy), engine_free(e, dp), engine_free(e, dt);
+        free(x), free(y), free(p), free(t), free(d);
+    } else {
+        const int C = 37;
+        float *fr = rand_host((size_t)C, 1), *fs = rand_host((size_t)C, 1);
+        float *dfr = to_dev(e, fr, (size_t)C), *dfs = to_dev(e, fs, (size_t)C), *dg = engine_xalloc_floats(e, (size_t)C);
+        double *dsq = v == 3 ? dev_double(e) : NULL;
+        e->ops->feature_gap(e, dsq, dg, dfr, dfs, C, 0.7f, 49.0f);
+        if (v == 3) vec_put(got, take_double(e, dsq));
+        take(e, got, dg, (size_t)C);
+        double sq = 0;
+        for (int c = 0; c < C; c++) sq += ((double)fr[c] - fs[c]) * ((double)fr[c] - fs[c]);
+        if (ref && v == 3) vec_put(ref, sq);
+        for (int c = 0; ref && c < C; c++) vec_put(ref, 0.7 * ((double)fs[c] - fr[c]) / 49.0);
+        engine_free(e, dfr), engine_free(e, dfs);
+        free(fr), free(fs);
+    }
 }
 
 /* channel_mean, channel_fill, row_mean, row_mean_backward */
@@ -309,6 +377,12 @@ const Case FLAT_CASES[] = {
     {"q_sample_backward", "q_sample_backward", case_q_sample, 1, 1e-6},
     {"layerwise_distance (+ both derivatives)", "layerwise_distance", case_layerwise, 0, 1e-6},
     {"layerwise_distance (syn derivative)", "layerwise_distance", case_layerwise, 1, 1e-6},
+    {"layerwise_distance_to (+ both derivatives)", "layerwise_distance_to", case_layerwise, 2, 1e-6},
+    {"fd_coef", "fd_coef", case_fd, 0, 1e-6},
+    {"fd_coef of zeros", "fd_coef", case_fd, 1, 0},
+    {"waxpy_at, mse_backward_div", "waxpy_at,mse_backward_div", case_fd, 2, 1e-6},
+    {"feature_gap", "feature_gap", case_fd, 3, 1e-6},
+    {"feature_gap (gradient only)", "feature_gap", case_fd, 4, 1e-6},
     {"channel_mean", "channel_mean", case_pooling, 0, 1e-6},
     {"channel_fill", "channel_fill", case_pooling, 1, 0},
     {"row_mean", "row_mean", case_pooling, 2, 1e-6},

@@ -1,7 +1,7 @@
 /* test_backend_ops' whole-model checks, on a tiny UNet (C 8, levels 1,2,2, attention at
  * level 2, 8x8 images): five train steps (DDPM loss forward and backward, clipping, Adam,
- * EMA; new inputs each step), a guided 4-step DDIM run and the matching loss with its hypergradient (K = 2,
- * with the distribution-matching term).
+ * EMA; new inputs each step), a guided 4-step DDIM run and five calls of the matching loss with its
+ * hypergradient (K = 2, with the distribution-matching term; new inputs each call).
  *   - CUDA (when present) against the CPU backend on the same inputs, with tolerances;
  *   - on the CPU alone: the run with 1 thread against the run with 2 threads, which must
  *     agree bit for bit (the CPU kernels' fixed reduction order). The CPU table against
@@ -127,7 +127,9 @@ static void run_ddim(Engine *e, Vec *out) {
     unet_destroy(&net);
 }
 
-/* the matching loss at K = 2 timesteps with its hypergradient d loss / d x_syn */
+/* the matching loss at K = 2 timesteps with its hypergradient d loss / d x_syn (and the
+ * DM term), five calls on the same buffers with new synthetic images, noise and timesteps
+ * each call: on an engine with graphs, warm-up, recording, capture and two replays */
 static void run_hypergrad(Engine *e, Vec *out) {
     const int Br = 6, Bs = 3, K = 2;
     UNet net;
@@ -136,16 +138,25 @@ static void run_hypergrad(Engine *e, Vec *out) {
     schedule_init(&s, SCHEDULE_LINEAR);
     MatchWork w;
     match_work_create(&w, &net, Br, Bs);
-    float *hxr = inputs((size_t)Br * D, 4), *hxs = inputs((size_t)Bs * D, 5);
-    float *hnr = inputs((size_t)K * Br * D, 6), *hns = inputs((size_t)K * Bs * D, 7);
-    float *xr = to_dev(e, hxr, (size_t)Br * D), *xs = to_dev(e, hxs, (size_t)Bs * D);
-    float *nr = to_dev(e, hnr, (size_t)K * Br * D), *ns = to_dev(e, hns, (size_t)K * Bs * D);
+    float *hxr = inputs((size_t)Br * D, 4);
+    float *xr = to_dev(e, hxr, (size_t)Br * D), *xs = engine_xalloc_floats(e, (size_t)Bs * D);
+    float *nr = engine_xalloc_floats(e, (size_t)K * Br * D), *ns = engine_xalloc_floats(e, (size_t)K * Bs * D);
     float *g = engine_xalloc_floats(e, (size_t)Bs * D);
-    const int64_t yr[6] = {2, 2, 2, 2, 2, 2}, ys[3] = {2, 2, 2}, ts[2] = {100, 600};
-    vec_put(out, matching_loss_grad(&net, &s, &w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.1f, g, NULL));
-    put_device(e, out, g, (size_t)Bs * D);
+    const int64_t yr[6] = {2, 2, 2, 2, 2, 2}, ys[3] = {2, 2, 2};
+    for (int call = 0; call < 5; call++) {
+        float *hxs = inputs((size_t)Bs * D, 5 + 3 * call);
+        float *hnr = inputs((size_t)K * Br * D, 6 + 3 * call), *hns = inputs((size_t)K * Bs * D, 7 + 3 * call);
+        engine_upload_floats(e, xs, hxs, (size_t)Bs * D);
+        engine_upload_floats(e, nr, hnr, (size_t)K * Br * D);
+        engine_upload_floats(e, ns, hns, (size_t)K * Bs * D);
+        engine_zero_floats(e, g, (size_t)Bs * D);
+        const int64_t ts[2] = {100 + 150 * call, 600 + 70 * call};
+        vec_put(out, matching_loss_grad(&net, &s, &w, xr, yr, Br, xs, ys, NULL, Bs, ts, K, nr, ns, 0.1f, g, NULL));
+        put_device(e, out, g, (size_t)Bs * D);
+        free(hxs), free(hnr), free(hns);
+    }
     engine_free(e, xr), engine_free(e, xs), engine_free(e, nr), engine_free(e, ns), engine_free(e, g);
-    free(hxr), free(hxs), free(hnr), free(hns);
+    free(hxr);
     match_work_free(&w);
     unet_destroy(&net);
 }
@@ -154,12 +165,12 @@ static const struct {
     const char *label;
     void (*run)(Engine *e, Vec *out);
     double tol_cuda;
-    int graphs; /* 1: also on the CUDA engine with graphs (train_step_run and the sampler's
-                 * forward go through graph_run) */
+    int graphs; /* 1: also on the CUDA engine with graphs (train_step_run, the sampler's
+                 * forward and matching_loss_grad go through graph_run) */
 } MODEL_CHECKS[] = {
     {"model: 5 train steps (train_step_run: loss, clip, Adam, EMA)", run_train, 1e-4, 1},
     {"model: DDIM 4 steps, guidance 2", run_ddim, 1e-4, 1},
-    {"model: matching loss + hypergradient", run_hypergrad, 1e-2, 0},
+    {"model: matching loss + hypergradient x5", run_hypergrad, 1e-2, 1},
 };
 
 int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph) {
@@ -194,8 +205,8 @@ int backend_model_checks(Engine *cpu, Engine *cuda, Engine *cuda_graph) {
         MODEL_CHECKS[i].run(cuda, &c);
         g_one_clear = -1;
         failures += report(cuda->name, "cuda", "  the same, a clear per buffer", nerr(&c, &a), 1e-6);
-        /* with CUDA graphs (4 DDIM steps or 5 train steps: warm-up, recording, capture, one
-         * or two replays), against the eager CUDA run (expected: 0) */
+        /* with CUDA graphs (4 DDIM steps, 5 train steps or 5 matching calls: warm-up,
+         * recording, capture, one or two replays), against the eager CUDA run (expected: 0) */
         if (MODEL_CHECKS[i].graphs && cuda_graph) {
             c.n = 0;
             MODEL_CHECKS[i].run(cuda_graph, &c);

@@ -38,7 +38,8 @@
     X(attention_forward) X(attention_backward) X(embedding_forward) X(embedding_backward) X(timestep_embedding)      \
     X(mse_forward) X(mse_backward) X(softmax_rows) X(add) X(axpy) X(axpby) X(waxpy) X(scale) X(clamp) X(sum_sq)     \
     X(clip_grad_norm) X(adam_step) X(ema_update) X(q_sample) X(q_sample_backward) X(guidance) X(ddim_step)          \
-    X(ddpm_step) X(layerwise_distance) X(channel_mean) X(fill_normal) X(channel_fill) X(row_mean) X(row_mean_backward) \
+    X(ddpm_step) X(layerwise_distance) X(layerwise_distance_to) X(fd_coef) X(waxpy_at) X(mse_backward_div)      \
+    X(feature_gap) X(channel_mean) X(fill_normal) X(channel_fill) X(row_mean) X(row_mean_backward) \
     X(upsample2x_conv2d_forward) X(mse_forward_to) X(clip_grad_norm_to) X(graph_run) X(graph_reset)
 #define COUNT_OP(name) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };

@@ -183,13 +183,13 @@ static void implicit_step(Condenser *c, int iter) {
     e->ops->axpy(e, pv, alpha, r, P);
     for (int j = 1; j < o->implicit; j++) {
         /* r <- r - alpha H r */
-        ddpm_hessian_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B,
+        ddpm_hessian_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->mw.fd, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B,
                             r, -alpha, r);
         e->ops->axpy(e, pv, alpha, r, P);
     }
     float *gs = condense_engine_out(c, c->d_gs, c->gs, (size_t)B * c->D);
     float *gcond = p->cond ? condense_engine_out(c, c->d_gcond, c->gcond, (size_t)B * p->cond_dim) : NULL;
-    ddpm_mixed_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, pv,
+    ddpm_mixed_vector(&c->net, &c->sched, &c->mw.syn, c->mw.theta, c->mw.fd, eb.xs, c->mw.t_syn, c->ys, eb.cond, eb.noise_s, B, pv,
                       -1.0f, gs, gcond);
     condense_from_engine(c, c->gs, gs, (size_t)B * c->D);
     if (gcond) condense_from_engine(c, c->gcond, gcond, (size_t)B * p->cond_dim);

@@ -25,8 +25,8 @@
 #include "diffusion/schedule.h"
 #include "model/unet.h"
 
-/* Every float buffer is device memory of the net's engine, except feat_host; the
- * timestep arrays are host. */
+/* Every float buffer is device memory of the net's engine; the timestep arrays and
+ * acc_host are host. */
 typedef struct {
     Engine *eng;
     float *g_real;      /* (P) */
@@ -36,11 +36,15 @@ typedef struct {
     float *feat_real;   /* (Cmid) */
     float *feat_syn;    /* (Cmid) */
     float *dm_vals;     /* (Cmid) the DM term's per-channel gradient */
-    float *feat_host;   /* (2 Cmid) host copies of feat_real, feat_syn */
+    float *fd;          /* (2) the finite-difference step [eps, 2 eps] (EngineOps.fd_coef) */
+    double *acc;        /* (2 k_cap) per timestep: the layer-wise distance, the DM gap */
+    double *acc_host;   /* (2 k_cap) their host copy */
     EngineRows *rows;   /* the layout's matrix tensors, for the layer-wise distance */
     int nrows;
     float *dmid;        /* (Bs, Cmid, h, w) */
-    int64_t *t_real, *t_syn;
+    int64_t *t_real, *t_syn; /* (k_cap, max_real) and (k_cap, max_syn): timestep k's rows at
+                              * k max_real and k max_syn; callers may use row 0 as scratch */
+    int max_real, max_syn, k_cap;
     DdpmScratch real, syn;
     int no_gradient_matching; /* 1: distribution matching alone (the DM baseline) */
     int want_dtheta;    /* 1: also accumulate d loss / d theta into dtheta (implicit path) */
@@ -50,6 +54,8 @@ typedef struct {
 
 void match_work_create(MatchWork *w, const UNet *net, int max_real, int max_syn);
 void match_work_free(MatchWork *w);
+/* Room for K timesteps in t_real, t_syn and acc (they move when K grows). */
+void match_work_reserve(MatchWork *w, int K);
 
 /* The matrix tensors (ndim >= 2) of lay as rows (rows: room for lay->n_tensors); returns
  * their count. */
@@ -63,18 +69,22 @@ double layerwise_distance2(Engine *e, const UNetLayout *lay, const float *g_real
                            float *v_real);
 
 /* out (P) += scale * H v, H the Hessian in the weights of the DDPM loss of this batch,
- * by a central difference of weight gradients at theta +- eps v. net->grads is clobbered;
- * net->params is restored bit for bit (theta_tmp (P) holds the copy). */
-void ddpm_hessian_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+ * by a central difference of weight gradients at theta +- eps v (eps = 0.003 / |v|,
+ * computed on the device into fd (2 floats of engine memory): nothing is read back).
+ * net->grads is clobbered; net->params is restored bit for bit (theta_tmp (P) holds the
+ * copy). v == 0 adds zeros. */
+void ddpm_hessian_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, float *fd, const float *x,
                          const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
                          const float *v, float scale, float *out);
 /* grad_x (B, D) += scale * d/dx <dL/dtheta(x, theta), p>: the mixed second derivative of
  * the DDPM loss along p, by input gradients at theta +- eps p; grad_cond likewise. */
-void ddpm_mixed_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, const float *x,
+void ddpm_mixed_vector(UNet *net, const Schedule *s, DdpmScratch *w, float *theta_tmp, float *fd, const float *x,
                        const int64_t *t, const int64_t *y, const float *cond, const float *noise, int B,
                        const float *p, float scale, float *grad_x, float *grad_cond);
 
-/* One class's matching loss at K timesteps. noise_real (K, Br, D), noise_syn (K, Bs, D).
+/* One class's matching loss at K timesteps, its ops issued through the engine's graph_run
+ * (replayed as one CUDA graph from the third call with the same buffers); the loss is the
+ * one value read back. noise_real (K, Br, D), noise_syn (K, Bs, D).
  * y_syn or cond_syn (Bs, E) condition the synthetic batch. When grad_syn != NULL,
  * grad_syn (Bs, D) += d loss / d x_syn and, with cond_syn, grad_cond (Bs, E) += d loss /
  * d cond. net->params is restored bit for bit; net->grads is clobbered. */

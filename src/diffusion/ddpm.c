@@ -31,9 +31,10 @@ void ddpm_scratch_free(DdpmScratch *w) {
     memset(w, 0, sizeof *w);
 }
 
-void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
-               const int64_t *y, const float *cond, const float *noise, int B, int backward,
-               float scale, float *dx0, float *dcond) {
+/* the pass; the backward's scale is scale, or with div != NULL mult / div[0] read on the device */
+static void pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t, const int64_t *y,
+                 const float *cond, const float *noise, int B, int backward, float scale, const float *div,
+                 float *dx0, float *dcond) {
     Engine *e = net->eng;
     const size_t D = w->D, n = (size_t)B * D;
     D2C_CHECK(B <= w->cap && w->eng == e);
@@ -41,9 +42,24 @@ void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, co
     unet_forward(net, w->xt, t, y, cond, B, w->eps);
     if (!backward) return;
     ddpm_scratch_zero(w, n, dx0 != NULL);
-    e->ops->mse_backward(e, w->deps, w->eps, noise, n, scale);
+    if (div)
+        e->ops->mse_backward_div(e, w->deps, w->eps, noise, n, scale, div);
+    else
+        e->ops->mse_backward(e, w->deps, w->eps, noise, n, scale);
     unet_backward(net, w->deps, NULL, dx0 ? w->dxt : NULL, dcond);
     if (dx0) e->ops->q_sample_backward(e, dx0, w->dxt, t, s->alpha_bar, B, D);
+}
+
+void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+               const int64_t *y, const float *cond, const float *noise, int B, int backward,
+               float scale, float *dx0, float *dcond) {
+    pass(net, s, w, x0, t, y, cond, noise, B, backward, scale, NULL, dx0, dcond);
+}
+
+void ddpm_pass_div(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+                   const int64_t *y, const float *cond, const float *noise, int B, float mult, const float *div,
+                   float *dx0, float *dcond) {
+    pass(net, s, w, x0, t, y, cond, noise, B, 1, mult, div, dx0, dcond);
 }
 
 float ddpm_loss(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,

@@ -30,6 +30,12 @@ void ddpm_scratch_zero(DdpmScratch *w, size_t n, int with_dxt);
 void ddpm_pass(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
                const int64_t *y, const float *cond, const float *noise, int B, int backward,
                float scale, float *dx0, float *dcond);
+/* ddpm_pass with its backward, d loss scaled by mult / div[0] (0 when div[0] is 0), div
+ * one float of engine memory read when the op runs (a finite-difference step computed on
+ * the device, EngineOps.fd_coef). */
+void ddpm_pass_div(UNet *net, const Schedule *s, DdpmScratch *w, const float *x0, const int64_t *t,
+                   const int64_t *y, const float *cond, const float *noise, int B, float mult, const float *div,
+                   float *dx0, float *dcond);
 /* Returns the loss (host). x0, noise, cond, dx0, dcond: device memory of net->eng (the
  * scratch's engine); t, y: host. With backward != 0, runs the backward pass with d loss scaled by
  * scale: net->grads += scale dL/dtheta; dx0 (B, D) += scale dL/dx0 and dcond (B, E) +=

@@ -184,6 +184,26 @@ struct EngineOps {
      * zeros outside the rows). Returns the distance to the host (synchronising). */
     double (*layerwise_distance)(Engine *e, const EngineRows *rows, int nrows, const float *a, const float *b,
                                  float *va, float *vb, size_t n);
+    /* The same with the distance written to out (device, one double) instead of returned:
+     * nothing waits. The terms are added in row order on every backend, so out holds the
+     * value layerwise_distance returns. rows: a HOST array the backend may upload. */
+    void (*layerwise_distance_to)(Engine *e, const EngineRows *rows, int nrows, const float *a, const float *b,
+                                  float *va, float *vb, size_t n, double *out);
+    /* The finite-difference step along v, on the device: r = sqrt(sum v^2) (double, as
+     * sum_sq); coef[0] = eps = r > 0 ? (float)(base / r) : 0 and coef[1] = 2 eps (coef:
+     * device, 2 floats). The ops below read it where it is, so the step needs no read-back. */
+    void (*fd_coef)(Engine *e, float *coef, const float *v, size_t n, double base);
+    /* w = (sign a[0]) x + y, a: one float of engine memory (waxpy with a device scalar) */
+    void (*waxpy_at)(Engine *e, float *w, const float *a, float sign, const float *x, const float *y, size_t n);
+    /* mse_backward with scale = div[0] != 0 ? mult / div[0] : 0 (div: one float of engine
+     * memory; mult / div[0] in float, as a host caller would compute it) */
+    void (*mse_backward_div)(Engine *e, float *dpred, const float *pred, const float *target, size_t n, float mult,
+                             const float *div);
+    /* The distribution-matching gap of two feature means fr, fs (C floats, device): where
+     * sq is not NULL, sq[0] = sum_c ((double)fr[c] - fs[c])^2 in channel order; where grad
+     * is not NULL, grad[c] = coef * (fs[c] - fr[c]) / denom (float). sq, grad: device. */
+    void (*feature_gap)(Engine *e, double *sq, float *grad, const float *fr, const float *fs, int C, float coef,
+                        float denom);
     /* feat (C) = mean of x (B, C, N) over images and positions (summed in double) */
     void (*channel_mean)(Engine *e, float *feat, const float *x, int B, int C, size_t N);
     /* x (n, device) = what rng_fill_normal(&copy, x, n) writes for a copy of *r (host);
@@ -215,12 +235,12 @@ struct EngineOps {
     /* graph_run: runs fn(ctx), which issues ops on e (and may do host work), and returns once
      * they are queued. A backend may record the ops of a key's first calls and replay the
      * record for later calls with the same key instead of calling fn (CUDA graphs with
-     * D2C_CUDA_GRAPH=1), so: the key (nkey words, at most 16) must name every pointer, size
+     * D2C_CUDA_GRAPH=1), so: the key (nkey words, at most 24) must name every pointer, size
      * and host array the ops depend on, the same key must mean the same ops on the same
-     * buffers, host arrays given to uploading ops (t, idx) must stay at the addresses the key
-     * names (their values may change from call to call), fn's host work must not matter on a
-     * replay, and fn must neither synchronise nor return host values (no mse_forward,
-     * sum_sq, download). graph_reset forgets every record (call it before freeing buffers a
+     * buffers, host arrays given to uploading ops (t, idx, rows) must stay at the addresses
+     * the key names (their values may change from call to call, not while fn runs), fn's
+     * host work must not matter on a replay, and fn must neither synchronise nor return host
+     * values (no mse_forward, sum_sq, layerwise_distance, download). graph_reset forgets every record (call it before freeing buffers a
      * key names). The composition: fn(ctx); nothing. */
     void (*graph_run)(Engine *e, const uint64_t *key, int nkey, void (*fn)(void *ctx), void *ctx);
     void (*graph_reset)(Engine *e);

@@ -147,6 +147,24 @@ static double cpu_layerwise(Engine *e, const EngineRows *rows, int nrows, const 
                             float *vb, size_t n) {
     return flat_layerwise_distance(rows, nrows, a, b, va, vb, n);
 }
+static void cpu_layerwise_to(Engine *e, const EngineRows *rows, int nrows, const float *a, const float *b, float *va,
+                             float *vb, size_t n, double *out) {
+    *out = flat_layerwise_distance(rows, nrows, a, b, va, vb, n);
+}
+static void cpu_fd_coef(Engine *e, float *coef, const float *v, size_t n, double base) {
+    flat_fd_coef(coef, v, n, base);
+}
+static void cpu_waxpy_at(Engine *e, float *w, const float *a, float sign, const float *x, const float *y, size_t n) {
+    flat_waxpy(w, sign * a[0], x, y, n);
+}
+static void cpu_mse_backward_div(Engine *e, float *dpred, const float *pred, const float *target, size_t n, float mult,
+                                 const float *div) {
+    mse_backward(dpred, pred, target, n, div[0] != 0 ? mult / div[0] : 0.0f);
+}
+static void cpu_feature_gap(Engine *e, double *sq, float *grad, const float *fr, const float *fs, int C, float coef,
+                            float denom) {
+    flat_feature_gap(sq, grad, fr, fs, C, coef, denom);
+}
 static void cpu_channel_mean(Engine *e, float *feat, const float *x, int B, int C, size_t N) {
     flat_channel_mean(feat, x, B, C, N);
 }
@@ -216,6 +234,11 @@ static const EngineOps CPU_OPS = {
     .ddim_step = cpu_ddim_step,
     .ddpm_step = cpu_ddpm_step,
     .layerwise_distance = cpu_layerwise,
+    .layerwise_distance_to = cpu_layerwise_to,
+    .fd_coef = cpu_fd_coef,
+    .waxpy_at = cpu_waxpy_at,
+    .mse_backward_div = cpu_mse_backward_div,
+    .feature_gap = cpu_feature_gap,
     .channel_mean = cpu_channel_mean,
     .fill_normal = cpu_fill_normal,
     .channel_fill = cpu_channel_fill,

@@ -114,6 +114,26 @@ double flat_layerwise_distance(const EngineRows *rows, int nrows, const float *g
     return dist;
 }
 
+void flat_fd_coef(float *coef, const float *v, size_t n, double base) {
+    const double r = sqrt(vec_sum_sq(v, n));
+    const float eps = r > 0 ? (float)(base / r) : 0.0f;
+    coef[0] = eps;
+    coef[1] = 2.0f * eps;
+}
+
+void flat_feature_gap(double *sq, float *grad, const float *fr, const float *fs, int C, float coef, float denom) {
+    if (sq) {
+        double s = 0;
+        for (int c = 0; c < C; c++) {
+            const double d = (double)fr[c] - fs[c];
+            s += d * d;
+        }
+        sq[0] = s;
+    }
+    if (grad)
+        for (int c = 0; c < C; c++) grad[c] = coef * (fs[c] - fr[c]) / denom;
+}
+
 void flat_channel_mean(float *feat, const float *x, int B, int C, size_t N) {
     for (int c = 0; c < C; c++) {
         double s = 0;

@@ -24,6 +24,10 @@ void flat_ddim_step(float *x, const float *eps, size_t n, float c_noise, float c
 void flat_ddpm_step(float *x, const float *eps, const float *z, size_t n, float c_eps, float c_scale, float sigma);
 double flat_layerwise_distance(const EngineRows *rows, int nrows, const float *g_real, const float *g_syn,
                                float *v_real, float *v_syn, size_t n);
+/* The finite-difference step coefficients of EngineOps.fd_coef (host memory). */
+void flat_fd_coef(float *coef, const float *v, size_t n, double base);
+/* EngineOps.feature_gap (host memory). */
+void flat_feature_gap(double *sq, float *grad, const float *fr, const float *fs, int C, float coef, float denom);
 void flat_channel_mean(float *feat, const float *x, int B, int C, size_t N);
 void flat_channel_fill(float *x, const float *vals, int B, int C, size_t N);
 void flat_row_mean(float *y, const float *x, size_t rows, size_t N);

@@ -211,6 +211,24 @@ static double op_layerwise_distance(Engine *e, const EngineRows *rows, int nrows
     PROFILED(e, "layerwise_distance", r = cu_layerwise_distance(CU(e), rows, nrows, a, b, va, vb, n));
     return r;
 }
+static void op_layerwise_distance_to(Engine *e, const EngineRows *rows, int nrows, const float *a, const float *b,
+                                     float *va, float *vb, size_t n, double *out) {
+    PROFILED(e, "layerwise_distance", cu_layerwise_distance_to(CU(e), rows, nrows, a, b, va, vb, n, out));
+}
+static void op_fd_coef(Engine *e, float *coef, const float *v, size_t n, double base) {
+    PROFILED(e, "fd_coef", cu_fd_coef(CU(e), coef, v, n, base));
+}
+static void op_waxpy_at(Engine *e, float *w, const float *a, float sign, const float *x, const float *y, size_t n) {
+    PROFILED(e, "waxpy", cu_waxpy_at(CU(e), w, a, sign, x, y, n));
+}
+static void op_mse_backward_div(Engine *e, float *dpred, const float *pred, const float *target, size_t n, float mult,
+                                const float *div) {
+    PROFILED(e, "mse_backward", cu_mse_backward_div(CU(e), dpred, pred, target, n, mult, div));
+}
+static void op_feature_gap(Engine *e, double *sq, float *grad, const float *fr, const float *fs, int C, float coef,
+                           float denom) {
+    PROFILED(e, "feature_gap", cu_feature_gap(CU(e), sq, grad, fr, fs, C, coef, denom));
+}
 static void op_channel_mean(Engine *e, float *feat, const float *x, int B, int C, size_t N) {
     PROFILED(e, "channel_mean", cu_channel_mean(CU(e), feat, x, B, C, N));
 }
@@ -285,6 +303,11 @@ static const EngineOps CUDA_OPS = {
     .ddim_step = op_ddim_step,
     .ddpm_step = op_ddpm_step,
     .layerwise_distance = op_layerwise_distance,
+    .layerwise_distance_to = op_layerwise_distance_to,
+    .fd_coef = op_fd_coef,
+    .waxpy_at = op_waxpy_at,
+    .mse_backward_div = op_mse_backward_div,
+    .feature_gap = op_feature_gap,
     .channel_mean = op_channel_mean,
     .fill_normal = op_fill_normal,
     .channel_fill = op_channel_fill,

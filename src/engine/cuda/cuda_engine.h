@@ -127,6 +127,17 @@ void cu_ddpm_step(CudaEngine *e, float *x, const float *eps, const float *z, siz
 /* rows: host; returns the distance (host, synchronises; rows added in order) */
 double cu_layerwise_distance(CudaEngine *e, const EngineRows *rows, int nrows, const float *a,
                              const float *b, float *va, float *vb, size_t n);
+/* the same, the distance into out (device) in row order: no synchronisation */
+void cu_layerwise_distance_to(CudaEngine *e, const EngineRows *rows, int nrows, const float *a,
+                              const float *b, float *va, float *vb, size_t n, double *out);
+/* the table's fd_coef, waxpy_at, mse_backward_div, feature_gap (backend.h) */
+void cu_fd_coef(CudaEngine *e, float *coef, const float *v, size_t n, double base);
+void cu_waxpy_at(CudaEngine *e, float *w, const float *a, float sign, const float *x, const float *y,
+                 size_t n);
+void cu_mse_backward_div(CudaEngine *e, float *dpred, const float *pred, const float *target, size_t n,
+                         float mult, const float *div);
+void cu_feature_gap(CudaEngine *e, double *sq, float *grad, const float *fr, const float *fs, int C,
+                    float coef, float denom);
 void cu_channel_mean(CudaEngine *e, float *feat, const float *x, int B, int C, size_t N);
 void cu_channel_fill(CudaEngine *e, float *x, const float *vals, int B, int C, size_t N);
 void cu_row_mean(CudaEngine *e, float *y, const float *x, size_t rows, size_t N);

@@ -239,6 +239,21 @@ extern "C" void cu_mse_backward(CudaEngine *e, float *dpred, const float *pred, 
     CU_LAUNCHED(e, "mse backward");
 }
 
+/* scale = div[0] != 0 ? mult / div[0] : 0 (float), then k as cu_mse_backward's */
+__global__ void k_mse_backward_div(float *dpred, const float *pred, const float *target, size_t n, float mult,
+                                   const float *div) {
+    const float d = div[0], scale = d != 0.0f ? mult / d : 0.0f;
+    const float k = (float)(2.0 * (double)scale / (double)n);
+    CU_FOR(i, n) dpred[i] += k * (pred[i] - target[i]);
+}
+
+extern "C" void cu_mse_backward_div(CudaEngine *e, float *dpred, const float *pred, const float *target, size_t n,
+                                    float mult, const float *div) {
+    if (e->status || !dpred || !n) return;
+    k_mse_backward_div<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(dpred, pred, target, n, mult, div);
+    CU_LAUNCHED(e, "mse backward");
+}
+
 /* ---------------------------------------------------------------- softmax (evaluator) */
 
 /* one thread per row of K logits, the CPU's order: max, sum of exp in double, divide */

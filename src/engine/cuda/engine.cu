@@ -429,3 +429,24 @@ extern "C" void cu_clip_grad_norm_to(CudaEngine *e, float *g, size_t n, double m
     k_scale_by<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(g, red + 1, n);
     CU_LAUNCHED(e, "clipping the gradient");
 }
+
+/* coef[0] = eps = r > 0 ? (float)(base / r) : 0, coef[1] = 2 eps, r = sqrt(sumsq[0]) */
+__global__ void k_fd_finish(float *coef, const double *sumsq, double base) {
+    const double r = sqrt(sumsq[0]);
+    const float eps = r > 0 ? (float)(base / r) : 0.0f;
+    coef[0] = eps;
+    coef[1] = 2.0f * eps;
+}
+
+extern "C" void cu_fd_coef(CudaEngine *e, float *coef, const float *v, size_t n, double base) {
+    if (e->status) return;
+    double *red = cu_red(e, 1 + RED_BLOCKS);
+    if (!red) return;
+    if (n) {
+        cu_sum_sq_diff(e, red, v, NULL, n);
+    } else if (cu_check(e, cudaMemsetAsync(red, 0, sizeof *red, e->stream), "the finite-difference step")) {
+        return;
+    }
+    k_fd_finish<<<1, 1, 0, e->stream>>>(coef, red, base);
+    CU_LAUNCHED(e, "the finite-difference step");
+}

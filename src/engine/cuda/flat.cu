@@ -20,6 +20,11 @@ __global__ void k_waxpy(float *w, float a, const float *x, const float *y, size_
     CU_FOR(i, n) w[i] = y[i] + a * x[i];
 }
 
+__global__ void k_waxpy_at(float *w, const float *a, float sign, const float *x, const float *y, size_t n) {
+    const float k = sign * a[0];
+    CU_FOR(i, n) w[i] = y[i] + k * x[i];
+}
+
 __global__ void k_scale(float *y, float a, size_t n) {
     CU_FOR(i, n) y[i] *= a;
 }
@@ -43,6 +48,13 @@ extern "C" void cu_axpby(CudaEngine *e, float *y, float a, const float *x, float
 extern "C" void cu_waxpy(CudaEngine *e, float *w, float a, const float *x, const float *y, size_t n) {
     if (e->status || !n) return;
     k_waxpy<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(w, a, x, y, n);
+    CU_LAUNCHED(e, "waxpy");
+}
+
+extern "C" void cu_waxpy_at(CudaEngine *e, float *w, const float *a, float sign, const float *x, const float *y,
+                            size_t n) {
+    if (e->status || !n) return;
+    k_waxpy_at<<<cu_blocks(n), CU_THREADS, 0, e->stream>>>(w, a, sign, x, y, n);
     CU_LAUNCHED(e, "waxpy");
 }
 
@@ -193,13 +205,20 @@ extern "C" void cu_ddpm_step(CudaEngine *e, float *x, const float *eps, const fl
 
 #define COS_THREADS 256
 
-/* One block per matrix row; row r is cols[r] floats at off[r] (uploaded from the row
- * list). term[r] = 1 - dot / den, den = |a| |b| + 1e-6, and the gradients
- * va = -b / den + dot |b| a / (|a| den^2), vb symmetrically (engine/cpu/flat.c). */
+/* One block per matrix row, in the order of the segment table segs (nseg entries of the
+ * caller's EngineRows: `rows` rows of `cols` floats from `offset`): block r finds its
+ * segment by walking the table. term[r] = 1 - dot / den, den = |a| |b| + 1e-6, and the
+ * gradients va = -b / den + dot |b| a / (|a| den^2), vb symmetrically (engine/cpu/flat.c). */
 __global__ void k_cosine_rows(double *term, float *va, float *vb, const float *a, const float *b,
-                              const int64_t *off, const int64_t *cols_of) {
+                              const EngineRows *segs, int nseg) {
     __shared__ double shm[32];
-    const size_t o = (size_t)off[blockIdx.x], cols = (size_t)cols_of[blockIdx.x];
+    size_t r = blockIdx.x;
+    int sg = 0;
+    while (sg < nseg - 1 && r >= (size_t)(segs[sg].rows > 0 ? segs[sg].rows : 0)) {
+        r -= (size_t)(segs[sg].rows > 0 ? segs[sg].rows : 0);
+        sg++;
+    }
+    const size_t cols = segs[sg].cols, o = segs[sg].offset + r * cols;
     const float *ar = a + o, *br = b + o;
     double dot = 0, na = 0, nb = 0;
     for (size_t j = threadIdx.x; j < cols; j += blockDim.x) {
@@ -221,46 +240,79 @@ __global__ void k_cosine_rows(double *term, float *va, float *vb, const float *a
     }
 }
 
-extern "C" double cu_layerwise_distance(CudaEngine *e, const EngineRows *rows, int nrows, const float *a,
-                                        const float *b, float *va, float *vb, size_t n) {
-    if (e->status) return NAN;
+/* out[0] = term[0] + term[1] + ... in row order (one thread: the CPU's sum, bit for bit) */
+__global__ void k_sum_in_order(double *out, const double *term, size_t R) {
+    double s = 0;
+#pragma unroll 8
+    for (size_t k = 0; k < R; k++) s += term[k];
+    out[0] = s;
+}
+
+/* EngineRows travels as its bytes through the index upload: 3 words each */
+static_assert(sizeof(EngineRows) == 3 * sizeof(int64_t), "EngineRows is three 64-bit words");
+
+extern "C" void cu_layerwise_distance_to(CudaEngine *e, const EngineRows *rows, int nrows, const float *a,
+                                         const float *b, float *va, float *vb, size_t n, double *out) {
+    if (e->status) return;
     if (va) cu_memzero(e, va, n * sizeof(float));
     if (vb) cu_memzero(e, vb, n * sizeof(float));
     size_t R = 0;
     for (int s = 0; s < nrows; s++) R += rows[s].rows > 0 ? (size_t)rows[s].rows : 0;
-    if (R == 0) return e->status ? NAN : 0.0;
-    /* host: [offset of each row (R)][cols of each row (R)], uploaded as one index array;
-     * then the per-row terms come back and are added in row order, as the CPU does */
-    int64_t *h = (int64_t *)malloc(sizeof(int64_t) * 2 * R);
-    double *terms = (double *)malloc(sizeof(double) * R);
-    if (!h || !terms) {
-        free(h);
-        free(terms);
-        cu_fail(e, D2C_ERR_FAIL, "cuda: out of host memory for the layer-wise distance");
-        return NAN;
+    if (R == 0) {
+        cu_check(e, cudaMemsetAsync(out, 0, sizeof *out, e->stream), "the layer-wise distance");
+        return;
     }
-    size_t r = 0;
-    for (int s = 0; s < nrows; s++)
-        for (int i = 0; i < rows[s].rows; i++, r++) {
-            h[r] = (int64_t)(rows[s].offset + (size_t)i * rows[s].cols);
-            h[R + r] = (int64_t)rows[s].cols;
-        }
-    double dist = NAN;
-    const int64_t *d = 2 * R <= (size_t)INT32_MAX ? cu_upload_idx(e, h, (int)(2 * R)) : NULL;
-    double *term = d ? cu_red(e, R) : NULL;
-    if (term) {
-        k_cosine_rows<<<(unsigned)R, COS_THREADS, 0, e->stream>>>(term, va, vb, a, b, d, d + R);
-        if (!CU_LAUNCHED(e, "layer-wise distance") &&
-            !cu_check(e, cudaMemcpyAsync(terms, term, sizeof(double) * R, cudaMemcpyDeviceToHost, e->stream),
-                      "copying the layer-wise distance") &&
-            !cu_check(e, cudaStreamSynchronize(e->stream), "copying the layer-wise distance")) {
-            dist = 0;
-            for (size_t k = 0; k < R; k++) dist += terms[k];
-        }
+    if (R > 0x7fffffffu || 3 * (size_t)nrows > (size_t)INT32_MAX) {
+        cu_fail(e, D2C_ERR_FAIL, "cuda: layer-wise distance over %zu rows", R);
+        return;
     }
-    free(h);
-    free(terms);
-    return dist;
+    /* the caller's table itself (a host address that a graph replay uploads again) */
+    const EngineRows *segs = (const EngineRows *)cu_upload_idx(e, (const int64_t *)rows, 3 * nrows);
+    double *term = segs ? cu_red(e, R) : NULL;
+    if (!term) return;
+    k_cosine_rows<<<(unsigned)R, COS_THREADS, 0, e->stream>>>(term, va, vb, a, b, segs, nrows);
+    if (CU_LAUNCHED(e, "layer-wise distance")) return;
+    k_sum_in_order<<<1, 1, 0, e->stream>>>(out, term, R);
+    CU_LAUNCHED(e, "layer-wise distance");
+}
+
+extern "C" double cu_layerwise_distance(CudaEngine *e, const EngineRows *rows, int nrows, const float *a,
+                                        const float *b, float *va, float *vb, size_t n) {
+    if (e->status) return NAN;
+    size_t R = 0;
+    for (int s = 0; s < nrows; s++) R += rows[s].rows > 0 ? (size_t)rows[s].rows : 0;
+    /* the reduction space holds the R terms and, after them, the distance */
+    double *red = cu_red(e, R + 1), h = NAN;
+    if (!red) return NAN;
+    cu_layerwise_distance_to(e, rows, nrows, a, b, va, vb, n, red + R);
+    if (!e->status &&
+        !cu_check(e, cudaMemcpyAsync(&h, red + R, sizeof h, cudaMemcpyDeviceToHost, e->stream),
+                  "copying the layer-wise distance"))
+        cu_check(e, cudaStreamSynchronize(e->stream), "copying the layer-wise distance");
+    return e->status ? NAN : h;
+}
+
+/* ---------------------------------------------------------------- distribution-matching gap */
+
+__global__ void k_feature_gap(double *sq, float *grad, const float *fr, const float *fs, int C, float coef,
+                              float denom) {
+    if (threadIdx.x == 0 && sq) { /* one thread: channel order, as the CPU */
+        double s = 0;
+        for (int c = 0; c < C; c++) {
+            const double d = (double)fr[c] - fs[c];
+            s += d * d;
+        }
+        sq[0] = s;
+    }
+    if (grad)
+        for (int c = threadIdx.x; c < C; c += blockDim.x) grad[c] = coef * (fs[c] - fr[c]) / denom;
+}
+
+extern "C" void cu_feature_gap(CudaEngine *e, double *sq, float *grad, const float *fr, const float *fs, int C,
+                               float coef, float denom) {
+    if (e->status || C <= 0 || (!sq && !grad)) return;
+    k_feature_gap<<<1, 256, 0, e->stream>>>(sq, grad, fr, fs, C, coef, denom);
+    CU_LAUNCHED(e, "feature gap");
 }
 
 /* ---------------------------------------------------------------- channel means, fills */

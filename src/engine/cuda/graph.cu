@@ -23,22 +23,25 @@
 #include "engine/cuda/cuda_private.cuh"
 
 #define SLOTS 8
-#define KEY_WORDS 16
-#define UPLOADS 16
+#define KEY_WORDS 24
+#define UPLOADS 256 /* distinct host arrays per key; more: the key stays eager */
 
 enum { G_WARM = 0, G_GRAPH = 1, G_EAGER = 2 };
+
+typedef struct {
+    const void *host;
+    size_t bytes, off;
+} Upload;
 
 typedef struct {
     uint64_t key[KEY_WORDS];
     int nkey, used, state, calls;
     unsigned gen;       /* e->buf_gen when captured */
     unsigned long tick; /* last use, for eviction */
-    int nup, nup_seen;  /* uploads recorded; seen while capturing */
-    int up_over;        /* more than UPLOADS uploads: never captured */
-    struct {
-        const void *host;
-        size_t bytes, off;
-    } up[UPLOADS];
+    int nup;            /* distinct host arrays recorded (one `in` slot each) */
+    int ncalls, ncalls_seen; /* uploads made while recording; seen while capturing */
+    int up_over;        /* more than UPLOADS host arrays: never captured */
+    Upload *up;         /* UPLOADS entries, allocated when recording */
     char *in;           /* device copies of the uploads */
     size_t in_bytes;
     cudaGraphExec_t exec;
@@ -51,6 +54,7 @@ typedef struct {
 
 static void drop(Graph *g) {
     if (g->exec) cudaGraphExecDestroy(g->exec);
+    free(g->up);
     cudaFree(g->in);
     memset(g, 0, sizeof *g);
 }
@@ -96,16 +100,26 @@ static Graph *find(CudaEngine *e, const uint64_t *key, int nkey) {
     return g;
 }
 
+/* the recorded entry of (src, bytes), or -1 */
+static int find_upload(const Graph *g, const void *src, size_t bytes) {
+    for (int k = 0; k < g->nup; k++)
+        if (g->up[k].host == src && g->up[k].bytes == bytes) return k;
+    return -1;
+}
+
 /* stage_upload's hook (engine.cu): 1 when the upload was captured here (as a copy from
- * `in`), 0 when it goes the ordinary way (after being recorded, when recording). */
+ * `in`), 0 when it goes the ordinary way (after being recorded, when recording). A host
+ * array uploaded several times (the same address and size) gets one slot of `in`: its
+ * values must not change while fn runs (backend.h), so one copy serves every use. */
 int cu_graph_upload(CudaEngine *e, void *dst, const void *src, size_t bytes) {
     Graph *g = (Graph *)e->graph_cur;
     if (!g) return 0;
     if (e->graph_mode == 1) { /* recording */
-        if (g->nup == UPLOADS) {
-            g->up_over = 1;
-            return 0;
-        }
+        g->ncalls++;
+        if (g->up_over || find_upload(g, src, bytes) >= 0) return 0;
+        if (!g->up && !(g->up = (Upload *)malloc(UPLOADS * sizeof *g->up))) g->up_over = 1;
+        if (g->nup == UPLOADS) g->up_over = 1;
+        if (g->up_over) return 0;
         size_t off = g->nup ? g->up[g->nup - 1].off + ((g->up[g->nup - 1].bytes + 255) & ~(size_t)255) : 0;
         g->up[g->nup].host = src;
         g->up[g->nup].bytes = bytes;
@@ -113,9 +127,9 @@ int cu_graph_upload(CudaEngine *e, void *dst, const void *src, size_t bytes) {
         g->nup++;
         return 0;
     }
-    /* capturing: the same sequence as recorded, or the capture fails */
-    const int k = g->nup_seen++;
-    if (k >= g->nup || g->up[k].host != src || g->up[k].bytes != bytes) {
+    /* capturing: only recorded host arrays, as many uploads as recorded, or the capture fails */
+    const int k = find_upload(g, src, bytes);
+    if (k < 0 || ++g->ncalls_seen > g->ncalls) {
         cu_fail(e, D2C_ERR_FAIL, "cuda graph: the uploads differ from the recorded ones");
         return 1;
     }
@@ -135,7 +149,7 @@ static int capture(CudaEngine *e, Graph *g, void (*fn)(void *), void *ctx) {
     refresh(e, g);
     if (e->status) return -1;
     cudaGraph_t graph = NULL;
-    g->nup_seen = 0;
+    g->ncalls_seen = 0;
     if (cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
         cudaGetLastError();
         return -1;
@@ -146,7 +160,7 @@ static int capture(CudaEngine *e, Graph *g, void (*fn)(void *), void *ctx) {
     e->graph_mode = 0;
     e->graph_cur = NULL;
     cudaError_t end = cudaStreamEndCapture(e->stream, &graph);
-    int ok = e->status == D2C_OK && end == cudaSuccess && graph && g->nup_seen == g->nup;
+    int ok = e->status == D2C_OK && end == cudaSuccess && graph && g->ncalls_seen == g->ncalls;
     if (ok && cudaGraphInstantiate(&g->exec, graph, 0) != cudaSuccess) {
         g->exec = NULL;
         ok = 0;
@@ -212,7 +226,7 @@ void cu_graph_run(CudaEngine *e, const uint64_t *key, int nkey, void (*fn)(void 
         return;
     }
     if (g->calls == 2) { /* eager, recording the uploads */
-        g->nup = 0;
+        g->nup = g->ncalls = 0;
         e->graph_cur = g;
         e->graph_mode = 1;
         fn(ctx);
