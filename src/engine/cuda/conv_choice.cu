@@ -11,9 +11,10 @@
  * auto or cudnn) and, with auto, d2c's im2col + cuBLAS path (cu_conv_gemm_dir), for the
  * weight gradient in two forms (one GEMM over the batch, or per-image GEMMs summed in
  * image order), and, where Cin <= 4 or Cout <= 4 (k <= 3), d2c's direct kernels
- * (conv_direct.cu, "direct": one thread per output, a gather for dx, a two-level sum in
- * double for dw). Their order: gemm, gemm_split, direct, cuDNN's. All are deterministic, so once the file holds a shape's choices a seed
- * gives the same bits run after run. An entry the engine cannot use (a hand edit, an
+ * (conv_direct.cu, "direct": a thread per output pixel and group of up to 4 channels, a
+ * gather for dx, a two-level sum in double for dw). In this order: gemm, gemm_split,
+ * direct, then cuDNN's. All are deterministic, so once the file holds a shape's choices a
+ * seed gives the same bits run after run. An entry the engine cannot use (a hand edit, an
  * algorithm this cuDNN does not list as deterministic) is measured again, with a warning. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -68,7 +68,8 @@ static inline int cu_conv_uses_cudnn(const CudaEngine *e, int k) {
 /* D2C_CUDA_CONV_ALGO: heuristic = cuDNN's heuristics (conv_mode decides cuDNN or cuBLAS by
  * kernel size); find = cuDNN's cudnnFind* timing, every run again; cached (the default) =
  * per shape and direction the fastest of cuDNN's deterministic algorithms and d2c's own
- * im2col + cuBLAS paths (and direct kernels for few channels), measured once and kept in a file (conv_choice.cu). */
+ * im2col + cuBLAS paths (and direct kernels for few channels), measured once and kept in
+ * a file (conv_choice.cu). */
 enum { CU_ALGO_HEURISTIC = 0, CU_ALGO_FIND = 1, CU_ALGO_CACHED = 2 };
 /* A convolution's three directions; the operands of each (conv_choice.cu, cudnn/):
  * FWD: out = y (overwritten), a = x, b = w; DATA: out = dx (+=), a = dy, b = w;
