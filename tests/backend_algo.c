@@ -6,7 +6,10 @@
  *     file (D2C_CUDA_ALGO_CACHE, pointed at a temporary folder by backend_algo_setup); a
  *     second engine reads it and gives the same bits; the file edited by hand to the GEMM
  *     paths (the split weight gradient included), to choices that are none, and to garbage,
- *     each agrees with the CPU-checked first engine within tolerance. */
+ *     each agrees with the CPU-checked first engine within tolerance; the entries of the
+ *     few-channel shapes (Cin or Cout <= 4: 1->32, 32->1 at 28x28, 3->32, 32->3 at 32x32,
+ *     strided with odd sizes, 1x1) edited to "direct" (conv_direct.cu) agree with the CPU in
+ *     every direction, whether or not that path won the timing. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,12 +121,21 @@ static int cpu_checks(void) {
     return fails;
 }
 
-/* convolutions forward and backward at three shapes on e (the same inputs every call) */
+/* The shapes of run_convs: three with many channels, then ones the direct kernels take
+ * (Cin or Cout <= 4): the UNet's first and last layers at 28x28 (1 channel) and 32x32 (3),
+ * stride 2 at odd sizes (9x7 -> 5x4, 14x14 -> 7x7), groups of 4 channels cut short (6 of a
+ * side), 1x1. */
+static const ConvShape SHAPES[] = {
+    {3, 5, 9, 7, 6, 3, 1},   {3, 5, 9, 7, 6, 3, 2},    {3, 5, 9, 7, 6, 1, 1},   {2, 1, 28, 28, 32, 3, 1},
+    {2, 32, 28, 28, 1, 3, 1}, {2, 3, 32, 32, 32, 3, 1}, {2, 32, 32, 32, 3, 3, 1}, {3, 3, 9, 7, 6, 3, 2},
+    {3, 6, 9, 7, 2, 3, 2},   {2, 32, 14, 14, 3, 3, 2}, {3, 2, 9, 7, 6, 1, 1},   {3, 32, 7, 7, 1, 1, 1}};
+#define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
+
+/* convolutions forward and backward at SHAPES on e (the same inputs every call) */
 static void run_convs(Engine *e, Vec *out) {
-    static const ConvShape shapes[3] = {{3, 5, 9, 7, 6, 3, 1}, {3, 5, 9, 7, 6, 3, 2}, {3, 5, 9, 7, 6, 1, 1}};
     g_case_seed = 5000;
-    for (int i = 0; i < 3; i++) {
-        ConvShape s = shapes[i];
+    for (int i = 0; i < N_SHAPES; i++) {
+        ConvShape s = SHAPES[i];
         const int Ho = conv_out_size(s.H, s.k, s.stride), Wo = conv_out_size(s.W, s.k, s.stride);
         const size_t nx = (size_t)s.B * s.Cin * s.H * s.W, ny = (size_t)s.B * s.Cout * Ho * Wo,
                      nw = (size_t)s.Cout * s.Cin * s.k * s.k;
@@ -146,16 +158,27 @@ static void run_convs(Engine *e, Vec *out) {
     }
 }
 
+/* 1 when the entry line's key ("conv3x3/1 B2 1->32 28x28 fwd") has Cin or Cout <= 4 */
+static int few_channels(const char *line) {
+    const char *key = strchr(line, '\t'); /* after the device key */
+    const char *arrow = key ? strstr(key, "->") : NULL;
+    if (!arrow) return 0;
+    const char *p = arrow;
+    while (p > key && p[-1] >= '0' && p[-1] <= '9') p--;
+    return atoi(p) <= 4 || atoi(arrow + 2) <= 4;
+}
+
 /* Rewrites every entry's value of the file: FILTER entries to filter_value, others to
- * other_value (NULL: the whole file becomes garbage). */
-static int edit_file(const char *path, const char *other_value, const char *filter_value) {
+ * other_value (NULL: the whole file becomes garbage); with few_only, the entries of
+ * shapes with more than 4 channels on both sides are left as they are. */
+static int edit_file(const char *path, const char *other_value, const char *filter_value, int few_only) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char line[2048], *text = xcalloc(1, 1);
     size_t len = 0;
     while (fgets(line, sizeof line, f)) {
         char *t = strrchr(line, '\t');
-        if (other_value && line[0] != '#' && t) {
+        if (other_value && line[0] != '#' && t && (!few_only || few_channels(line))) {
             const int filter = t - line >= 10 && strncmp(t - 10, "bwd_filter", 10) == 0;
             snprintf(t + 1, sizeof line - (size_t)(t + 1 - line), "%s\n", filter ? filter_value : other_value);
         }
@@ -169,23 +192,32 @@ static int edit_file(const char *path, const char *other_value, const char *filt
     return 1;
 }
 
-static int cuda_against(Engine *first, const Vec *want, const char *what, double tol) {
+/* run_convs on a new CUDA engine into got; 1 (reported) when the engine cannot be made */
+static int run_new_cuda(Vec *got, const char *what) {
     Engine *e = NULL;
     if (engine_create(&e, ENGINE_CUDA) != 0) {
         printf("FAIL cuda  %s: %s\n", what, d2c_last_error());
         return 1;
     }
-    Vec got = {0};
-    run_convs(e, &got);
+    run_convs(e, got);
     engine_destroy(e);
-    int f;
-    if (tol == 0) {
-        size_t ndiff = got.n == want->n ? 0 : 1;
-        for (size_t k = 0; k < got.n && k < want->n; k++) ndiff += memcmp(&got.v[k], &want->v[k], sizeof(double)) != 0;
-        f = report(first->name, "cuda", what, ndiff ? 1.0 : 0.0, 0);
-    } else {
-        f = report(first->name, "cuda", what, nerr(&got, want), tol);
-    }
+    return 0;
+}
+
+static int same_bits(const Vec *a, const Vec *b) {
+    if (a->n != b->n) return 0;
+    for (size_t k = 0; k < a->n; k++)
+        if (memcmp(&a->v[k], &b->v[k], sizeof(double)) != 0) return 0;
+    return 1;
+}
+
+/* run_convs on a new CUDA engine against want (the first CUDA engine's results, or the
+ * CPU's: against names it); tol 0: the same bits */
+static int cuda_against(const char *against, const Vec *want, const char *what, double tol) {
+    Vec got = {0};
+    if (run_new_cuda(&got, what)) return 1;
+    int f = tol == 0 ? report("cuda", against, what, same_bits(&got, want) ? 0.0 : 1.0, 0)
+                     : report("cuda", against, what, nerr(&got, want), tol);
     free(got.v);
     return f;
 }
@@ -208,21 +240,39 @@ int backend_algo_checks(Engine *cpu, Engine *cuda) {
             printf("cuda  algorithm cache: no file (D2C_CUDA_CONV=gemm or D2C_CUDA_CONV_ALGO other than cached): "
                    "skipped\n");
         } else {
-            fails += cuda_against(cuda, &first, "algo cache: read back, same bits", 0);
+            fails += cuda_against("cuda", &first, "algo cache: read back, same bits", 0);
             g_warnings = 0;
-            edit_file(g_cuda_file, "gemm", "gemm_split");
-            fails += cuda_against(cuda, &first, "algo cache: gemm, gemm_split", 1e-5);
-            const char *mode = getenv("D2C_CUDA_CONV"); /* cudnn: the GEMM paths are not choices */
-            if (!mode || strcmp(mode, "cudnn") != 0)
-                fails += report(cuda->name, "-", "algo cache: edited, no warning", g_warnings, 0);
-            edit_file(g_cuda_file, "cudnn:999", "cudnn:999");
-            fails += cuda_against(cuda, &first, "algo cache: not a choice", 1e-5);
-            fails += report(cuda->name, "-", "algo cache: 9 warnings", g_warnings == 9 ? 0 : 1, 0);
+            edit_file(g_cuda_file, "gemm", "gemm_split", 0);
+            fails += cuda_against("cuda", &first, "algo cache: gemm, gemm_split", 1e-5);
+            const char *mode = getenv("D2C_CUDA_CONV"); /* cudnn: the GEMM and direct paths are not choices */
+            const int own_paths = !mode || strcmp(mode, "cudnn") != 0;
+            if (own_paths) fails += report(cuda->name, "-", "algo cache: edited, no warning", g_warnings, 0);
+            /* the direct kernels in every direction of the few-channel shapes, the others
+             * left on the GEMM paths: against the CPU itself */
             g_warnings = 0;
-            fails += cuda_against(cuda, &first, "algo cache: rewritten, read back", 1e-5);
+            edit_file(g_cuda_file, "direct", "direct", 1);
+            Vec direct1 = {0}, direct2 = {0};
+            if (run_new_cuda(&direct1, "algo cache: direct") || run_new_cuda(&direct2, "algo cache: direct")) {
+                fails++;
+            } else {
+                fails += report("cuda", "cpu", "algo cache: direct (few channels)", nerr(&direct1, &ref), 1e-5);
+                fails += report("cuda", "cuda", "algo cache: direct, same bits twice",
+                                same_bits(&direct1, &direct2) ? 0.0 : 1.0, 0);
+            }
+            free(direct1.v);
+            free(direct2.v);
+            if (own_paths) fails += report(cuda->name, "-", "algo cache: direct, no warning", g_warnings, 0);
+            g_warnings = 0;
+            edit_file(g_cuda_file, "cudnn:999", "cudnn:999", 0);
+            fails += cuda_against("cuda", &first, "algo cache: not a choice", 1e-5);
+            char what[64];
+            snprintf(what, sizeof what, "algo cache: %d warnings", 3 * N_SHAPES);
+            fails += report(cuda->name, "-", what, g_warnings == 3 * N_SHAPES ? 0 : 1, 0);
+            g_warnings = 0;
+            fails += cuda_against("cuda", &first, "algo cache: rewritten, read back", 1e-5);
             fails += report(cuda->name, "-", "algo cache: rewritten, no warning", g_warnings, 0);
-            edit_file(g_cuda_file, NULL, NULL);
-            fails += cuda_against(cuda, &first, "algo cache: corrupt file", 1e-5);
+            edit_file(g_cuda_file, NULL, NULL, 0);
+            fails += cuda_against("cuda", &first, "algo cache: corrupt file", 1e-5);
             fails += report(cuda->name, "-", "algo cache: 1 warning", g_warnings == 1 ? 0 : 1, 0);
         }
         free(ref.v);

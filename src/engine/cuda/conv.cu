@@ -15,7 +15,8 @@
  * convolution with D2C_CUDA_CONV=cudnn, none with D2C_CUDA_CONV=gemm (cuda_private.cuh);
  * with D2C_CUDA_CONV_ALGO=cached (the default) conv_choice.cu picks per shape and direction
  * among cuDNN's deterministic algorithms and the paths here (cu_conv_gemm_dir), including
- * a second weight gradient: per-image GEMMs, then a fixed-order sum over the images. */
+ * a second weight gradient: per-image GEMMs, then a fixed-order sum over the images, and,
+ * for few channels (Cin or Cout <= 4), the direct kernels of conv_direct.cu. */
 #include "engine/cuda/cuda_private.cuh"
 
 #define CONV_SCRATCH_FLOATS ((size_t)256 << 20) /* 1 GiB of im2col scratch at most */

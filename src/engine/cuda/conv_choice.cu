@@ -10,8 +10,11 @@
  * Candidates: cuDNN's deterministic algorithms (cu_cudnn_candidates; with D2C_CUDA_CONV
  * auto or cudnn) and, with auto, d2c's im2col + cuBLAS path (cu_conv_gemm_dir), for the
  * weight gradient in two forms (one GEMM over the batch, or per-image GEMMs summed in
- * image order). All are deterministic, so once the file holds a shape's choices a seed
- * gives the same bits run after run. An entry the engine cannot use (a hand edit, an
+ * image order), and, where Cin <= 4 or Cout <= 4 (k <= 3), d2c's direct kernels
+ * (conv_direct.cu, "direct": a thread per output pixel and group of up to 4 channels, a
+ * gather for dx, a two-level sum in double for dw). In this order: gemm, gemm_split,
+ * direct, then cuDNN's. All are deterministic, so once the file holds a shape's choices a
+ * seed gives the same bits run after run. An entry the engine cannot use (a hand edit, an
  * algorithm this cuDNN does not list as deterministic) is measured again, with a warning. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,7 @@ extern "C" {
 #define REPS 3
 #define MAX_CANDIDATES 24
 
-enum { IMPL_GEMM = 0, IMPL_GEMM_SPLIT = 1, IMPL_CUDNN = 2 };
+enum { IMPL_GEMM = 0, IMPL_GEMM_SPLIT = 1, IMPL_CUDNN = 2, IMPL_DIRECT = 3 };
 
 typedef struct {
     ConvShape s;
@@ -89,15 +92,17 @@ static void value_of(char *buf, size_t cap, int impl, int algo) {
     if (impl == IMPL_CUDNN)
         snprintf(buf, cap, "cudnn:%d", algo);
     else
-        snprintf(buf, cap, "%s", impl == IMPL_GEMM ? "gemm" : "gemm_split");
+        snprintf(buf, cap, "%s", impl == IMPL_GEMM ? "gemm" : impl == IMPL_DIRECT ? "direct" : "gemm_split");
 }
 
-/* The candidates of (s, dir), in a fixed order: the GEMM paths, then cuDNN's (-1 on a failure). */
+/* The candidates of (s, dir), in a fixed order: the GEMM paths, the direct kernels (few
+ * channels only), then cuDNN's (-1 on a failure). */
 static int candidates(CudaEngine *e, ConvShape s, int dir, int *impl, int *algo) {
     int n = 0;
     if (e->conv_mode != CU_CONV_CUDNN) {
         impl[n] = IMPL_GEMM, algo[n++] = 0;
         if (dir == CU_DIR_FILTER) impl[n] = IMPL_GEMM_SPLIT, algo[n++] = 0;
+        if (cu_conv_direct_fits(s)) impl[n] = IMPL_DIRECT, algo[n++] = 0;
     }
     int ids[MAX_CANDIDATES];
     int m = cu_cudnn_built() ? cu_cudnn_candidates(e, dir, s, ids, MAX_CANDIDATES - n) : 0;
@@ -106,7 +111,8 @@ static int candidates(CudaEngine *e, ConvShape s, int dir, int *impl, int *algo)
     return n;
 }
 
-/* "gemm", "gemm_split" (weight gradient only) or "cudnn:N" for one of the candidates */
+/* "gemm", "gemm_split" (weight gradient only), "direct" (few channels only) or "cudnn:N",
+ * for one of the candidates */
 static int parse_value(const char *v, int dir, const int *impl, const int *algo, int n, int *oi, int *oa) {
     int want_impl, want_algo = 0;
     char tail;
@@ -114,6 +120,8 @@ static int parse_value(const char *v, int dir, const int *impl, const int *algo,
         want_impl = IMPL_GEMM;
     else if (strcmp(v, "gemm_split") == 0 && dir == CU_DIR_FILTER)
         want_impl = IMPL_GEMM_SPLIT;
+    else if (strcmp(v, "direct") == 0)
+        want_impl = IMPL_DIRECT;
     else if (sscanf(v, "cudnn:%d%c", &want_algo, &tail) == 1)
         want_impl = IMPL_CUDNN;
     else
@@ -130,6 +138,10 @@ static int parse_value(const char *v, int dir, const int *impl, const int *algo,
 static int run_one(CudaEngine *e, int dir, ConvShape s, int impl, int algo, int trial, float *out, const float *a,
                    const float *b) {
     if (impl == IMPL_CUDNN) return cu_cudnn_dir(e, dir, algo, trial, s, out, a, b);
+    if (impl == IMPL_DIRECT) {
+        cu_conv_direct_dir(e, dir, s, out, a, b);
+        return e->status ? -1 : 0;
+    }
     cu_conv_gemm_dir(e, dir, impl == IMPL_GEMM_SPLIT, s, out, a, b);
     return e->status ? -1 : 0;
 }

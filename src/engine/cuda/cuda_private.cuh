@@ -68,7 +68,8 @@ static inline int cu_conv_uses_cudnn(const CudaEngine *e, int k) {
 /* D2C_CUDA_CONV_ALGO: heuristic = cuDNN's heuristics (conv_mode decides cuDNN or cuBLAS by
  * kernel size); find = cuDNN's cudnnFind* timing, every run again; cached (the default) =
  * per shape and direction the fastest of cuDNN's deterministic algorithms and d2c's own
- * im2col + cuBLAS paths, measured once and kept in a file (conv_choice.cu). */
+ * im2col + cuBLAS paths (and direct kernels for few channels), measured once and kept in
+ * a file (conv_choice.cu). */
 enum { CU_ALGO_HEURISTIC = 0, CU_ALGO_FIND = 1, CU_ALGO_CACHED = 2 };
 /* A convolution's three directions; the operands of each (conv_choice.cu, cudnn/):
  * FWD: out = y (overwritten), a = x, b = w; DATA: out = dx (+=), a = dy, b = w;
@@ -165,6 +166,11 @@ void cu_cudnn_conv_backward(CudaEngine *e, float *dx, float *dw, const float *dy
  * split (FILTER only): per-image weight gradients by one strided-batched GEMM, then a
  * fixed-order sum over the images, instead of one GEMM over the whole chunk. */
 void cu_conv_gemm_dir(CudaEngine *e, int dir, int split, ConvShape s, float *out, const float *a, const float *b);
+/* Direction dir of s by d2c's direct kernels for few channels (conv_direct.cu; operands and
+ * conventions as cu_conv_gemm_dir): fits says whether s is one (Cin <= 4 or Cout <= 4,
+ * k <= 3); a shape that is not fails. */
+int cu_conv_direct_fits(ConvShape s);
+void cu_conv_direct_dir(CudaEngine *e, int dir, ConvShape s, float *out, const float *a, const float *b);
 /* cuDNN by algorithm (cudnn/): the deterministic algorithms of direction dir for s within
  * the workspace limit, at most cap of them into algos (-1 after a failure); one direction
  * with algorithm algo (trial: a failure returns -1 without being recorded); the version
