@@ -18,7 +18,7 @@
 #   5. each workload again with D2C_CUDA_PROFILE=1: the GPU time of every op (profile.txt).
 # GPU_CHECK_QUICK=1 leaves out the gemm-only test_backend_ops run, gpu_ops, the gemm bench,
 # PyTorch with TF32 off, the second, heuristic and find benches, and all profiles but the
-# hypergradient's at 28x28.
+# hypergradient's at 28x28 (GPU_CHECK_PROFILED="hypergrad sample" names others).
 # Everything goes to $OUT (out/gpu_check without it).
 #
 # The machine has no network and no Debian packages of d2c's C libraries: run
@@ -167,7 +167,7 @@ if [ "$quick" = 0 ]; then
     tee -a "$out/bench_variants.txt"
 fi
 profiled=(train hypergrad sample) profiled_shapes=("${shapes[@]}")
-[ "$quick" = 1 ] && profiled=(hypergrad) profiled_shapes=("${shapes[0]}")
+[ "$quick" = 1 ] && profiled=(${GPU_CHECK_PROFILED:-hypergrad}) profiled_shapes=("${shapes[0]}")
 for w in "${profiled[@]}"; do
   for s in "${profiled_shapes[@]}"; do
     say "D2C_CUDA_PROFILE=1 d2c bench --device cuda --what $w $s (the ops' GPU time)"
