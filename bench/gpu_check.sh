@@ -10,7 +10,7 @@
 #      cached convolution choice, measured in the first run into $OUT/conv_algos.txt), again
 #      (read from that file), with D2C_CUDA_CONV_ALGO=heuristic (the earlier default) and
 #      =find, and with D2C_CUDA_TF32=1 (the train step also with
-#      D2C_CUDA_CONV=gemm; the train and sampling steps also with D2C_CUDA_GRAPH=0, eager), and bench_torch.py
+#      D2C_CUDA_CONV=gemm; the train step, hypergradient and sampling step also with D2C_CUDA_GRAPH=0, eager), and bench_torch.py
 #      --device cuda at the same shapes (when carried):
 #      PyTorch's defaults, and with TF32 off (d2c's precision); the ratios side by side;
 #   4. d2c train --device cuda (300 steps, batch 128, Fashion-MNIST from .gpudeps) with CUDA graphs
@@ -133,7 +133,7 @@ if [ "$quick" = 0 ]; then
 fi
 d2c_bench "$out/bench_d2c_tf32.txt" D2C_CUDA_TF32=1
 for s in "${shapes[@]}"; do
-  for w in train sample; do
+  for w in train hypergrad sample; do
     say "D2C_CUDA_GRAPH=0 d2c bench --device cuda --what $w $s (eager, not as a CUDA graph)"
     # shellcheck disable=SC2086
     D2C_CUDA_GRAPH=0 timeout "$(tl 45)" ./build-gpu/d2c bench --device cuda --what $w $s --iters 20 2>&1 |
