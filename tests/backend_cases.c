@@ -166,11 +166,21 @@ static void case_linear(Engine *e, Vec *got, Vec *ref, int v) {
 
 /* ---------------------------------------------------------------- groupnorm, silu */
 
-/* v: bit 0 silu, bit 1 backward, v >> 2 the shape: besides the small one, groups of more
- * channels than the CUDA backend's block has warps (Cg 12 at 2352 values, Cg 24 at 1176),
- * rows not a multiple of 32 and a batch of one */
+/* v: bit 0 silu, bit 1 backward, v >> 2 the shape (B, C, N, G): besides the small one,
+ * groups of more channels than the CUDA backend's block has warps (Cg 12 at 2352 values,
+ * Cg 24 at 1176), rows not a multiple of 32 and a batch of one. Then the CUDA forward's
+ * paths (groupnorm.cu; M = Cg*N values a group, float4 when 4 divides M): the UNet's
+ * 28x28 C 32 layers (M 3136: registers, 4 chunks a thread) and its 96-channel ones (M 9408:
+ * 8 chunks); M 147 (scalar, a short last chunk); rows shorter than a chunk (N 3 float4,
+ * N 1 scalar); the loop path for M 18000 (float4) and 19995 (scalar) and for Cg 160 (more
+ * channels than the register path stages); M 5005 (registers, 8 chunks, scalar) and M
+ * 16384 (the largest group the register path holds, C 128 at 32x32). The first three
+ * shapes cover registers with 1, 4 and 2 chunks a thread, float4, chunks across rows. */
 static void case_groupnorm(Engine *e, Vec *got, Vec *ref, int v) {
-    static const int shape[][4] = {{3, 16, 25, 4}, {1, 96, 196, 8}, {2, 48, 49, 2}};
+    static const int shape[][4] = {{3, 16, 25, 4},   {1, 96, 196, 8}, {2, 48, 49, 2},   {8, 32, 784, 8},
+                                   {2, 96, 784, 8},  {2, 15, 49, 5},  {2, 8, 3, 2},     {3, 10, 1, 2},
+                                   {2, 6, 3000, 1},  {1, 5, 3999, 1}, {2, 160, 9, 1},   {1, 10, 1001, 2},
+                                   {1, 128, 1024, 8}};
     const int *sh = shape[v >> 2], B = sh[0], C = sh[1], N = sh[2], G = sh[3], silu = v & 1, bwd = (v >> 1) & 1;
     const size_t n = (size_t)B * C * N, ng = (size_t)B * G;
     float *x = rand_host(n, 2), *gamma = rand_host((size_t)C, 1), *beta = rand_host((size_t)C, 1);
@@ -436,6 +446,19 @@ const Case LAYER_CASES[] = {
     {"groupnorm_backward +silu Cg 12 N 196", "groupnorm_forward,groupnorm_backward", case_groupnorm, 7, 1e-5},
     {"groupnorm_forward +silu Cg 24 N 49", "groupnorm_forward", case_groupnorm, 9, 1e-5},
     {"groupnorm_backward Cg 24 N 49", "groupnorm_forward,groupnorm_backward", case_groupnorm, 10, 1e-5},
+    {"groupnorm_forward Cg 4 N 784 (UNet 28x28)", "groupnorm_forward", case_groupnorm, 12, 1e-5},
+    {"groupnorm_forward +silu Cg 4 N 784 (UNet 28x28)", "groupnorm_forward", case_groupnorm, 13, 1e-5},
+    {"groupnorm_forward +silu Cg 12 N 784", "groupnorm_forward", case_groupnorm, 17, 1e-5},
+    {"groupnorm_forward Cg 3 N 49", "groupnorm_forward", case_groupnorm, 20, 1e-5},
+    {"groupnorm_backward +silu Cg 3 N 49", "groupnorm_forward,groupnorm_backward", case_groupnorm, 23, 1e-5},
+    {"groupnorm_forward +silu Cg 4 N 3", "groupnorm_forward", case_groupnorm, 25, 1e-5},
+    {"groupnorm_forward Cg 5 N 1", "groupnorm_forward", case_groupnorm, 28, 1e-5},
+    {"groupnorm_forward +silu Cg 6 N 3000", "groupnorm_forward", case_groupnorm, 33, 1e-5},
+    {"groupnorm_forward Cg 5 N 3999", "groupnorm_forward", case_groupnorm, 36, 1e-5},
+    {"groupnorm_backward Cg 5 N 3999", "groupnorm_forward,groupnorm_backward", case_groupnorm, 38, 1e-5},
+    {"groupnorm_forward +silu Cg 160 N 9", "groupnorm_forward", case_groupnorm, 41, 1e-5},
+    {"groupnorm_forward +silu Cg 5 N 1001", "groupnorm_forward", case_groupnorm, 45, 1e-5},
+    {"groupnorm_forward Cg 16 N 1024", "groupnorm_forward", case_groupnorm, 48, 1e-5},
     {"silu_forward", "silu_forward", case_silu, 0, 1e-6},
     {"silu_backward", "silu_backward", case_silu, 1, 1e-6},
     {"add_channel_bias_forward", "add_channel_bias_forward", case_channel_bias, 0, 1e-6},

@@ -143,6 +143,31 @@ __device__ __forceinline__ double cu_block_sum(double v, double *shm) {
     return shm[0];
 }
 
+/* The sums of a and b over the block at once (blockDim.x a multiple of 32, at most 1024),
+ * in a fixed order: shuffles within each warp, then every thread adds the warps' sums in
+ * warp order (one barrier round for both). *a and *b get the results in every thread.
+ * shm holds 64 doubles. Deterministic: the order depends only on blockDim. */
+__device__ __forceinline__ void cu_block_sum2(double *a, double *b, double *shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    double va = *a, vb = *b;
+    for (int o = 16; o > 0; o >>= 1) {
+        va += __shfl_down_sync(0xffffffffu, va, o);
+        vb += __shfl_down_sync(0xffffffffu, vb, o);
+    }
+    __syncthreads(); /* shm may still be read by a previous call */
+    if (lane == 0) {
+        shm[warp] = va;
+        shm[32 + warp] = vb;
+    }
+    __syncthreads();
+    va = 0.0, vb = 0.0;
+    for (int w = 0; w < warps; w++) {
+        va += shm[w];
+        vb += shm[32 + w];
+    }
+    *a = va, *b = vb;
+}
+
 __device__ __forceinline__ float cu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* ---- row-major GEMMs through column-major cuBLAS:
