@@ -208,7 +208,8 @@ typedef struct d2c_condense_options {
     size_t struct_size;      /* sizeof(d2c_condense_options), set by _init */
     const char *data;        /* data source, "fashion-mnist" */
     const char *out;         /* pool file to write (also OUT.png, OUT.log.jsonl, OUT.state.safetensors). Required */
-    const char *method;      /* kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter; "kherding" */
+    const char *method;      /* kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter; NULL:
+                              * the default for the budget (kherding below 3% of the data, gadc from 3%) */
     double ratio;            /* pool size as a fraction of the training set, (0, 1]; or 0 */
     int ipc;                 /* images per class; or 0 */
     int iters;               /* outer iterations; 100 */

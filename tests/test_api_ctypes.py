@@ -171,7 +171,7 @@ def main():
     copt = CondenseOptions()
     lib.d2c_condense_options_init(C.byref(copt))
     check(copt.struct_size == C.sizeof(CondenseOptions), f"condense options size {copt.struct_size} == {C.sizeof(CondenseOptions)}")
-    check(copt.method == b"kherding" and copt.pca_dim == 50 and copt.gadc_passes == 5 and copt.mmd_weight == 0 and copt.iters == 100 and copt.select_keep == b"easy" and copt.dm_weight == -1,
+    check(copt.method is None and copt.pca_dim == 50 and copt.gadc_passes == 5 and copt.mmd_weight == 0 and copt.iters == 100 and copt.select_keep == b"easy" and copt.dm_weight == -1,
           "condense options defaults")
     pool = os.path.join(work, "pool.safetensors")
     copt.data, copt.out, copt.method, copt.ipc, copt.quiet = b"fashion-mnist:test", pool.encode(), b"kcenter", 2, 1

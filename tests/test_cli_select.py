@@ -9,7 +9,8 @@ selections from the command line (CTest: cli_select).
    training image of its label (found byte for byte in the IDX file), and the pool's
    objective is below the random subset's (selection_objective < selection_objective_random).
 2. Deterministic: a second run gives the same tensors; the seed does not change the picks.
-3. `d2c condense` without --method is kherding (the default, docs/CONDENSATION.md).
+3. `d2c condense` without --method is kherding below 3% of the data and gadc from 3% on (the
+   default, docs/CONDENSATION.md).
 4. --init kherding / gadc / facility for a learned method: with --iters 0 the d2c pool is exactly the
    selection, and its metadata records the initialisation.
 5. The parameters reach the method: --pca-dim 20 and --bandwidth 0.5 are recorded and change
@@ -88,6 +89,10 @@ if t is not None:
     if "kherding_0.001" in pools:
         ok, why = tensors_equal(t, pools["kherding_0.001"][0])
         check("no --method: the kherding pool", ok, why)
+# from 3% of the data on, the default is gadc (condense_method_for_budget)
+(t, meta), _ = condense("default_3pct", "--ratio", "0.03")
+if t is not None:
+    check("no --method at 3%: gadc", meta.get("method") == "gadc", meta.get("method", ""))
 
 # 4. --init for a learned method
 for init in METHODS:

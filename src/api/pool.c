@@ -23,7 +23,7 @@ void d2c_condense_options_init(d2c_condense_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->struct_size = sizeof *opt;
     opt->data = c.data;
-    opt->method = CONDENSE_METHOD_NAMES[c.method];
+    opt->method = NULL; /* the default for the budget (condense_method_for_budget) */
     opt->ratio = c.ratio;
     opt->ipc = c.ipc;
     opt->iters = c.iters;
@@ -75,6 +75,7 @@ int d2c_condense(const d2c_condense_options *user, double *seconds) {
     D2C_TRY(api_read_options(&o, sizeof o, D2C_CONDENSE_OPTIONS_V1_SIZE, user, "d2c_condense_options"));
     CondenseOptions c = condense_default_options();
     PARSE_NAME(o.method, condense_method_parse, c.method, "method");
+    c.method_by_budget = o.method == NULL;
     PARSE_NAME(o.score, timestep_score_parse, c.score, "score");
     PARSE_NAME(o.opt_img, pixel_optimiser_parse, c.opt_img, "opt_img");
     PARSE_NAME(o.init, pool_init_parse, c.init, "init");

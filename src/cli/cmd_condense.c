@@ -38,7 +38,7 @@ int cmd_condense(int argc, char **argv) {
         {"out", OPT_STRING, &out, 1, 0, "pool file to write (required)", 0},
         {"ratio", OPT_FLOAT, &ratio, 1e-9, 1, "pool size as a fraction of the training set, e.g. 0.01", 0},
         {"ipc", OPT_INT, &ipc, 1, 1000000, "images per class (instead of --ratio)", 0},
-        {"method", OPT_STRING, &method, 1, 0, "kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter (default kherding)", 0},
+        {"method", OPT_STRING, &method, 1, 0, "kherding|gadc|facility|d2c|random|kcenter|herding|dsa|dm|select|jitter (default: kherding below 3% of the data, gadc from 3%)", 0},
         {"iters", OPT_INT, &iters, 0, 1e8, "outer iterations (default 100)", 0},
         {"time-budget", OPT_FLOAT, &budget, 0, 1e9, "stop after the iteration that reaches this many seconds (default 0 = none)", 0},
         {"topk", OPT_INT, &topk, 1, 64, "timesteps matched per iteration, K (default 2)", 0},
@@ -87,6 +87,7 @@ int cmd_condense(int argc, char **argv) {
     if (has_ratio == has_ipc) return d2c_error(D2C_ERR_INPUT, "condense: give exactly one of --ratio R (0 < R <= 1) or --ipc N");
     /* the names, parsed once; the library switches on the enums */
     D2C_TRY(d2c_error_context(condense_method_parse(method, &o.method), "condense: --method: "));
+    o.method_by_budget = !find_option(opts, "method")->seen;
     D2C_TRY(d2c_error_context(timestep_score_parse(score, &o.score), "condense: --score: "));
     D2C_TRY(d2c_error_context(pixel_optimiser_parse(opt_img, &o.opt_img), "condense: --opt-img: "));
     D2C_TRY(d2c_error_context(pool_init_parse(init, &o.init), "condense: --init: "));

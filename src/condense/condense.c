@@ -505,6 +505,11 @@ int condense_run(const CondenseOptions *o, double *seconds) {
             goto done;
         }
     c.D = (size_t)c.data.c * c.data.h * c.data.w;
+    CondenseOptions chosen = *o; /* no method named: the one for this budget */
+    if (o->method_by_budget) {
+        chosen.method = condense_method_for_budget((double)ipc * c.data.num_classes / c.data.n);
+        c.opt = o = &chosen;
+    }
     if (!o->quiet)
         fprintf(stderr, "condense: %s, %s, %d images per class (%d of %d = %.3f%%)\n", CONDENSE_METHOD_NAMES[o->method],
                 c.data.source, ipc, ipc * c.data.num_classes, c.data.n, 100.0 * ipc * c.data.num_classes / c.data.n);

@@ -30,6 +30,11 @@ extern const char *const CONDENSE_METHOD_NAMES[CONDENSE_METHOD_COUNT];
 int condense_method_parse(const char *name, CondenseMethod *out);
 /* d2c, dsa and dm learn pixels; the others pick (and jitter perturbs) real images. */
 int condense_method_learns(CondenseMethod m);
+/* The default method for a pool of this fraction of its source: kherding below
+ * CONDENSE_GADC_FROM, gadc from there on (the model-level comparisons on :val and the test
+ * split at 0.3%, 1% and 10%, docs/CONDENSATION.md; nothing between 1% and 10% measured). */
+#define CONDENSE_GADC_FROM 0.03
+CondenseMethod condense_method_for_budget(double fraction);
 
 /* How d2c scores the candidate timesteps (scoring.c): the norm of the real gradient,
  * the real-vs-pool gradient distance, the DDPM loss, or that distance above the
@@ -60,6 +65,8 @@ int select_keep_parse(const char *name, SelectKeep *out);
 typedef struct {
     const char *data, *out;
     CondenseMethod method;
+    int method_by_budget;  /* 1 (the default, no method named): method is chosen by the pool's
+                            * fraction of the source, condense_method_for_budget */
     double ratio;          /* fraction of the training set, or 0 when ipc is given */
     int ipc;
     int iters;             /* outer iterations */

@@ -8,7 +8,8 @@
 CondenseOptions condense_default_options(void) {
     CondenseOptions o = {0};
     o.data = "fashion-mnist";
-    o.method = CONDENSE_KHERDING; /* the best own-pool KID and consensus on :val (docs/CONDENSATION.md) */
+    o.method = CONDENSE_KHERDING; /* below 3%: the best own-pool KID and consensus on :val (docs/CONDENSATION.md) */
+    o.method_by_budget = 1;
     o.iters = 100;
     o.topk = 2;
     o.t_candidates = 50;
@@ -133,4 +134,8 @@ int condense_options_check(const CondenseOptions *o) {
     if (!in_range(o->gadc_lambda, 0, 1e6)) return d2c_error(E, "--gadc-lambda must be in [0, 1e6], got %g", o->gadc_lambda);
     if (!in_range(o->jitter, 0, 10)) return d2c_error(E, "--jitter must be in [0, 10], got %g", o->jitter);
     return D2C_OK;
+}
+
+CondenseMethod condense_method_for_budget(double fraction) {
+    return fraction >= CONDENSE_GADC_FROM ? CONDENSE_GADC : CONDENSE_KHERDING;
 }
